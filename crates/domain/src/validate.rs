@@ -1,0 +1,167 @@
+//! Field rules shared by the browser forms and the server. Lengths count
+//! characters, as PostgreSQL's `varchar(n)` does.
+
+use crate::error::FieldError;
+
+/// Collects field errors while an input is checked, so that a person sees every
+/// problem at once instead of one per submit.
+#[derive(Debug, Default)]
+pub struct Checker {
+    pub errors: Vec<FieldError>,
+}
+
+impl Checker {
+    pub fn fail(&mut self, field: &str, message: impl Into<String>) {
+        self.errors.push(FieldError::new(field, message));
+    }
+
+    /// A required text: trimmed, non-empty, at most `max` characters.
+    pub fn required_text(&mut self, field: &str, value: Option<&str>, max: usize) -> String {
+        match value.map(str::trim) {
+            None | Some("") => {
+                self.fail(field, "is required");
+                String::new()
+            }
+            Some(text) => {
+                self.max_len(field, text, max);
+                text.to_owned()
+            }
+        }
+    }
+
+    /// An optional text: trimmed; empty means absent.
+    pub fn optional_text(&mut self, field: &str, value: Option<&str>, max: usize) -> Option<String> {
+        let text = value.map(str::trim).filter(|t| !t.is_empty())?;
+        self.max_len(field, text, max);
+        Some(text.to_owned())
+    }
+
+    fn max_len(&mut self, field: &str, text: &str, max: usize) {
+        if text.chars().count() > max {
+            self.fail(field, format!("must be at most {max} characters"));
+        }
+    }
+
+    pub fn finish<T>(self, value: T) -> Result<T, crate::AppError> {
+        if self.errors.is_empty() {
+            Ok(value)
+        } else {
+            Err(crate::AppError::validation(self.errors))
+        }
+    }
+}
+
+/// `local@domain.tld`: no spaces, one `@`, a dotted domain of letters, digits and
+/// hyphens, and a final label of at least two letters (`admin@gateway.local` is fine,
+/// `user@localhost` is not).
+pub fn is_valid_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    let local_ok = !local.is_empty()
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && labels.iter().all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        && labels
+            .last()
+            .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()));
+    local_ok && domain_ok
+}
+
+/// Why a gateway URL is not acceptable, or `None` when it is: `ws://` or `wss://`,
+/// a host (name, IPv4 or bracketed IPv6), an optional port 1-65535, an optional path;
+/// no credentials, query or fragment.
+pub fn gateway_url_problem(url: &str) -> Option<&'static str> {
+    let lower = url.to_ascii_lowercase();
+    let rest = if lower.starts_with("ws://") {
+        &url[5..]
+    } else if lower.starts_with("wss://") {
+        &url[6..]
+    } else {
+        return Some("must start with ws:// or wss://");
+    };
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some("must not contain spaces");
+    }
+    if rest.contains(['?', '#']) {
+        return Some("must not have a query or fragment");
+    }
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.contains('@') {
+        return Some("must not contain credentials; use the email and password fields");
+    }
+    let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+        match bracketed.split_once(']') {
+            Some((host, after)) => (host, after.strip_prefix(':')),
+            None => return Some("has an unclosed IPv6 address"),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_:".contains(c));
+    if !host_ok {
+        return Some("must name a host, e.g. ws://192.168.1.100:5000");
+    }
+    if let Some(port) = port {
+        match port.parse::<u16>() {
+            Ok(p) if p > 0 => {}
+            _ => return Some("has an invalid port"),
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        for good in ["admin@gateway.local", "a.b+c@plant.example.com", "ADMIN@EXAMPLE.COM"] {
+            assert!(is_valid_email(good), "{good}");
+        }
+        for bad in ["", "user@localhost", "a@b.c", "no-at.example.com", "a b@x.com", "@x.com", "a@.com", "a@x..com", ".a@x.com"] {
+            assert!(!is_valid_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn gateway_urls() {
+        for good in ["ws://192.168.1.100:5000", "wss://gw.plant.example", "WS://host:1/path", "ws://[::1]:5000"] {
+            assert_eq!(gateway_url_problem(good), None, "{good}");
+        }
+        for bad in [
+            "http://x", "ws://", "ws://:5000", "localhost:5000", "ws://h:0", "ws://h:70000", "ws://h:port",
+            "ws://u:p@h", "ws://h?x=1", "ws://h #", "mailto:a@b.c", "ws://[::1",
+        ] {
+            assert!(gateway_url_problem(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn length_counts_characters_not_bytes() {
+        let mut checker = Checker::default();
+        let name = "é".repeat(255);
+        assert_eq!(checker.required_text("name", Some(&name), 255), name);
+        assert!(checker.errors.is_empty());
+        checker.required_text("name", Some(&"é".repeat(256)), 255);
+        assert_eq!(checker.errors.len(), 1);
+    }
+}

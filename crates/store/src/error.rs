@@ -1,0 +1,48 @@
+use crate::cipher::CipherError;
+use domain::error::ErrorCode;
+use domain::AppError;
+
+/// What can go wrong in the store. Client mistakes travel as [`AppError`]; the
+/// rest are internal and become a generic error (logged here, never shown).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Client(#[from] AppError),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("cipher: {0}")]
+    Cipher(#[from] CipherError),
+    #[error("{0}")]
+    Config(String),
+}
+
+impl StoreError {
+    pub(crate) fn code(code: ErrorCode, message: &str) -> Self {
+        Self::Client(AppError::new(code, message))
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Client(app) => app,
+            StoreError::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_),
+            ) => {
+                tracing::error!(error = %err, "database unavailable");
+                AppError::new(ErrorCode::ServiceUnavailable, "The database is unavailable; try again shortly")
+            }
+            other => {
+                tracing::error!(error = %other, "internal store error");
+                AppError::internal()
+            }
+        }
+    }
+}
+
+/// The constraint a database error violated, if any.
+pub(crate) fn violated_constraint(err: &sqlx::Error) -> Option<&str> {
+    err.as_database_error().and_then(|e| e.constraint())
+}

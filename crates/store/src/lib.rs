@@ -1,0 +1,98 @@
+//! The server's data layer: PostgreSQL repositories for the inventory and the
+//! gateway credential cipher. The web app's server functions, the REST API and
+//! the orchestrator all go through [`Store`], so each query and rule exists once.
+
+pub mod cipher;
+mod error;
+mod factories;
+mod gateways;
+mod organizations;
+
+pub use cipher::{CipherError, EncryptionKey, KeyError, KeyRing};
+pub use error::StoreError;
+pub use factories::FactoryWithCount;
+pub use gateways::{GatewayCredentials, GatewayFilter};
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Migrations embedded at build time from `migrations/` at the repository root.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: PgPool,
+    keys: Arc<KeyRing>,
+}
+
+impl Store {
+    pub fn new(pool: PgPool, keys: KeyRing) -> Self {
+        Self {
+            pool,
+            keys: Arc::new(keys),
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await.map_err(|e| StoreError::Migration(e.to_string()))
+    }
+
+    /// Whether the database answers (for the health check).
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+}
+
+/// Opens a pool on `url`, creating the database first when it does not exist
+/// (so a fresh embedded cluster or a new test database just works).
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
+    let options = PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Config(format!("DATABASE_URL is not a valid PostgreSQL URL: {e}")))?
+        .log_statements(tracing::log::LevelFilter::Trace)
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
+    ensure_database(&options).await?;
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .map_err(StoreError::from)
+}
+
+async fn ensure_database(options: &PgConnectOptions) -> Result<(), StoreError> {
+    let Some(name) = options.get_database().map(str::to_owned) else {
+        return Ok(());
+    };
+    let maintenance = options.clone().database("postgres");
+    let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect_with(&maintenance).await else {
+        // No access to the maintenance database: assume the target exists and let
+        // the real connection report what is wrong.
+        return Ok(());
+    };
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&name)
+        .fetch_one(&mut conn)
+        .await?;
+    if !exists {
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        if let Err(err) = sqlx::query(&format!("CREATE DATABASE {quoted}")).execute(&mut conn).await {
+            // Another process may have created it in the meantime.
+            tracing::debug!(%err, database = %name, "CREATE DATABASE");
+        } else {
+            tracing::info!(database = %name, "created database");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,248 @@
+//! Configuration: environment variables (and an optional `.env` file), parsed
+//! once at start-up into [`Config`]. A bad value stops start-up with one line
+//! naming the variable and what is wrong with it.
+
+use secrecy::{ExposeSecret, SecretString};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use store::{EncryptionKey, KeyRing};
+
+pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:3000";
+pub const DEFAULT_DATA_DIR: &str = "./data";
+/// File in `DATA_DIR` holding the development key generated when none is configured.
+pub const GENERATED_KEY_FILE: &str = "encryption.key";
+
+/// A configuration problem: which variable, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+fn bad(var: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        problem: problem.into(),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `None`: run the embedded PostgreSQL in `data_dir`.
+    pub database_url: Option<SecretString>,
+    pub data_dir: PathBuf,
+    pub listen_addr: SocketAddr,
+    pub encryption_key: Option<SecretString>,
+    pub encryption_keys_previous: Vec<SecretString>,
+    pub production: bool,
+}
+
+impl Config {
+    /// Reads the process environment (after loading `.env` if present).
+    pub fn from_env(production_flag: bool) -> Result<Self, ConfigError> {
+        // A missing .env is normal; a malformed one is an error worth reporting.
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(err) if err.not_found() => {}
+            Err(err) => return Err(bad(".env", err.to_string())),
+        }
+        Self::from_lookup(|name| std::env::var(name).ok(), production_flag)
+    }
+
+    /// Parses from any variable lookup (the tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>, production_flag: bool) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let production = match get("APP_ENV").as_deref().map(str::trim) {
+            None | Some("development") | Some("test") => production_flag,
+            Some("production") => true,
+            Some(other) => {
+                return Err(bad(
+                    "APP_ENV",
+                    format!("must be development, test or production, got {other:?}"),
+                ))
+            }
+        };
+
+        let database_url = match get("DATABASE_URL") {
+            None => None,
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Some(SecretString::from(url))
+            }
+            Some(_) => return Err(bad("DATABASE_URL", "must be a postgres:// or postgresql:// URL")),
+        };
+
+        let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| DEFAULT_DATA_DIR.into()));
+        if data_dir.is_file() {
+            return Err(bad("DATA_DIR", format!("{} is a file, not a directory", data_dir.display())));
+        }
+
+        let listen_raw = get("LISTEN_ADDR").unwrap_or_else(|| DEFAULT_LISTEN_ADDR.into());
+        let listen_addr = listen_raw.trim().parse().map_err(|_| {
+            bad(
+                "LISTEN_ADDR",
+                format!("must be an IP address and port such as {DEFAULT_LISTEN_ADDR}, got {listen_raw:?}"),
+            )
+        })?;
+
+        let encryption_key = get("ENCRYPTION_KEY").map(SecretString::from);
+        if let Some(key) = &encryption_key {
+            EncryptionKey::from_base64(key.expose_secret()).map_err(|e| bad("ENCRYPTION_KEY", e.to_string()))?;
+        } else if production {
+            return Err(bad(
+                "ENCRYPTION_KEY",
+                "is required in production (base64 of 32 random bytes, e.g. `openssl rand -base64 32`)",
+            ));
+        }
+
+        let encryption_keys_previous: Vec<SecretString> = get("ENCRYPTION_KEYS_PREVIOUS")
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(|k| SecretString::from(k.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (index, key) in encryption_keys_previous.iter().enumerate() {
+            EncryptionKey::from_base64(key.expose_secret())
+                .map_err(|e| bad("ENCRYPTION_KEYS_PREVIOUS", format!("key {} {e}", index + 1)))?;
+        }
+
+        if let Some(filter) = get("RUST_LOG") {
+            tracing_subscriber::EnvFilter::try_new(&filter)
+                .map_err(|e| bad("RUST_LOG", format!("is not a valid log filter: {e}")))?;
+        }
+
+        Ok(Self {
+            database_url,
+            data_dir,
+            listen_addr,
+            encryption_key,
+            encryption_keys_previous,
+            production,
+        })
+    }
+
+    /// The key ring for gateway passwords. Without `ENCRYPTION_KEY` (development
+    /// only) a key is generated once into `DATA_DIR` and reused after that.
+    pub fn key_ring(&self) -> Result<KeyRing, ConfigError> {
+        let current = match &self.encryption_key {
+            Some(text) => EncryptionKey::from_base64(text.expose_secret()),
+            None => Ok(development_key(&self.data_dir)?),
+        }
+        .map_err(|e| bad("ENCRYPTION_KEY", e.to_string()))?;
+        let previous = self
+            .encryption_keys_previous
+            .iter()
+            .map(|k| EncryptionKey::from_base64(k.expose_secret()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| bad("ENCRYPTION_KEYS_PREVIOUS", e.to_string()))?;
+        Ok(KeyRing::new(current, previous))
+    }
+}
+
+fn development_key(data_dir: &Path) -> Result<EncryptionKey, ConfigError> {
+    let path = data_dir.join(GENERATED_KEY_FILE);
+    let file_error = |e: std::io::Error| bad("ENCRYPTION_KEY", format!("unset, and {}: {e}", path.display()));
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).map_err(file_error)?;
+        return EncryptionKey::from_base64(&text)
+            .map_err(|e| bad("ENCRYPTION_KEY", format!("unset, and the key in {} {e}", path.display())));
+    }
+    std::fs::create_dir_all(data_dir).map_err(file_error)?;
+    let (key, text) = EncryptionKey::generate();
+    write_private(&path, &text).map_err(file_error)?;
+    tracing::warn!(
+        path = %path.display(),
+        "ENCRYPTION_KEY is not set: generated a DEVELOPMENT key. Losing this file makes stored gateway \
+         passwords unreadable. Set ENCRYPTION_KEY (and run with --production) for real deployments."
+    );
+    Ok(key)
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(contents.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+    fn parse(vars: &[(&str, &str)], production: bool) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned(), production)
+    }
+
+    fn error_var(vars: &[(&str, &str)]) -> &'static str {
+        parse(vars, false).unwrap_err().var
+    }
+
+    #[test]
+    fn defaults() {
+        let config = parse(&[], false).unwrap();
+        assert!(config.database_url.is_none());
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert_eq!(config.listen_addr.to_string(), "127.0.0.1:3000");
+        assert!(!config.production);
+    }
+
+    #[test]
+    fn each_bad_variable_is_named() {
+        assert_eq!(error_var(&[("DATABASE_URL", "mysql://x")]), "DATABASE_URL");
+        assert_eq!(error_var(&[("LISTEN_ADDR", "localhost")]), "LISTEN_ADDR");
+        assert_eq!(error_var(&[("LISTEN_ADDR", "127.0.0.1:99999")]), "LISTEN_ADDR");
+        assert_eq!(error_var(&[("ENCRYPTION_KEY", "not-valid-base64!!!")]), "ENCRYPTION_KEY");
+        assert_eq!(error_var(&[("ENCRYPTION_KEY", "AAAA")]), "ENCRYPTION_KEY");
+        assert_eq!(error_var(&[("ENCRYPTION_KEYS_PREVIOUS", &format!("{KEY},short"))]), "ENCRYPTION_KEYS_PREVIOUS");
+        assert_eq!(error_var(&[("RUST_LOG", "info,[[[")]), "RUST_LOG");
+        assert_eq!(error_var(&[("APP_ENV", "staging")]), "APP_ENV");
+    }
+
+    #[test]
+    fn messages_say_what_is_wrong() {
+        let err = parse(&[("ENCRYPTION_KEY", "AAAA")], false).unwrap_err();
+        assert_eq!(err.to_string(), "ENCRYPTION_KEY: must decode to 32 bytes, got 3");
+        let err = parse(&[("ENCRYPTION_KEYS_PREVIOUS", &format!("{KEY}, !!"))], false).unwrap_err();
+        assert_eq!(err.to_string(), "ENCRYPTION_KEYS_PREVIOUS: key 2 must be valid base64 (standard alphabet, padded)");
+    }
+
+    #[test]
+    fn production_requires_a_key() {
+        assert_eq!(parse(&[], true).unwrap_err().var, "ENCRYPTION_KEY");
+        assert_eq!(parse(&[("APP_ENV", "production")], false).unwrap_err().var, "ENCRYPTION_KEY");
+        assert!(parse(&[("APP_ENV", "production"), ("ENCRYPTION_KEY", KEY)], false).unwrap().production);
+    }
+
+    #[test]
+    fn development_key_is_generated_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_str().unwrap();
+        let config = parse(&[("DATA_DIR", data_dir)], false).unwrap();
+        let first = config.key_ring().unwrap().current_id().to_owned();
+        let second = config.key_ring().unwrap().current_id().to_owned();
+        assert_eq!(first, second);
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(dir.path().join(GENERATED_KEY_FILE)).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let config = parse(&[("ENCRYPTION_KEY", KEY), ("DATABASE_URL", "postgres://u:pw@h/db")], false).unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains(KEY) && !shown.contains("pw@"), "{shown}");
+    }
+}

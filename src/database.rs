@@ -1,0 +1,52 @@
+//! Opens the database the configuration names, or starts the embedded one.
+
+use crate::config::Config;
+use anyhow::Context;
+use pg_embedded::EmbeddedPostgres;
+use secrecy::ExposeSecret;
+use store::Store;
+
+/// Name of the application database inside the embedded cluster.
+pub const EMBEDDED_DATABASE: &str = "factory_monitor";
+const POOL_SIZE: u32 = 16;
+
+/// The store plus, when we started it, the embedded PostgreSQL behind it.
+pub struct Database {
+    pub store: Store,
+    embedded: Option<EmbeddedPostgres>,
+}
+
+impl Database {
+    /// Connects (starting the embedded cluster when `DATABASE_URL` is unset) and
+    /// applies pending migrations.
+    pub async fn open(config: &Config) -> anyhow::Result<Self> {
+        let keys = config.key_ring()?;
+        let (url, embedded) = match &config.database_url {
+            Some(url) => (url.expose_secret().to_owned(), None),
+            None => {
+                let pg = EmbeddedPostgres::start(&config.data_dir.join("db"))
+                    .await
+                    .context("starting the embedded PostgreSQL (set DATABASE_URL to use your own)")?;
+                (pg.url(EMBEDDED_DATABASE), Some(pg))
+            }
+        };
+        let pool = store::connect(&url, POOL_SIZE)
+            .await
+            .context("connecting to PostgreSQL")?;
+        let store = Store::new(pool, keys);
+        store.migrate().await.context("applying migrations")?;
+        Ok(Self { store, embedded })
+    }
+
+    /// Closes the pool, then stops the embedded cluster if we started it.
+    pub async fn close(self) {
+        self.store.pool().close().await;
+        if let Some(pg) = self.embedded {
+            if let Err(err) = pg.stop().await {
+                tracing::warn!(%err, "stopping the embedded PostgreSQL");
+            } else {
+                tracing::info!("embedded PostgreSQL stopped");
+            }
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! The factory-monitor server: configuration, the database (external or
+//! embedded), and the HTTP layer that serves the web app and the REST API.
+//! `main.rs` only parses the command line and calls into here.
+
+pub mod config;
+pub mod database;
+pub mod web;
+
+pub use config::{Config, ConfigError};
+pub use database::Database;

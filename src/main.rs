@@ -1,0 +1,140 @@
+use clap::{Parser, Subcommand};
+use factory_monitor::web::{self, AppState};
+use factory_monitor::{Config, Database};
+use pg_embedded::EmbeddedPostgres;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(name = "factory-monitor", version, about = "Watches a plant's vibration-monitoring gateways")]
+struct Cli {
+    /// Production mode: refuse to start without ENCRYPTION_KEY (same as APP_ENV=production).
+    #[arg(long, global = true)]
+    production: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the web server (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Encryption key management.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Control a private PostgreSQL cluster (what the server starts when DATABASE_URL is unset).
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Re-encrypt every stored gateway password with the current ENCRYPTION_KEY.
+    Rotate,
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Start (creating if needed) the cluster in DIR, leave it running, print its URL.
+    Start {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Stop the cluster in DIR.
+    Stop {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env(cli.production) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("factory-monitor: configuration error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing();
+    match run(cli.command.unwrap_or(Command::Serve), config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("factory-monitor: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            let db = Database::open(&config).await?;
+            tracing::info!("migrations applied");
+            db.close().await;
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::Rotate,
+        } => {
+            let db = Database::open(&config).await?;
+            let changed = db.store.rotate_keys().await;
+            db.close().await;
+            let changed = changed?;
+            println!("re-encrypted {changed} gateway password(s) with key {}", config.key_ring()?.current_id());
+            Ok(())
+        }
+        Command::Db { command } => match command {
+            DbCommand::Start { data_dir } => {
+                let pg = EmbeddedPostgres::start(&data_dir).await?;
+                println!("{}", pg.url("postgres"));
+                pg.detach();
+                Ok(())
+            }
+            DbCommand::Stop { data_dir } => {
+                let stopped = EmbeddedPostgres::stop_dir(&data_dir).await?;
+                eprintln!("{}", if stopped { "stopped" } else { "not running" });
+                Ok(())
+            }
+        },
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let db = Database::open(&config).await?;
+    let listener = match tokio::net::TcpListener::bind(config.listen_addr).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            db.close().await;
+            anyhow::bail!("LISTEN_ADDR {}: {err}", config.listen_addr);
+        }
+    };
+    let addr = listener.local_addr()?;
+    let state = AppState {
+        store: db.store.clone(),
+        leptos: web::leptos_options(addr),
+        started: Instant::now(),
+    };
+    tracing::info!("serving http://{addr}");
+    let served = web::serve(listener, state, web::shutdown_signal()).await;
+    db.close().await;
+    served.map_err(Into::into)
+}
