@@ -75,7 +75,10 @@ impl Config {
 
         let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| DEFAULT_DATA_DIR.into()));
         if data_dir.is_file() {
-            return Err(bad("DATA_DIR", format!("{} is a file, not a directory", data_dir.display())));
+            return Err(bad(
+                "DATA_DIR",
+                format!("{} is a file, not a directory", data_dir.display()),
+            ));
         }
 
         let listen_raw = get("LISTEN_ADDR").unwrap_or_else(|| DEFAULT_LISTEN_ADDR.into());
@@ -148,8 +151,12 @@ fn development_key(data_dir: &Path) -> Result<EncryptionKey, ConfigError> {
     let file_error = |e: std::io::Error| bad("ENCRYPTION_KEY", format!("unset, and {}: {e}", path.display()));
     if path.exists() {
         let text = std::fs::read_to_string(&path).map_err(file_error)?;
-        return EncryptionKey::from_base64(&text)
-            .map_err(|e| bad("ENCRYPTION_KEY", format!("unset, and the key in {} {e}", path.display())));
+        return EncryptionKey::from_base64(&text).map_err(|e| {
+            bad(
+                "ENCRYPTION_KEY",
+                format!("unset, and the key in {} {e}", path.display()),
+            )
+        });
     }
     std::fs::create_dir_all(data_dir).map_err(file_error)?;
     let (key, text) = EncryptionKey::generate();
@@ -203,9 +210,15 @@ mod tests {
         assert_eq!(error_var(&[("DATABASE_URL", "mysql://x")]), "DATABASE_URL");
         assert_eq!(error_var(&[("LISTEN_ADDR", "localhost")]), "LISTEN_ADDR");
         assert_eq!(error_var(&[("LISTEN_ADDR", "127.0.0.1:99999")]), "LISTEN_ADDR");
-        assert_eq!(error_var(&[("ENCRYPTION_KEY", "not-valid-base64!!!")]), "ENCRYPTION_KEY");
+        assert_eq!(
+            error_var(&[("ENCRYPTION_KEY", "not-valid-base64!!!")]),
+            "ENCRYPTION_KEY"
+        );
         assert_eq!(error_var(&[("ENCRYPTION_KEY", "AAAA")]), "ENCRYPTION_KEY");
-        assert_eq!(error_var(&[("ENCRYPTION_KEYS_PREVIOUS", &format!("{KEY},short"))]), "ENCRYPTION_KEYS_PREVIOUS");
+        assert_eq!(
+            error_var(&[("ENCRYPTION_KEYS_PREVIOUS", &format!("{KEY},short"))]),
+            "ENCRYPTION_KEYS_PREVIOUS"
+        );
         assert_eq!(error_var(&[("RUST_LOG", "info,[[[")]), "RUST_LOG");
         assert_eq!(error_var(&[("APP_ENV", "staging")]), "APP_ENV");
     }
@@ -215,14 +228,24 @@ mod tests {
         let err = parse(&[("ENCRYPTION_KEY", "AAAA")], false).unwrap_err();
         assert_eq!(err.to_string(), "ENCRYPTION_KEY: must decode to 32 bytes, got 3");
         let err = parse(&[("ENCRYPTION_KEYS_PREVIOUS", &format!("{KEY}, !!"))], false).unwrap_err();
-        assert_eq!(err.to_string(), "ENCRYPTION_KEYS_PREVIOUS: key 2 must be valid base64 (standard alphabet, padded)");
+        assert_eq!(
+            err.to_string(),
+            "ENCRYPTION_KEYS_PREVIOUS: key 2 must be valid base64 (standard alphabet, padded)"
+        );
     }
 
     #[test]
     fn production_requires_a_key() {
         assert_eq!(parse(&[], true).unwrap_err().var, "ENCRYPTION_KEY");
-        assert_eq!(parse(&[("APP_ENV", "production")], false).unwrap_err().var, "ENCRYPTION_KEY");
-        assert!(parse(&[("APP_ENV", "production"), ("ENCRYPTION_KEY", KEY)], false).unwrap().production);
+        assert_eq!(
+            parse(&[("APP_ENV", "production")], false).unwrap_err().var,
+            "ENCRYPTION_KEY"
+        );
+        assert!(
+            parse(&[("APP_ENV", "production"), ("ENCRYPTION_KEY", KEY)], false)
+                .unwrap()
+                .production
+        );
     }
 
     #[test]
@@ -234,14 +257,20 @@ mod tests {
         let second = config.key_ring().unwrap().current_id().to_owned();
         assert_eq!(first, second);
         let mode = std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(dir.path().join(GENERATED_KEY_FILE)).unwrap().permissions(),
+            &std::fs::metadata(dir.path().join(GENERATED_KEY_FILE))
+                .unwrap()
+                .permissions(),
         );
         assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]
     fn debug_hides_secrets() {
-        let config = parse(&[("ENCRYPTION_KEY", KEY), ("DATABASE_URL", "postgres://u:pw@h/db")], false).unwrap();
+        let config = parse(
+            &[("ENCRYPTION_KEY", KEY), ("DATABASE_URL", "postgres://u:pw@h/db")],
+            false,
+        )
+        .unwrap();
         let shown = format!("{config:?}");
         assert!(!shown.contains(KEY) && !shown.contains("pw@"), "{shown}");
     }

@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 #[derive(Parser)]
-#[command(name = "factory-monitor", version, about = "Watches a plant's vibration-monitoring gateways")]
+#[command(
+    name = "factory-monitor",
+    version,
+    about = "Watches a plant's vibration-monitoring gateways"
+)]
 struct Cli {
     /// Production mode: refuse to start without ENCRYPTION_KEY (same as APP_ENV=production).
     #[arg(long, global = true)]
@@ -99,7 +103,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let changed = db.store.rotate_keys().await;
             db.close().await;
             let changed = changed?;
-            println!("re-encrypted {changed} gateway password(s) with key {}", config.key_ring()?.current_id());
+            println!(
+                "re-encrypted {changed} gateway password(s) with key {}",
+                config.key_ring()?.current_id()
+            );
             Ok(())
         }
         Command::Db { command } => match command {

@@ -12,7 +12,7 @@ pub mod ssr;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Redirect, Route, Router, Routes, A};
-use leptos_router::path;
+use leptos_router::{path, SsrMode};
 
 /// The name cargo-leptos gives the site's JS, wasm and CSS files.
 pub const OUTPUT_NAME: &str = "factory-monitor";
@@ -60,7 +60,9 @@ pub fn App() -> impl IntoView {
                 <main class="content">
                     <Routes fallback=pages::NotFound>
                         <Route path=path!("/") view=|| view! { <Redirect path="/factories" /> } />
-                        <Route path=path!("/factories") view=pages::factories::FactoriesPage />
+                        // Async: the HTML is sent once the data is loaded, so pages are complete
+                        // without JavaScript (and for crawlers and screen readers).
+                        <Route path=path!("/factories") view=pages::factories::FactoriesPage ssr=SsrMode::Async />
                     </Routes>
                 </main>
             </div>

@@ -11,10 +11,7 @@ use leptos::prelude::*;
 pub fn FactoriesPage() -> impl IntoView {
     let create = ServerAction::<CreateFactory>::new();
     // Reloads the list after every successful create.
-    let factories = Resource::new(
-        move || create.version().get(),
-        |_| list_factories(0, None),
-    );
+    let factories = Resource::new(move || create.version().get(), |_| list_factories(0, None));
     let error = Signal::derive(move || create.value().get().and_then(Result::err));
     let created = move || {
         create

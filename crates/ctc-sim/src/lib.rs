@@ -1,1 +1,21 @@
-//! A simulated CTC Connect Wireless gateway.
+//! A simulated CTC Connect Wireless gateway (ctc-protocol.md §1), for tests, demos and benchmarks.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use ctc_sim::{Fault, SimConfig, SimGateway};
+//! let gateway = SimGateway::start(SimConfig::default()).await?; // 127.0.0.1, any free port
+//! println!("{}", gateway.url());
+//! gateway.set_fault(Fault::DuplicateReplies); // break it…
+//! gateway.clear_faults(); // …and heal it
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+pub mod fleet;
+pub mod gateway;
+pub mod synth;
+
+pub use config::{LoginFailure, SimConfig, SimSensor, SimUser, Tone, WaveEncoding};
+pub use fleet::SimFleet;
+pub use gateway::{Fault, Faults, ReceivedClose, ReceivedFrame, SimGateway, SimHandle};
+pub use synth::SimWaveform;

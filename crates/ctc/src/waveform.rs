@@ -481,11 +481,9 @@ fn looks_like_base64(text: &str) -> bool {
             .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'/' | b'=') || is_space(byte))
 }
 
-const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
-    &base64::alphabet::STANDARD,
-    base64::engine::GeneralPurposeConfig::new()
-        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
-);
+/// Standard alphabet with canonical padding, as Python's `base64.b64encode` writes it; being
+/// strict here keeps short non-numeric CSV garbage from passing as base64.
+const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 fn decode_base64_int16(
     axis: Axis,
@@ -672,6 +670,7 @@ mod tests {
         assert_eq!(waveform.x.samples, vec![0.012, -1.5, 0.0]);
         // base64 characters that are neither CSV nor whole int16 samples: the CSV error wins.
         assert!(matches!(csv("abc", "abc", "abc"), Err(WaveformError::BadToken { .. })));
+        assert!(matches!(csv("abcd", "abcd", "abcd"), Err(WaveformError::BadToken { .. })));
     }
 
     #[test]

@@ -208,10 +208,7 @@ pub struct FactoryChanges {
 impl FactoryPatch {
     pub fn validate(self) -> Result<FactoryChanges, AppError> {
         let mut c = Checker::default();
-        let name = self
-            .name
-            .as_deref()
-            .map(|n| c.required_text("name", Some(n), NAME_MAX));
+        let name = self.name.as_deref().map(|n| c.required_text("name", Some(n), NAME_MAX));
         let location = self
             .location
             .map(|l| c.optional_text("location", l.as_deref(), LOCATION_MAX));
@@ -418,7 +415,10 @@ mod tests {
     #[test]
     fn gateway_patch_with_empty_password_is_refused_and_null_clears_model() {
         let patch: GatewayPatch = serde_json::from_value(json!({"password": ""})).unwrap();
-        assert_eq!(patch.validate().unwrap_err().field_message("password"), Some("is required"));
+        assert_eq!(
+            patch.validate().unwrap_err().field_message("password"),
+            Some("is required")
+        );
         let patch: GatewayPatch = serde_json::from_value(json!({"model": null, "name": "N"})).unwrap();
         let changes = patch.validate().unwrap();
         assert_eq!(changes.model, Some(None));

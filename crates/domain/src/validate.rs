@@ -112,10 +112,7 @@ pub fn gateway_url_problem(url: &str) -> Option<&'static str> {
             None => (authority, None),
         }
     };
-    let host_ok = !host.is_empty()
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || ".-_:".contains(c));
+    let host_ok = !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || ".-_:".contains(c));
     if !host_ok {
         return Some("must name a host, e.g. ws://192.168.1.100:5000");
     }
@@ -137,19 +134,44 @@ mod tests {
         for good in ["admin@gateway.local", "a.b+c@plant.example.com", "ADMIN@EXAMPLE.COM"] {
             assert!(is_valid_email(good), "{good}");
         }
-        for bad in ["", "user@localhost", "a@b.c", "no-at.example.com", "a b@x.com", "@x.com", "a@.com", "a@x..com", ".a@x.com"] {
+        for bad in [
+            "",
+            "user@localhost",
+            "a@b.c",
+            "no-at.example.com",
+            "a b@x.com",
+            "@x.com",
+            "a@.com",
+            "a@x..com",
+            ".a@x.com",
+        ] {
             assert!(!is_valid_email(bad), "{bad}");
         }
     }
 
     #[test]
     fn gateway_urls() {
-        for good in ["ws://192.168.1.100:5000", "wss://gw.plant.example", "WS://host:1/path", "ws://[::1]:5000"] {
+        for good in [
+            "ws://192.168.1.100:5000",
+            "wss://gw.plant.example",
+            "WS://host:1/path",
+            "ws://[::1]:5000",
+        ] {
             assert_eq!(gateway_url_problem(good), None, "{good}");
         }
         for bad in [
-            "http://x", "ws://", "ws://:5000", "localhost:5000", "ws://h:0", "ws://h:70000", "ws://h:port",
-            "ws://u:p@h", "ws://h?x=1", "ws://h #", "mailto:a@b.c", "ws://[::1",
+            "http://x",
+            "ws://",
+            "ws://:5000",
+            "localhost:5000",
+            "ws://h:0",
+            "ws://h:70000",
+            "ws://h:port",
+            "ws://u:p@h",
+            "ws://h?x=1",
+            "ws://h #",
+            "mailto:a@b.c",
+            "ws://[::1",
         ] {
             assert!(gateway_url_problem(bad).is_some(), "{bad}");
         }

@@ -182,7 +182,14 @@ impl EmbeddedPostgres {
         self.run(
             "pg_ctl stop",
             "pg_ctl",
-            &["-D".as_ref(), self.cluster.as_os_str(), "-m".as_ref(), "fast".as_ref(), "-w".as_ref(), "stop".as_ref()],
+            &[
+                "-D".as_ref(),
+                self.cluster.as_os_str(),
+                "-m".as_ref(),
+                "fast".as_ref(),
+                "-w".as_ref(),
+                "stop".as_ref(),
+            ],
         )
         .await
     }
@@ -252,7 +259,11 @@ impl EmbeddedPostgres {
     /// The port of a server already running on this cluster, from postmaster.pid.
     async fn running_port(&self) -> Option<u16> {
         let status = self
-            .run("pg_ctl status", "pg_ctl", &["-D".as_ref(), self.cluster.as_os_str(), "status".as_ref()])
+            .run(
+                "pg_ctl status",
+                "pg_ctl",
+                &["-D".as_ref(), self.cluster.as_os_str(), "status".as_ref()],
+            )
             .await;
         if status.is_err() {
             return None;
@@ -429,7 +440,11 @@ mod tests {
     async fn starts_empty_stops_and_restarts_with_data_kept() {
         let dir = tempfile::tempdir().unwrap();
         let pg = EmbeddedPostgres::start(dir.path()).await.unwrap();
-        psql(&pg, "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('still here')").await;
+        psql(
+            &pg,
+            "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('still here')",
+        )
+        .await;
         let cluster = pg.cluster_dir().to_owned();
         pg.stop().await.unwrap();
 
@@ -440,9 +455,16 @@ mod tests {
         let attached = EmbeddedPostgres::start(dir.path()).await.unwrap();
         assert_eq!(attached.port(), pg.port());
         drop(attached);
-        assert_eq!(psql(&pg, "SELECT 1").await, "1", "dropping an attached handle leaves the server up");
+        assert_eq!(
+            psql(&pg, "SELECT 1").await,
+            "1",
+            "dropping an attached handle leaves the server up"
+        );
         pg.stop().await.unwrap();
-        assert!(!EmbeddedPostgres::stop_dir(dir.path()).await.unwrap(), "already stopped");
+        assert!(
+            !EmbeddedPostgres::stop_dir(dir.path()).await.unwrap(),
+            "already stopped"
+        );
         remove_fallback(&cluster);
     }
 

@@ -53,7 +53,9 @@ pub struct EncryptionKey {
 
 impl fmt::Debug for EncryptionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EncryptionKey").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("EncryptionKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -68,7 +70,9 @@ impl EncryptionKey {
         if bytes.len() != 32 {
             return Err(KeyError::WrongLength(bytes.len()));
         }
-        let digest = Sha256::new_with_prefix(b"factory-monitor key id\0").chain_update(bytes).finalize();
+        let digest = Sha256::new_with_prefix(b"factory-monitor key id\0")
+            .chain_update(bytes)
+            .finalize();
         let id = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
         Ok(Self {
             id,
@@ -221,7 +225,13 @@ mod tests {
     fn round_trips() {
         let ring = ring();
         let id = Uuid::new_v4();
-        for plaintext in ["password123", "Grüße, 東京", "🔐🏭 pump", &"k".repeat(1024), "with spaces & symbols !@#$%^"] {
+        for plaintext in [
+            "password123",
+            "Grüße, 東京",
+            "🔐🏭 pump",
+            &"k".repeat(1024),
+            "with spaces & symbols !@#$%^",
+        ] {
             let stored = ring.encrypt(plaintext, id).unwrap();
             assert!(stored.starts_with(&format!("v1:{}:", ring.current_id())));
             assert!(!stored.contains(plaintext));
@@ -263,7 +273,11 @@ mod tests {
             let tampered = flip_byte(&stored, index);
             assert_eq!(ring.decrypt(&tampered, id), Err(CipherError::Decrypt), "{what}");
         }
-        assert_eq!(ring.decrypt(&stored, Uuid::new_v4()), Err(CipherError::Decrypt), "associated data");
+        assert_eq!(
+            ring.decrypt(&stored, Uuid::new_v4()),
+            Err(CipherError::Decrypt),
+            "associated data"
+        );
         assert_eq!(ring.decrypt("v1:abc", id), Err(CipherError::Malformed));
         assert_eq!(ring.decrypt("garbage", id), Err(CipherError::Malformed));
     }
@@ -313,7 +327,10 @@ mod tests {
 
     #[test]
     fn key_parsing_errors_are_named() {
-        assert_eq!(EncryptionKey::from_base64("not-valid-base64!!!").unwrap_err(), KeyError::NotBase64);
+        assert_eq!(
+            EncryptionKey::from_base64("not-valid-base64!!!").unwrap_err(),
+            KeyError::NotBase64
+        );
         assert_eq!(
             EncryptionKey::from_base64(&STANDARD.encode([0u8; 16])).unwrap_err(),
             KeyError::WrongLength(16)

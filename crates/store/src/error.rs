@@ -32,7 +32,10 @@ impl From<StoreError> for AppError {
                 sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_),
             ) => {
                 tracing::error!(error = %err, "database unavailable");
-                AppError::new(ErrorCode::ServiceUnavailable, "The database is unavailable; try again shortly")
+                AppError::new(
+                    ErrorCode::ServiceUnavailable,
+                    "The database is unavailable; try again shortly",
+                )
             }
             other => {
                 tracing::error!(error = %other, "internal store error");

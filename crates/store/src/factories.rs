@@ -64,9 +64,8 @@ impl Store {
         .bind(Json(&input.metadata))
         .fetch_optional(&self.pool)
         .await?;
-        row.map(Factory::from).ok_or_else(|| {
-            StoreError::code(ErrorCode::UnknownOrganization, "Organization not found or deleted")
-        })
+        row.map(Factory::from)
+            .ok_or_else(|| StoreError::code(ErrorCode::UnknownOrganization, "Organization not found or deleted"))
     }
 
     /// The organization to use when a request names none: the only one there is.
@@ -76,7 +75,10 @@ impl Store {
             .await?;
         match ids.as_slice() {
             [only] => Ok(*only),
-            [] => Err(StoreError::code(ErrorCode::UnknownOrganization, "No organization exists")),
+            [] => Err(StoreError::code(
+                ErrorCode::UnknownOrganization,
+                "No organization exists",
+            )),
             _ => Err(StoreError::code(
                 ErrorCode::OrganizationRequired,
                 "organization_id is required when more than one organization exists",
@@ -85,11 +87,12 @@ impl Store {
     }
 
     pub async fn get_factory(&self, id: Uuid) -> Result<Factory, StoreError> {
-        let row: Option<FactoryRow> =
-            sqlx::query_as(&format!("SELECT {COLUMNS} FROM factories WHERE id = $1 AND deleted_at IS NULL"))
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<FactoryRow> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM factories WHERE id = $1 AND deleted_at IS NULL"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(Factory::from)
             .ok_or_else(|| AppError::factory_not_found().into())
     }
@@ -137,16 +140,17 @@ impl Store {
         .bind(page.offset as i64)
         .fetch_all(&self.pool)
         .await?;
-        let total = match rows.first() {
-            Some(row) => row.total as u64,
-            // An empty page still reports the real total.
-            None => sqlx::query_scalar::<_, i64>(
-                "SELECT count(*) FROM factories WHERE deleted_at IS NULL AND ($1::text IS NULL OR name ILIKE $1)",
-            )
-            .bind(&pattern)
-            .fetch_one(&self.pool)
-            .await? as u64,
-        };
+        let total =
+            match rows.first() {
+                Some(row) => row.total as u64,
+                // An empty page still reports the real total.
+                None => sqlx::query_scalar::<_, i64>(
+                    "SELECT count(*) FROM factories WHERE deleted_at IS NULL AND ($1::text IS NULL OR name ILIKE $1)",
+                )
+                .bind(&pattern)
+                .fetch_one(&self.pool)
+                .await? as u64,
+            };
         let rows = rows
             .into_iter()
             .map(|r| FactoryWithCount {

@@ -109,11 +109,12 @@ impl Store {
     }
 
     pub async fn get_gateway(&self, id: Uuid) -> Result<Gateway, StoreError> {
-        let row: Option<GatewayRow> =
-            sqlx::query_as(&format!("SELECT {COLUMNS} FROM gateways WHERE id = $1 AND deleted_at IS NULL"))
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<GatewayRow> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM gateways WHERE id = $1 AND deleted_at IS NULL"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(Gateway::from)
             .ok_or_else(|| AppError::gateway_not_found().into())
     }
@@ -147,13 +148,19 @@ impl Store {
         .await?;
         let total = match rows.first() {
             Some(row) => row.total as u64,
-            None => sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM gateways WHERE {WHERE}"))
-                .bind(filter.factory_id)
-                .bind(&pattern)
-                .fetch_one(&self.pool)
-                .await? as u64,
+            None => {
+                sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM gateways WHERE {WHERE}"))
+                    .bind(filter.factory_id)
+                    .bind(&pattern)
+                    .fetch_one(&self.pool)
+                    .await? as u64
+            }
         };
-        Ok(Page::new(rows.into_iter().map(|r| r.gateway.into()).collect(), total, page))
+        Ok(Page::new(
+            rows.into_iter().map(|r| r.gateway.into()).collect(),
+            total,
+            page,
+        ))
     }
 
     /// Applies a partial update, password included, atomically. `factory_id` moves
@@ -231,12 +238,11 @@ impl Store {
 
     /// The decrypted login of an active gateway, for its connection only.
     pub async fn gateway_credentials(&self, id: Uuid) -> Result<GatewayCredentials, StoreError> {
-        let row: Option<(String, String, String)> = sqlx::query_as(
-            "SELECT url, email, password_encrypted FROM gateways WHERE id = $1 AND deleted_at IS NULL",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<(String, String, String)> =
+            sqlx::query_as("SELECT url, email, password_encrypted FROM gateways WHERE id = $1 AND deleted_at IS NULL")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
         let (url, email, sealed) = row.ok_or_else(AppError::gateway_not_found)?;
         Ok(GatewayCredentials {
             id,

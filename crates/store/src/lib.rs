@@ -46,7 +46,10 @@ impl Store {
 
     /// Applies pending migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await.map_err(|e| StoreError::Migration(e.to_string()))
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Migration(e.to_string()))
     }
 
     /// Whether the database answers (for the health check).
@@ -87,7 +90,10 @@ async fn ensure_database(options: &PgConnectOptions) -> Result<(), StoreError> {
         .await?;
     if !exists {
         let quoted = format!("\"{}\"", name.replace('"', "\"\""));
-        if let Err(err) = sqlx::query(&format!("CREATE DATABASE {quoted}")).execute(&mut conn).await {
+        if let Err(err) = sqlx::query(&format!("CREATE DATABASE {quoted}"))
+            .execute(&mut conn)
+            .await
+        {
             // Another process may have created it in the meantime.
             tracing::debug!(%err, database = %name, "CREATE DATABASE");
         } else {

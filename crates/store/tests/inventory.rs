@@ -91,11 +91,23 @@ async fn factory_crud_and_soft_delete(pool: PgPool) {
     assert_eq!(cleared.metadata["k"], 1, "untouched fields stay");
 
     store.delete_factory(f.id).await.unwrap();
-    assert_eq!(code(store.get_factory(f.id).await.unwrap_err()), ErrorCode::FactoryNotFound);
-    assert_eq!(code(store.delete_factory(f.id).await.unwrap_err()), ErrorCode::FactoryNotFound);
+    assert_eq!(
+        code(store.get_factory(f.id).await.unwrap_err()),
+        ErrorCode::FactoryNotFound
+    );
+    assert_eq!(
+        code(store.delete_factory(f.id).await.unwrap_err()),
+        ErrorCode::FactoryNotFound
+    );
     let patch = FactoryPatch::default().validate().unwrap();
-    assert_eq!(code(store.update_factory(f.id, patch).await.unwrap_err()), ErrorCode::FactoryNotFound);
-    assert_eq!(store.list_factories(page(20, 0), None).await.unwrap().pagination.total, 0);
+    assert_eq!(
+        code(store.update_factory(f.id, patch).await.unwrap_err()),
+        ErrorCode::FactoryNotFound
+    );
+    assert_eq!(
+        store.list_factories(page(20, 0), None).await.unwrap().pagination.total,
+        0
+    );
     // The row is still there, only marked.
     let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM factories WHERE deleted_at IS NOT NULL")
         .fetch_one(&pool)
@@ -140,7 +152,10 @@ async fn pagination_edges_and_stable_order(pool: PgPool) {
 async fn gateway_crud_never_exposes_the_password(pool: PgPool) {
     let store = store(pool.clone());
     let f = factory(&store, "Austin").await;
-    let g = store.create_gateway(gateway_input(f.id, "GW-AUS-001", "Lab")).await.unwrap();
+    let g = store
+        .create_gateway(gateway_input(f.id, "GW-AUS-001", "Lab"))
+        .await
+        .unwrap();
     assert_eq!(store.get_gateway(g.id).await.unwrap(), g);
     let shown = serde_json::to_string(&g).unwrap();
     assert!(!shown.contains("password") && !shown.contains("admin123"));
@@ -151,7 +166,10 @@ async fn gateway_crud_never_exposes_the_password(pool: PgPool) {
         .await
         .unwrap();
     assert!(sealed.starts_with("v1:") && !sealed.contains("admin123"));
-    assert_eq!(store.gateway_credentials(g.id).await.unwrap().password.expose(), "admin123");
+    assert_eq!(
+        store.gateway_credentials(g.id).await.unwrap().password.expose(),
+        "admin123"
+    );
 
     // Password and other fields change together; null clears model.
     let patch: GatewayPatch =
@@ -171,9 +189,18 @@ async fn gateway_crud_never_exposes_the_password(pool: PgPool) {
     assert_eq!(store.gateway_credentials(g.id).await.unwrap().password.expose(), "n3w");
 
     store.delete_gateway(g.id).await.unwrap();
-    assert_eq!(code(store.get_gateway(g.id).await.unwrap_err()), ErrorCode::GatewayNotFound);
-    assert_eq!(code(store.delete_gateway(g.id).await.unwrap_err()), ErrorCode::GatewayNotFound);
-    assert_eq!(code(store.gateway_credentials(g.id).await.unwrap_err()), ErrorCode::GatewayNotFound);
+    assert_eq!(
+        code(store.get_gateway(g.id).await.unwrap_err()),
+        ErrorCode::GatewayNotFound
+    );
+    assert_eq!(
+        code(store.delete_gateway(g.id).await.unwrap_err()),
+        ErrorCode::GatewayNotFound
+    );
+    assert_eq!(
+        code(store.gateway_credentials(g.id).await.unwrap_err()),
+        ErrorCode::GatewayNotFound
+    );
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
@@ -181,15 +208,24 @@ async fn gateway_id_is_unique_among_active_rows_only(pool: PgPool) {
     let store = store(pool);
     let f = factory(&store, "F").await;
     let first = store.create_gateway(gateway_input(f.id, "GW-1", "A")).await.unwrap();
-    let dup = store.create_gateway(gateway_input(f.id, "GW-1", "B")).await.unwrap_err();
+    let dup = store
+        .create_gateway(gateway_input(f.id, "GW-1", "B"))
+        .await
+        .unwrap_err();
     assert_eq!(code(dup), ErrorCode::GatewayIdTaken);
 
     // A failed update changes nothing, password included (atomic).
     let other = store.create_gateway(gateway_input(f.id, "GW-2", "B")).await.unwrap();
     let patch: GatewayPatch = serde_json::from_value(json!({"gateway_id": "GW-1", "password": "changed"})).unwrap();
-    let err = store.update_gateway(other.id, patch.validate().unwrap()).await.unwrap_err();
+    let err = store
+        .update_gateway(other.id, patch.validate().unwrap())
+        .await
+        .unwrap_err();
     assert_eq!(code(err), ErrorCode::GatewayIdTaken);
-    assert_eq!(store.gateway_credentials(other.id).await.unwrap().password.expose(), "admin123");
+    assert_eq!(
+        store.gateway_credentials(other.id).await.unwrap().password.expose(),
+        "admin123"
+    );
 
     store.delete_gateway(first.id).await.unwrap();
     let reused = store.create_gateway(gateway_input(f.id, "GW-1", "C")).await.unwrap();
@@ -206,7 +242,10 @@ async fn unknown_or_deleted_factory_is_refused(pool: PgPool) {
     assert_eq!(code(err), ErrorCode::UnknownFactory);
     let f = factory(&store, "Gone").await;
     store.delete_factory(f.id).await.unwrap();
-    let err = store.create_gateway(gateway_input(f.id, "GW-1", "A")).await.unwrap_err();
+    let err = store
+        .create_gateway(gateway_input(f.id, "GW-1", "A"))
+        .await
+        .unwrap_err();
     assert_eq!(code(err), ErrorCode::UnknownFactory);
 }
 
@@ -223,12 +262,24 @@ async fn moving_a_gateway_between_factories(pool: PgPool) {
         factory_id: Some(to.id),
         ..Default::default()
     };
-    assert_eq!(store.list_gateways(&filter, page(20, 0)).await.unwrap().pagination.total, 1);
+    assert_eq!(
+        store
+            .list_gateways(&filter, page(20, 0))
+            .await
+            .unwrap()
+            .pagination
+            .total,
+        1
+    );
 
     store.delete_factory(from.id).await.unwrap();
     let patch: GatewayPatch = serde_json::from_value(json!({"factory_id": from.id.to_string()})).unwrap();
     let err = store.update_gateway(g.id, patch.validate().unwrap()).await.unwrap_err();
-    assert_eq!(code(err), ErrorCode::UnknownFactory, "cannot move into a deleted factory");
+    assert_eq!(
+        code(err),
+        ErrorCode::UnknownFactory,
+        "cannot move into a deleted factory"
+    );
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
@@ -236,17 +287,29 @@ async fn deleting_a_factory_deletes_its_gateways(pool: PgPool) {
     let store = store(pool);
     let doomed = factory(&store, "Doomed").await;
     let kept = factory(&store, "Kept").await;
-    let a = store.create_gateway(gateway_input(doomed.id, "GW-1", "A")).await.unwrap();
-    let b = store.create_gateway(gateway_input(doomed.id, "GW-2", "B")).await.unwrap();
+    let a = store
+        .create_gateway(gateway_input(doomed.id, "GW-1", "A"))
+        .await
+        .unwrap();
+    let b = store
+        .create_gateway(gateway_input(doomed.id, "GW-2", "B"))
+        .await
+        .unwrap();
     let c = store.create_gateway(gateway_input(kept.id, "GW-3", "C")).await.unwrap();
     let mut gone = store.delete_factory(doomed.id).await.unwrap();
     gone.sort();
     let mut expected = vec![a.id, b.id];
     expected.sort();
     assert_eq!(gone, expected);
-    let all = store.list_gateways(&GatewayFilter::default(), page(20, 0)).await.unwrap();
+    let all = store
+        .list_gateways(&GatewayFilter::default(), page(20, 0))
+        .await
+        .unwrap();
     assert_eq!(all.data.iter().map(|g| g.id).collect::<Vec<_>>(), vec![c.id]);
-    assert_eq!(code(store.get_gateway(a.id).await.unwrap_err()), ErrorCode::GatewayNotFound);
+    assert_eq!(
+        code(store.get_gateway(a.id).await.unwrap_err()),
+        ErrorCode::GatewayNotFound
+    );
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
@@ -254,10 +317,22 @@ async fn gateway_list_filters_and_orders_by_name(pool: PgPool) {
     let store = store(pool);
     let f1 = factory(&store, "One").await;
     let f2 = factory(&store, "Two").await;
-    store.create_gateway(gateway_input(f1.id, "GW-B", "South")).await.unwrap();
-    store.create_gateway(gateway_input(f2.id, "GW-A", "Assembly")).await.unwrap();
-    store.create_gateway(gateway_input(f1.id, "GW-C", "North")).await.unwrap();
-    let all = store.list_gateways(&GatewayFilter::default(), page(20, 0)).await.unwrap();
+    store
+        .create_gateway(gateway_input(f1.id, "GW-B", "South"))
+        .await
+        .unwrap();
+    store
+        .create_gateway(gateway_input(f2.id, "GW-A", "Assembly"))
+        .await
+        .unwrap();
+    store
+        .create_gateway(gateway_input(f1.id, "GW-C", "North"))
+        .await
+        .unwrap();
+    let all = store
+        .list_gateways(&GatewayFilter::default(), page(20, 0))
+        .await
+        .unwrap();
     let names: Vec<_> = all.data.iter().map(|g| g.name.as_str()).collect();
     assert_eq!(names, ["Assembly", "North", "South"]);
     let filter = GatewayFilter {
@@ -271,12 +346,23 @@ async fn gateway_list_filters_and_orders_by_name(pool: PgPool) {
         search: Some("gw-a".into()),
         ..Default::default()
     };
-    assert_eq!(store.list_gateways(&search, page(20, 0)).await.unwrap().data[0].name, "Assembly");
+    assert_eq!(
+        store.list_gateways(&search, page(20, 0)).await.unwrap().data[0].name,
+        "Assembly"
+    );
     let unknown = GatewayFilter {
         factory_id: Some(Uuid::new_v4()),
         ..Default::default()
     };
-    assert_eq!(store.list_gateways(&unknown, page(20, 0)).await.unwrap().pagination.total, 0);
+    assert_eq!(
+        store
+            .list_gateways(&unknown, page(20, 0))
+            .await
+            .unwrap()
+            .pagination
+            .total,
+        0
+    );
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
@@ -303,13 +389,19 @@ async fn key_rotation_reencrypts_every_row(pool: PgPool) {
         KeyRing::new(new_key, vec![EncryptionKey::from_base64(&old_text).unwrap()]),
     );
     // Old rows still decrypt before rotation.
-    assert_eq!(rotated.gateway_credentials(a.id).await.unwrap().password.expose(), "admin123");
+    assert_eq!(
+        rotated.gateway_credentials(a.id).await.unwrap().password.expose(),
+        "admin123"
+    );
     assert_eq!(rotated.rotate_keys().await.unwrap(), 2);
     let sealed: Vec<String> = sqlx::query_scalar("SELECT password_encrypted FROM gateways")
         .fetch_all(&pool)
         .await
         .unwrap();
-    assert!(sealed.iter().all(|s| s.starts_with(&format!("v1:{new_id}:"))), "{sealed:?} {old_id}");
+    assert!(
+        sealed.iter().all(|s| s.starts_with(&format!("v1:{new_id}:"))),
+        "{sealed:?} {old_id}"
+    );
     assert_eq!(rotated.rotate_keys().await.unwrap(), 0, "nothing left to rotate");
     let b_plain = rotated.keys().decrypt(&sealed_of(&pool, b.id).await, b.id).unwrap();
     assert_eq!(b_plain.expose(), "legacy-pass");
@@ -335,5 +427,6 @@ fn legacy_blob(key_text: &str) -> String {
         .encrypt(aes_gcm::Nonce::from_slice(&iv), b"legacy-pass".as_slice())
         .unwrap();
     let tag = sealed.split_off(sealed.len() - 16);
-    json!({"encrypted": STANDARD.encode(sealed), "iv": STANDARD.encode(iv), "authTag": STANDARD.encode(tag)}).to_string()
+    json!({"encrypted": STANDARD.encode(sealed), "iv": STANDARD.encode(iv), "authTag": STANDARD.encode(tag)})
+        .to_string()
 }

@@ -1,0 +1,293 @@
+//! What a simulated gateway knows: its accounts, its sensors and their signals, and its timing.
+//! Loadable from JSON or TOML (field names as below, snake_case), every field optional.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::time::Duration;
+
+use ctc::frame::IntOrString;
+use ctc::waveform::Encoding;
+use serde::{Deserialize, Serialize};
+
+/// One simulated gateway.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimConfig {
+    /// Address to listen on (loopback by default).
+    pub bind: IpAddr,
+    /// Port; 0 picks a free one (see [`crate::SimHandle::url`]).
+    pub port: u16,
+    /// Accounts that can log in.
+    pub users: Vec<SimUser>,
+    /// How a wrong password is answered: the documented `RTN_ERR`, or `RTN_LOGIN` with
+    /// `Success: false` (the open question of §1.7).
+    pub login_failure: LoginFailure,
+    pub sensors: Vec<SimSensor>,
+    /// How `X`/`Y`/`Z` are encoded.
+    pub encoding: WaveEncoding,
+    /// Decimals of CSV / JSON samples.
+    pub decimals: usize,
+    /// From the trigger's reply to `NOT_DYN_READING_STARTED`.
+    pub started_delay_ms: u64,
+    /// From `NOT_DYN_READING_STARTED` to `NOT_DYN_READING` (the acquisition).
+    pub reading_delay_ms: u64,
+    /// From `NOT_DYN_READING` to `NOT_DYN_TEMP`.
+    pub temperature_delay_ms: u64,
+    /// Keep a log of received frames for [`crate::SimHandle::received_frames`].
+    pub record_frames: bool,
+    /// Oldest entries of that log are dropped beyond this.
+    pub max_recorded_frames: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 0,
+            users: vec![SimUser::default()],
+            login_failure: LoginFailure::RtnErr,
+            sensors: vec![SimSensor::default()],
+            encoding: WaveEncoding::Csv,
+            decimals: 4,
+            started_delay_ms: 20,
+            reading_delay_ms: 200,
+            temperature_delay_ms: 10,
+            record_frames: true,
+            max_recorded_frames: 10_000,
+        }
+    }
+}
+
+impl SimConfig {
+    /// Reads a JSON (`.json`) or TOML (anything else) file.
+    pub fn load(path: &Path) -> Result<SimConfig, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+        let parsed = if path.extension().is_some_and(|ext| ext == "json") {
+            serde_json::from_str(&text).map_err(|error| error.to_string())
+        } else {
+            toml::from_str(&text).map_err(|error| error.to_string())
+        };
+        parsed.map_err(|error| format!("invalid simulator config {}: {error}", path.display()))
+    }
+
+    /// A config with a single account.
+    pub fn with_credentials(mut self, email: &str, password: &str) -> Self {
+        self.users = vec![SimUser {
+            email: email.to_owned(),
+            password: password.to_owned(),
+            ..SimUser::default()
+        }];
+        self
+    }
+
+    pub fn with_sensors(mut self, sensors: Vec<SimSensor>) -> Self {
+        self.sensors = sensors;
+        self
+    }
+
+    pub fn started_delay(&self) -> Duration {
+        Duration::from_millis(self.started_delay_ms)
+    }
+
+    pub fn reading_delay(&self) -> Duration {
+        Duration::from_millis(self.reading_delay_ms)
+    }
+
+    pub fn temperature_delay(&self) -> Duration {
+        Duration::from_millis(self.temperature_delay_ms)
+    }
+}
+
+/// A gateway account, returned in `RTN_LOGIN`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimUser {
+    pub email: String,
+    pub password: String,
+    pub first: String,
+    pub last: String,
+    pub access_level: i64,
+    pub verified: bool,
+}
+
+impl std::fmt::Debug for SimUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimUser")
+            .field("email", &self.email)
+            .field("password", &"***")
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for SimUser {
+    fn default() -> Self {
+        SimUser {
+            email: "tech@plant.example".into(),
+            password: "s3cret".into(),
+            first: "Dana".into(),
+            last: "Reyes".into(),
+            access_level: 2,
+            verified: true,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginFailure {
+    /// `RTN_ERR {Attempt: "POST_LOGIN", Error: "Invalid email or password"}`.
+    RtnErr,
+    /// `RTN_LOGIN {Success: false, …}`.
+    RtnLoginFalse,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum WaveEncoding {
+    Csv,
+    Json,
+    Base64,
+}
+
+impl From<WaveEncoding> for Encoding {
+    fn from(encoding: WaveEncoding) -> Self {
+        match encoding {
+            WaveEncoding::Csv => Encoding::Csv,
+            WaveEncoding::Json => Encoding::JsonArray,
+            WaveEncoding::Base64 => Encoding::Base64Int16,
+        }
+    }
+}
+
+/// One sine component of a simulated vibration.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tone {
+    pub frequency_hz: f64,
+    /// Peak amplitude in g.
+    pub amplitude_g: f64,
+}
+
+/// One simulated sensor: its discovery entry and its signal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimSensor {
+    pub serial: u64,
+    pub part_number: String,
+    /// Hz.
+    pub read_rate: u32,
+    /// Samples per axis per reading.
+    pub samples: usize,
+    pub connected: bool,
+    /// Rendered as given: a string like the predecessor's model, or an integer like the
+    /// vendor's document (§1.5 item 7).
+    pub access_point: Option<IntOrString>,
+    pub g_mode: Option<IntOrString>,
+    pub freq_mode: Option<IntOrString>,
+    pub read_period: Option<i64>,
+    pub hardware_version: Option<String>,
+    pub firmware_version: Option<String>,
+    pub name: Option<String>,
+    /// The vibration: a sum of sines on every axis (each axis its own phases)…
+    pub tones: Vec<Tone>,
+    /// …plus Gaussian noise of this standard deviation (g)…
+    pub noise_g: f64,
+    /// …plus a constant per axis (gravity on Z by default).
+    pub offset_g: [f64; 3],
+    /// `NOT_DYN_TEMP` value in °C; `None` sends no temperature.
+    pub temperature_c: Option<f64>,
+    /// Answer the trigger with `NOT_DYN_READING_STARTED {Success: false}`.
+    pub fail_start: bool,
+}
+
+impl Default for SimSensor {
+    fn default() -> Self {
+        SimSensor {
+            serial: 40417,
+            part_number: "CTC-WV-3A".into(),
+            read_rate: 25_600,
+            samples: 6_400,
+            connected: true,
+            access_point: Some(IntOrString::Text("AP-1".into())),
+            g_mode: Some(IntOrString::Int(1)),
+            freq_mode: Some(IntOrString::Int(0)),
+            read_period: Some(3600),
+            hardware_version: Some("1.2".into()),
+            firmware_version: Some("3.4.1".into()),
+            name: None,
+            tones: vec![
+                Tone {
+                    frequency_hz: 29.5,
+                    amplitude_g: 0.5,
+                },
+                Tone {
+                    frequency_hz: 118.0,
+                    amplitude_g: 0.2,
+                },
+            ],
+            noise_g: 0.01,
+            offset_g: [0.0, 0.0, 1.0],
+            temperature_c: Some(31.2),
+            fail_start: false,
+        }
+    }
+}
+
+impl SimSensor {
+    pub fn new(serial: u64) -> Self {
+        SimSensor {
+            serial,
+            ..SimSensor::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_toml_and_json() {
+        let dir = std::env::temp_dir().join(format!("ctc-sim-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let toml_path = dir.join("gw.toml");
+        std::fs::write(
+            &toml_path,
+            r#"
+encoding = "base64"
+reading_delay_ms = 5
+[[users]]
+email = "a@b.c"
+password = "pw"
+[[sensors]]
+serial = 7
+samples = 128
+access_point = 3
+tones = [{ frequency_hz = 50.0, amplitude_g = 1.0 }]
+"#,
+        )
+        .unwrap();
+        let config = SimConfig::load(&toml_path).unwrap();
+        assert_eq!(config.encoding, WaveEncoding::Base64);
+        assert_eq!(config.users[0].email, "a@b.c");
+        assert_eq!(config.sensors[0].serial, 7);
+        assert_eq!(config.sensors[0].access_point, Some(IntOrString::Int(3)));
+        assert_eq!(config.sensors[0].read_rate, 25_600);
+
+        let json_path = dir.join("gw.json");
+        std::fs::write(&json_path, r#"{"sensors": [], "port": 5000}"#).unwrap();
+        let config = SimConfig::load(&json_path).unwrap();
+        assert!(config.sensors.is_empty());
+        assert_eq!(config.port, 5000);
+
+        std::fs::write(&json_path, r#"{"sensorz": []}"#).unwrap();
+        assert!(SimConfig::load(&json_path).unwrap_err().contains("sensorz"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn debug_hides_passwords() {
+        assert!(!format!("{:?}", SimConfig::default()).contains("s3cret"));
+    }
+}

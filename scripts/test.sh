@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# `make test`: every check and test, on a fresh machine or a warm one.
+# Order: cheap checks first; one build of the server and the wasm; then the
+# Rust tests against a private PostgreSQL; then the browser tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+# cargo-leptos must never try to download a tool (there is no internet here).
+export PATH="$PWD/tools/node_modules/.bin:$PATH"
+
+section() { printf '\n==> %s\n' "$*"; }
+started=$(date +%s)
+
+section "bootstrap"
+scripts/bootstrap.sh
+
+section "cargo fmt --check"
+cargo fmt --all -- --check
+
+section "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+section "build (server + wasm, debug)"
+cargo leptos build
+
+section "test database"
+db_dir=target/test-db
+if [ -z "${DATABASE_URL:-}" ]; then
+  DATABASE_URL=$(target/debug/factory-monitor db start --data-dir "$db_dir")
+  export DATABASE_URL
+  trap 'target/debug/factory-monitor db stop --data-dir "$db_dir" >/dev/null 2>&1 || true' EXIT
+fi
+
+section "cargo test"
+cargo test --workspace --locked
+
+section "end-to-end (Playwright + Chromium)"
+(cd end2end && npx playwright test)
+
+echo
+echo "make test: all passed in $(( $(date +%s) - started )) s"
