@@ -2,6 +2,8 @@
 //! once at start-up into [`Config`]. A bad value stops start-up with one line
 //! naming the variable and what is wrong with it.
 
+use crate::security::CorsOrigins;
+use axum::http::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -36,6 +38,7 @@ pub struct Config {
     pub encryption_key: Option<SecretString>,
     pub encryption_keys_previous: Vec<SecretString>,
     pub production: bool,
+    pub cors_origins: CorsOrigins,
 }
 
 impl Config {
@@ -118,7 +121,20 @@ impl Config {
                 .map_err(|e| bad("RUST_LOG", format!("is not a valid log filter: {e}")))?;
         }
 
+        let cors_origins = match get("CORS_ORIGINS") {
+            None => CorsOrigins::None,
+            Some(list) if list.trim() == "*" => CorsOrigins::Any,
+            Some(list) => CorsOrigins::List(
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|o| !o.is_empty())
+                    .map(parse_origin)
+                    .collect::<Result<_, _>>()?,
+            ),
+        };
+
         Ok(Self {
+            cors_origins,
             database_url,
             data_dir,
             listen_addr,
@@ -144,6 +160,24 @@ impl Config {
             .map_err(|e| bad("ENCRYPTION_KEYS_PREVIOUS", e.to_string()))?;
         Ok(KeyRing::new(current, previous))
     }
+}
+
+/// `scheme://host[:port]`, nothing else (no path, no trailing slash).
+fn parse_origin(origin: &str) -> Result<HeaderValue, ConfigError> {
+    let problem = || {
+        bad(
+            "CORS_ORIGINS",
+            format!("{origin:?} is not an origin like https://plant.example.com or http://localhost:5173"),
+        )
+    };
+    let (scheme, rest) = origin.split_once("://").ok_or_else(problem)?;
+    let host_ok = !rest.is_empty()
+        && !rest.contains(['/', '?', '#', '@', ' '])
+        && rest.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c));
+    if !matches!(scheme, "http" | "https") || !host_ok {
+        return Err(problem());
+    }
+    HeaderValue::from_str(origin).map_err(|_| problem())
 }
 
 fn development_key(data_dir: &Path) -> Result<EncryptionKey, ConfigError> {
@@ -221,6 +255,8 @@ mod tests {
         );
         assert_eq!(error_var(&[("RUST_LOG", "info,[[[")]), "RUST_LOG");
         assert_eq!(error_var(&[("APP_ENV", "staging")]), "APP_ENV");
+        assert_eq!(error_var(&[("CORS_ORIGINS", "https://ok.example, not an origin")]), "CORS_ORIGINS");
+        assert_eq!(error_var(&[("CORS_ORIGINS", "https://x.example/path")]), "CORS_ORIGINS");
     }
 
     #[test]
@@ -231,6 +267,20 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "ENCRYPTION_KEYS_PREVIOUS: key 2 must be valid base64 (standard alphabet, padded)"
+        );
+    }
+
+    #[test]
+    fn cors_origins() {
+        assert_eq!(parse(&[], false).unwrap().cors_origins, CorsOrigins::None);
+        assert_eq!(parse(&[("CORS_ORIGINS", "*")], false).unwrap().cors_origins, CorsOrigins::Any);
+        let list = parse(&[("CORS_ORIGINS", "https://a.example, http://localhost:5173")], false).unwrap();
+        assert_eq!(
+            list.cors_origins,
+            CorsOrigins::List(vec![
+                HeaderValue::from_static("https://a.example"),
+                HeaderValue::from_static("http://localhost:5173")
+            ])
         );
     }
 

@@ -2,8 +2,10 @@
 //! embedded), and the HTTP layer that serves the web app and the REST API.
 //! `main.rs` only parses the command line and calls into here.
 
+pub mod api;
 pub mod config;
 pub mod database;
+pub mod security;
 pub mod web;
 
 pub use config::{Config, ConfigError};

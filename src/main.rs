@@ -4,7 +4,6 @@ use factory_monitor::{Config, Database};
 use pg_embedded::EmbeddedPostgres;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +30,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// API tokens for scripts (`Authorization: Bearer <token>`).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Control a private PostgreSQL cluster (what the server starts when DATABASE_URL is unset).
     Db {
         #[command(subcommand)]
@@ -42,6 +46,21 @@ enum Command {
 enum KeysCommand {
     /// Re-encrypt every stored gateway password with the current ENCRYPTION_KEY.
     Rotate,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token; the token itself is the last line of the output (shown once).
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "admin", value_parser = ["admin", "viewer"])]
+        role: String,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by id.
+    Revoke { id: uuid::Uuid },
 }
 
 #[derive(Subcommand)]
@@ -109,6 +128,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Token { command } => {
+            let db = Database::open(&config).await?;
+            let result = token_command(&db.store, command).await;
+            db.close().await;
+            result
+        }
         Command::Db { command } => match command {
             DbCommand::Start { data_dir } => {
                 let pg = EmbeddedPostgres::start(&data_dir).await?;
@@ -135,13 +160,35 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
     };
     let addr = listener.local_addr()?;
-    let state = AppState {
-        store: db.store.clone(),
-        leptos: web::leptos_options(addr),
-        started: Instant::now(),
-    };
+    let state = AppState::new(db.store.clone(), addr);
     tracing::info!("serving http://{addr}");
-    let served = web::serve(listener, state, web::shutdown_signal()).await;
+    let served = web::serve(listener, state, &config.cors_origins, web::shutdown_signal()).await;
     db.close().await;
     served.map_err(Into::into)
+}
+
+async fn token_command(store: &store::Store, command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create { name, role } => {
+            let role: domain::Role = role.parse().map_err(anyhow::Error::msg)?;
+            let (token, secret) = store.create_api_token(&name, role).await.map_err(domain::AppError::from)?;
+            println!("created {} token {:?} ({}); it is shown only once:", token.role, token.name, token.id);
+            println!("{}", secret.as_str());
+        }
+        TokenCommand::List => {
+            for t in store.list_api_tokens().await? {
+                let state = if t.revoked_at.is_some() { "revoked" } else { "active" };
+                let used = t.last_used_at.map_or("never".to_owned(), |at| at.to_rfc3339());
+                println!("{}  {:<7} {:<7} last used {used}  {}", t.id, t.role, state, t.name);
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            if store.revoke_api_token(id).await? {
+                println!("revoked {id}");
+            } else {
+                anyhow::bail!("no active token with id {id}");
+            }
+        }
+    }
+    Ok(())
 }

@@ -3,8 +3,10 @@
 
 use app::{shell, App};
 use axum::extract::FromRef;
-use axum::routing::get;
-use axum::{Json, Router};
+use crate::api;
+use crate::api::auth::TokenCache;
+use crate::security::{with_security_headers, CorsOrigins};
+use axum::Router;
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use std::future::Future;
@@ -18,6 +20,18 @@ pub struct AppState {
     pub store: Store,
     pub leptos: LeptosOptions,
     pub started: Instant,
+    pub tokens: TokenCache,
+}
+
+impl AppState {
+    pub fn new(store: Store, addr: SocketAddr) -> Self {
+        Self {
+            store,
+            leptos: leptos_options(addr),
+            started: Instant::now(),
+            tokens: TokenCache::default(),
+        }
+    }
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -45,12 +59,12 @@ pub fn leptos_options(addr: SocketAddr) -> LeptosOptions {
         .build()
 }
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, cors: &CorsOrigins) -> Router {
     let routes = generate_route_list(App);
     let store = state.store.clone();
     let leptos = state.leptos.clone();
-    Router::new()
-        .route("/api/health", get(health))
+    let app = Router::new()
+        .merge(api::router(state.clone()))
         .leptos_routes_with_context(
             &state,
             routes,
@@ -58,24 +72,18 @@ pub fn router(state: AppState) -> Router {
             move || shell(leptos.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
-        .with_state(state)
-}
-
-async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({
-        "status": if state.store.ping().await { "ok" } else { "degraded" },
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime": state.started.elapsed().as_secs_f64(),
-    }))
+        .with_state(state);
+    with_security_headers(app, cors)
 }
 
 /// Serves until `shutdown` completes, then finishes in-flight requests.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
+    cors: &CorsOrigins,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    axum::serve(listener, router(state, cors))
         .with_graceful_shutdown(shutdown)
         .await
 }

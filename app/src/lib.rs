@@ -19,6 +19,8 @@ pub const OUTPUT_NAME: &str = "factory-monitor";
 
 /// The HTML document around the app, rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    ssr::provide_content_security_policy();
     view! {
         <!DOCTYPE html>
         <html lang="en">

@@ -61,8 +61,7 @@ impl Default for SimConfig {
 impl SimConfig {
     /// Reads a JSON (`.json`) or TOML (anything else) file.
     pub fn load(path: &Path) -> Result<SimConfig, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
         let parsed = if path.extension().is_some_and(|ext| ext == "json") {
             serde_json::from_str(&text).map_err(|error| error.to_string())
         } else {

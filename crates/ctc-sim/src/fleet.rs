@@ -15,12 +15,7 @@ impl SimFleet {
     /// Starts `count` gateways on `base_port`, `base_port + 1`, … (`base_port` 0: each on any
     /// free port). Gateway `i` gets the template's sensors with `i × serial_stride` added to
     /// their serials, so that serials can be unique across the fleet.
-    pub async fn start(
-        count: usize,
-        base_port: u16,
-        template: &SimConfig,
-        serial_stride: u64,
-    ) -> io::Result<SimFleet> {
+    pub async fn start(count: usize, base_port: u16, template: &SimConfig, serial_stride: u64) -> io::Result<SimFleet> {
         let mut gateways = Vec::with_capacity(count);
         for index in 0..count {
             let mut config = template.clone();

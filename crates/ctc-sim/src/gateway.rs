@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ctc::frame::{
-    GET_DYN_CONNECTED, NOT_DYN_READING, NOT_DYN_READING_STARTED, NOT_DYN_TEMP, POST_LOGIN,
-    POST_SUB_CHANGES, POST_UNSUB_CHANGES, RTN_DYN, RTN_ERR, RTN_LOGIN, TAKE_DYN_READING,
+    GET_DYN_CONNECTED, NOT_DYN_READING, NOT_DYN_READING_STARTED, NOT_DYN_TEMP, POST_LOGIN, POST_SUB_CHANGES,
+    POST_UNSUB_CHANGES, RTN_DYN, RTN_ERR, RTN_LOGIN, TAKE_DYN_READING,
 };
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
-use tokio::time::timeout;
+use tokio::time::{sleep_until, timeout, Instant};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
@@ -165,9 +165,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Shared {
     fn config(&self) -> std::sync::RwLockReadGuard<'_, SimConfig> {
-        self.config
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.config.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn faults(&self) -> Faults {
@@ -189,9 +187,7 @@ pub struct SimHandle {
 
 impl std::fmt::Debug for SimHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimHandle")
-            .field("url", &self.shared.url)
-            .finish()
+        f.debug_struct("SimHandle").field("url", &self.shared.url).finish()
     }
 }
 
@@ -492,6 +488,9 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream) {
         frames: 0,
         oversized_sent: false,
     };
+    // Replies wait here until due, so that a delayed reply never stops the connection from
+    // reading (and answering pings), as a real gateway's WebSocket library would not.
+    let mut replies: VecDeque<(Instant, String)> = VecDeque::new();
     loop {
         if faults.borrow_and_update().silent {
             tokio::select! {
@@ -499,13 +498,17 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream) {
                 _ = stop.requested() => return,
             }
         }
+        let next_reply = replies.front().map(|(due, _)| *due);
         tokio::select! {
             message = incoming.next() => match message {
-                Some(Ok(Message::Text(text))) => {
-                    if connection.on_frame(text.as_str(), &mut stop).await.is_err() {
-                        return;
+                Some(Ok(Message::Text(text))) => match connection.on_frame(text.as_str()) {
+                    Ok(answers) => {
+                        let delay = shared.faults().delay_replies.unwrap_or_default();
+                        let due = Instant::now() + delay;
+                        replies.extend(answers.into_iter().map(|answer| (due, answer)));
                     }
-                }
+                    Err(Dropped) => return,
+                },
                 Some(Ok(Message::Close(frame))) => {
                     lock(&shared.closes).push(ReceivedClose {
                         connection: id,
@@ -517,6 +520,14 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream) {
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => return,
             },
+            _ = sleep_until(next_reply.unwrap_or_else(Instant::now)), if next_reply.is_some() => {
+                while replies.front().is_some_and(|(due, _)| *due <= Instant::now()) {
+                    let (_, reply) = replies.pop_front().expect("checked above");
+                    if connection.send(&reply, Kind::Reply).await.is_err() {
+                        return;
+                    }
+                }
+            }
             outgoing = outbox.recv() => match outgoing {
                 Some(Outgoing::Frame(text)) => {
                     if connection.send(&text, Kind::Notification).await.is_err() {
@@ -559,7 +570,8 @@ fn error_frame(attempt: Option<&str>, error: &str) -> String {
 }
 
 impl Connection {
-    async fn on_frame(&mut self, text: &str, stop: &mut Stop) -> Result<(), Dropped> {
+    /// Records a frame and returns the gateway's answers to it.
+    fn on_frame(&mut self, text: &str) -> Result<Vec<String>, Dropped> {
         self.frames += 1;
         {
             let config = self.shared.config();
@@ -575,26 +587,10 @@ impl Connection {
             }
         }
         let faults = self.shared.faults();
-        if faults
-            .drop_after_frames
-            .is_some_and(|limit| self.frames >= limit)
-        {
+        if faults.drop_after_frames.is_some_and(|limit| self.frames >= limit) {
             return Err(Dropped);
         }
-        let replies = self.respond(text, &faults);
-        if replies.is_empty() {
-            return Ok(());
-        }
-        if let Some(delay) = faults.delay_replies {
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = stop.requested() => return Err(Dropped),
-            }
-        }
-        for reply in replies {
-            self.send(&reply, Kind::Reply).await?;
-        }
-        Ok(())
+        Ok(self.respond(text, &faults))
     }
 
     /// The gateway's answer to one frame (§1.2-§1.10), quirks included.
@@ -602,26 +598,15 @@ impl Connection {
         let value: Value = match serde_json::from_str(text) {
             Ok(value) => value,
             // What Python's json module says about non-JSON.
-            Err(_) => {
-                return vec![error_frame(
-                    None,
-                    "Expecting value: line 1 column 1 (char 0)",
-                )]
-            }
+            Err(_) => return vec![error_frame(None, "Expecting value: line 1 column 1 (char 0)")],
         };
         let Value::Object(envelope) = value else {
-            return vec![error_frame(
-                None,
-                "'list' object has no attribute 'get'",
-            )];
+            return vec![error_frame(None, "'list' object has no attribute 'get'")];
         };
         let frame_type = envelope.get("Type").and_then(Value::as_str);
         // [HW] anything before POST_LOGIN breaks the handler's state.
         if self.logged_in.is_none() && frame_type != Some(POST_LOGIN) {
-            return vec![error_frame(
-                None,
-                "local variable 'secondary_command' referenced before assignment",
-            )];
+            return vec![error_frame(None, "secondary_command referenced before assignment")];
         }
         // [HW] the predecessor's JSON heartbeat after login produced duplicate RTN_LOGIN frames.
         if frame_type.is_none() {
@@ -663,10 +648,7 @@ impl Connection {
             }
             GET_DYN_CONNECTED => vec![frame(RTN_DYN, self.sensor_list())],
             TAKE_DYN_READING => self.trigger(&data),
-            other => vec![error_frame(
-                Some(other),
-                &format!("Unknown command type: {other}"),
-            )],
+            other => vec![error_frame(Some(other), &format!("Unknown command type: {other}"))],
         }
     }
 
@@ -674,10 +656,7 @@ impl Connection {
         let email = data.get("Email").and_then(Value::as_str);
         let password = data.get("Password").and_then(Value::as_str);
         let (Some(email), Some(password)) = (email, password) else {
-            return vec![error_frame(
-                Some(POST_LOGIN),
-                "KeyError: 'Email' or 'Password' missing",
-            )];
+            return vec![error_frame(Some(POST_LOGIN), "KeyError: 'Email' or 'Password' missing")];
         };
         let config = self.shared.config();
         let user = config
@@ -732,11 +711,7 @@ impl Connection {
         let Some(sensor) = sensor else {
             return vec![error_frame(Some(TAKE_DYN_READING), "Sensor not connected")];
         };
-        tokio::spawn(run_reading(
-            self.shared.clone(),
-            sensor,
-            self.outbox.clone(),
-        ));
+        tokio::spawn(run_reading(self.shared.clone(), sensor, self.outbox.clone()));
         vec![frame(RTN_DYN, json!({}))]
     }
 
@@ -758,10 +733,7 @@ impl Connection {
             self.oversized_sent = true;
             let padding = "x".repeat(size.saturating_sub(60));
             let blob = frame("NOT_BLOB", Value::String(padding));
-            self.sink
-                .send(Message::text(blob))
-                .await
-                .map_err(|_| Dropped)?;
+            self.sink.send(Message::text(blob)).await.map_err(|_| Dropped)?;
         }
         let copies = if kind == Kind::Reply && faults.duplicate_replies {
             2
@@ -820,11 +792,7 @@ fn sensor_entry(sensor: &SimSensor) -> Value {
 
 /// One acquisition: started, waveform, temperature, sent to every subscribed connection
 /// (`Serial` an integer in the first, a string in the others, §1.5 item 1).
-async fn run_reading(
-    shared: Arc<Shared>,
-    sensor: SimSensor,
-    requester: mpsc::UnboundedSender<Outgoing>,
-) {
+async fn run_reading(shared: Arc<Shared>, sensor: SimSensor, requester: mpsc::UnboundedSender<Outgoing>) {
     let mut shutdown = shared.shutdown.subscribe();
     let acquisition = async {
         let config = shared.config().clone();
@@ -843,12 +811,7 @@ async fn run_reading(
         }
         tokio::time::sleep(config.reading_delay()).await;
         let reading_id = shared.next_reading_id.fetch_add(1, Ordering::SeqCst);
-        let (waveform, encoded) = synthesise(
-            &sensor,
-            reading_id,
-            config.encoding.into(),
-            config.decimals,
-        );
+        let (waveform, encoded) = synthesise(&sensor, reading_id, config.encoding.into(), config.decimals);
         lock(&shared.waveforms).insert(sensor.serial, waveform);
         let reading = frame(
             NOT_DYN_READING,
@@ -884,8 +847,7 @@ pub fn gateway_time(time: SystemTime) -> String {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_index + 2) / 5 + 1;

@@ -151,9 +151,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let fleet = match SimFleet::start(args.gateways, args.base_port, &template, args.serial_stride)
-        .await
-    {
+    let fleet = match SimFleet::start(args.gateways, args.base_port, &template, args.serial_stride).await {
         Ok(fleet) => fleet,
         Err(error) => {
             eprintln!("ctc-sim: {error}");

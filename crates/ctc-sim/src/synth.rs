@@ -61,8 +61,7 @@ pub fn synthesise(
             // Quantise as the encoding will, so the stored copy is what a decoder gets back.
             let quantised = match encoding {
                 Encoding::Base64Int16 => {
-                    (value * scale).round().clamp(i16::MIN.into(), i16::MAX.into()) as f32
-                        / 1000.0
+                    (value * scale).round().clamp(i16::MIN.into(), i16::MAX.into()) as f32 / 1000.0
                 }
                 _ => ((value * scale).round() / scale) as f32,
             };
@@ -107,13 +106,7 @@ mod tests {
         };
         for encoding in [Encoding::Csv, Encoding::JsonArray, Encoding::Base64Int16] {
             let (stored, sent) = synthesise(&sensor, 1, encoding, 4);
-            let decoded = decode_waveform(
-                &sent.x,
-                &sent.y,
-                &sent.z,
-                &DecodeOptions::expecting(Some(6400)),
-            )
-            .unwrap();
+            let decoded = decode_waveform(&sent.x, &sent.y, &sent.z, &DecodeOptions::expecting(Some(6400))).unwrap();
             assert_eq!(decoded.encoding, encoding);
             for (decoded, stored) in [decoded.x.samples, decoded.y.samples, decoded.z.samples]
                 .iter()

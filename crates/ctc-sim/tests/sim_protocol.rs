@@ -42,14 +42,9 @@ async fn a_first_frame_other_than_login_raises_the_python_error() {
         .unwrap()
         .contains("secondary_command referenced before assignment"));
     // The predecessor's JSON heartbeat sent first does the same.
-    client
-        .send(r#"{"type":"ping","timestamp":1770519483000}"#)
-        .await;
+    client.send(r#"{"type":"ping","timestamp":1770519483000}"#).await;
     let reply = client.next_json().await;
-    assert!(reply["Data"]["Error"]
-        .as_str()
-        .unwrap()
-        .contains("secondary_command"));
+    assert!(reply["Data"]["Error"].as_str().unwrap().contains("secondary_command"));
 }
 
 #[tokio::test]
@@ -83,10 +78,7 @@ async fn non_json_gets_a_python_json_error() {
     let reply = client.next_json().await;
     assert_eq!(reply["Type"], "RTN_ERR");
     assert_eq!(reply["Data"]["Attempt"], Value::Null);
-    assert!(reply["Data"]["Error"]
-        .as_str()
-        .unwrap()
-        .contains("Expecting value"));
+    assert!(reply["Data"]["Error"].as_str().unwrap().contains("Expecting value"));
 }
 
 #[tokio::test]
@@ -94,10 +86,7 @@ async fn bad_credentials_get_rtn_err_or_rtn_login_false() {
     let sim = start_default_sim().await;
     let mut client = RawClient::connect(sim.url()).await;
     let reply = client
-        .command(
-            "POST_LOGIN",
-            &format!(r#"{{"Email":"{EMAIL}","Password":"wrong"}}"#),
-        )
+        .command("POST_LOGIN", &format!(r#"{{"Email":"{EMAIL}","Password":"wrong"}}"#))
         .await;
     assert_gateway_envelope(&reply, "RTN_ERR");
     assert_eq!(reply["Data"]["Attempt"], "POST_LOGIN");
@@ -105,10 +94,7 @@ async fn bad_credentials_get_rtn_err_or_rtn_login_false() {
 
     sim.update_config(|config| config.login_failure = LoginFailure::RtnLoginFalse);
     let reply = client
-        .command(
-            "POST_LOGIN",
-            &format!(r#"{{"Email":"{EMAIL}","Password":"wrong"}}"#),
-        )
+        .command("POST_LOGIN", &format!(r#"{{"Email":"{EMAIL}","Password":"wrong"}}"#))
         .await;
     assert_eq!(reply["Type"], "RTN_LOGIN");
     assert_eq!(reply["Data"]["Success"], false);
@@ -208,9 +194,7 @@ async fn a_json_heartbeat_after_login_yields_a_duplicate_rtn_login() {
     let sim = start_default_sim().await;
     let mut client = RawClient::connect(sim.url()).await;
     client.login().await;
-    client
-        .send(r#"{"type":"ping","timestamp":1770519483000}"#)
-        .await;
+    client.send(r#"{"type":"ping","timestamp":1770519483000}"#).await;
     assert_eq!(client.next_json().await["Type"], "RTN_LOGIN");
 }
 
@@ -234,9 +218,7 @@ async fn failed_start_is_reported_with_success_false() {
 async fn encodings_are_selectable() {
     for (encoding, check) in [
         (WaveEncoding::Json, (|x: &str| x.starts_with('[')) as fn(&str) -> bool),
-        (WaveEncoding::Base64, |x: &str| {
-            !x.contains(',') && x.len() % 4 == 0
-        }),
+        (WaveEncoding::Base64, |x: &str| !x.contains(',') && x.len() % 4 == 0),
     ] {
         let sim = start_sim(SimConfig {
             encoding,

@@ -74,9 +74,7 @@ impl ReadingTimeouts {
     pub fn acquisition_for(&self, sensor: &SensorInfo) -> Duration {
         let derived = sensor
             .capture_duration()
-            .and_then(|capture| {
-                Duration::try_from_secs_f64(capture.as_secs_f64() * self.capture_multiplier).ok()
-            })
+            .and_then(|capture| Duration::try_from_secs_f64(capture.as_secs_f64() * self.capture_multiplier).ok())
             .unwrap_or_default();
         derived.max(self.acquisition_floor)
     }
@@ -122,8 +120,7 @@ impl BackoffConfig {
 
     /// [`BackoffConfig::auth_failure_delay`] with ±10 % jitter.
     pub fn auth_delay(&self, random_unit: f64) -> Duration {
-        self.auth_failure_delay
-            .mul_f64(0.9 + 0.2 * random_unit.clamp(0.0, 1.0))
+        self.auth_failure_delay.mul_f64(0.9 + 0.2 * random_unit.clamp(0.0, 1.0))
     }
 }
 

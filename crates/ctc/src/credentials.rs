@@ -64,8 +64,7 @@ impl Credentials {
 }
 
 /// Boxed future returned by [`CredentialsProvider::credentials`].
-pub type CredentialsFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<Credentials, String>> + Send + 'a>>;
+pub type CredentialsFuture<'a> = Pin<Box<dyn Future<Output = Result<Credentials, String>> + Send + 'a>>;
 
 /// Where a supervisor gets the credentials for each connection attempt. Asked again before every
 /// attempt, so a password changed in the inventory is picked up without restarting anything.

@@ -26,15 +26,9 @@ pub enum Error {
     LoginTimeout(Duration),
     /// `RTN_ERR` in answer to a command other than login.
     #[error("{command}: {reply}")]
-    Gateway {
-        command: &'static str,
-        reply: ErrorReply,
-    },
+    Gateway { command: &'static str, reply: ErrorReply },
     #[error("{command}: no reply within {after:?}")]
-    CommandTimeout {
-        command: &'static str,
-        after: Duration,
-    },
+    CommandTimeout { command: &'static str, after: Duration },
     #[error("connection lost: {0}")]
     ConnectionLost(String),
     #[error("nothing received for {0:?}; connection presumed dead")]

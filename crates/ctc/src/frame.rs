@@ -87,8 +87,7 @@ impl Serialize for Serial {
 impl<'de> Deserialize<'de> for Serial {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(deserializer)?;
-        Serial::from_json(&value)
-            .ok_or_else(|| de::Error::custom(format!("invalid serial {value}")))
+        Serial::from_json(&value).ok_or_else(|| de::Error::custom(format!("invalid serial {value}")))
     }
 }
 
@@ -367,9 +366,7 @@ impl Command {
                 },
             ),
             Command::TakeReading(serial) => encode(frame_type, TakeReadingData { serial: *serial }),
-            Command::Subscribe | Command::Unsubscribe | Command::GetConnected => {
-                encode(frame_type, NoArguments {})
-            }
+            Command::Subscribe | Command::Unsubscribe | Command::GetConnected => encode(frame_type, NoArguments {}),
         };
         result.expect("serialising plain strings and integers cannot fail")
     }
@@ -416,8 +413,7 @@ pub struct Envelope {
 
 impl Envelope {
     pub fn parse(text: &str) -> Result<Self, FrameError> {
-        let value: Value =
-            serde_json::from_str(text).map_err(|error| FrameError::NotJson(error.to_string()))?;
+        let value: Value = serde_json::from_str(text).map_err(|error| FrameError::NotJson(error.to_string()))?;
         let Value::Object(mut map) = value else {
             return Err(FrameError::NotAnObject);
         };
@@ -442,13 +438,8 @@ impl Envelope {
 
     /// Types the `Data` according to `Type`.
     pub fn into_inbound(self) -> Result<Inbound, FrameError> {
-        let Envelope {
-            frame_type, data, ..
-        } = self;
-        fn typed<T: serde::de::DeserializeOwned>(
-            frame_type: &str,
-            data: Value,
-        ) -> Result<T, FrameError> {
+        let Envelope { frame_type, data, .. } = self;
+        fn typed<T: serde::de::DeserializeOwned>(frame_type: &str, data: Value) -> Result<T, FrameError> {
             serde_json::from_value(data).map_err(|error| FrameError::BadData {
                 frame_type: frame_type.to_owned(),
                 reason: error.to_string(),
@@ -483,14 +474,23 @@ pub enum Inbound {
     /// `RTN_ERR`: a command failed.
     Error(ErrorReply),
     /// Any other `RTN_*`, accepted as a reply (§1.3).
-    OtherReply { frame_type: String, data: Value },
+    OtherReply {
+        frame_type: String,
+        data: Value,
+    },
     ReadingStarted(ReadingStarted),
     Reading(ReadingData),
     Temperature(TemperatureData),
     /// Any other `NOT_*` notification.
-    OtherNotification { frame_type: String, data: Value },
+    OtherNotification {
+        frame_type: String,
+        data: Value,
+    },
     /// Neither a reply nor a notification; counted and ignored.
-    Unknown { frame_type: String, data: Value },
+    Unknown {
+        frame_type: String,
+        data: Value,
+    },
 }
 
 impl Inbound {
@@ -557,11 +557,7 @@ pub struct ErrorReply {
 impl fmt::Display for ErrorReply {
     /// The predecessor's wording: `Command error: <Error> (Attempt: <Attempt>)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Command error: {}",
-            self.error.as_deref().unwrap_or("(no message)")
-        )?;
+        write!(f, "Command error: {}", self.error.as_deref().unwrap_or("(no message)"))?;
         if let Some(attempt) = &self.attempt {
             write!(f, " (Attempt: {attempt})")?;
         }
@@ -644,11 +640,7 @@ pub struct SensorInfo {
     /// `Connected: 1` (or `true`).
     #[serde(rename = "Connected", with = "connected_flag", default)]
     pub connected: bool,
-    #[serde(
-        rename = "AccessPoint",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AccessPoint", default, skip_serializing_if = "Option::is_none")]
     pub access_point: Option<IntOrString>,
     #[serde(
         rename = "PartNum",
@@ -754,8 +746,9 @@ mod connected_flag {
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
         match Option::<Value>::deserialize(deserializer)? {
             None | Some(Value::Null) => Ok(false),
-            Some(value) => json_to_bool(&value)
-                .ok_or_else(|| de::Error::custom(format!("invalid Connected value {value}"))),
+            Some(value) => {
+                json_to_bool(&value).ok_or_else(|| de::Error::custom(format!("invalid Connected value {value}")))
+            }
         }
     }
 }
@@ -801,16 +794,11 @@ pub fn parse_sensor_list(data: &Value) -> Result<SensorList, FrameError> {
     };
     match data {
         Value::Array(entries) => entries.iter().for_each(|entry| add(None, entry)),
-        Value::Object(entries) => entries
-            .iter()
-            .for_each(|(key, entry)| add(Some(key), entry)),
+        Value::Object(entries) => entries.iter().for_each(|(key, entry)| add(Some(key), entry)),
         other => {
             return Err(FrameError::BadData {
                 frame_type: RTN_DYN.to_owned(),
-                reason: format!(
-                    "sensor list must be an object or an array, got {}",
-                    json_kind(other)
-                ),
+                reason: format!("sensor list must be an object or an array, got {}", json_kind(other)),
             })
         }
     }
@@ -882,32 +870,30 @@ mod tests {
         assert_eq!(login.access_level, Some(2));
 
         let error = parse_inbound(r#"{"Type":"RTN_ERR","From":"SERV","Target":"UI","Data":{"Attempt":null,"Error":"'NoneType' object is not subscriptable"}}"#).unwrap();
-        let Inbound::Error(error) = error else {
-            panic!()
-        };
+        let Inbound::Error(error) = error else { panic!() };
         assert_eq!(error.attempt, None);
         assert_eq!(
             error.to_string(),
             "Command error: 'NoneType' object is not subscriptable"
         );
 
-        let started = parse_inbound(r#"{"Type":"NOT_DYN_READING_STARTED","From":"SERV","Target":"UI","Data":{"Serial":40417,"Success":true}}"#).unwrap();
-        assert!(
-            matches!(started, Inbound::ReadingStarted(ref s) if s.serial == Serial(40417) && s.succeeded())
-        );
+        let started = parse_inbound(
+            r#"{"Type":"NOT_DYN_READING_STARTED","From":"SERV","Target":"UI","Data":{"Serial":40417,"Success":true}}"#,
+        )
+        .unwrap();
+        assert!(matches!(started, Inbound::ReadingStarted(ref s) if s.serial == Serial(40417) && s.succeeded()));
 
         let reading = parse_inbound(r#"{"Type":"NOT_DYN_READING","From":"SERV","Target":"UI","Data":{"ID":5521,"Serial":"40417","Time":"2026-02-07 21:58:03","X":"0.012,-0.034,0.051","Y":"0.101,0.098,0.102","Z":"0.997,1.004,1.001"}}"#).unwrap();
-        let Inbound::Reading(reading) = reading else {
-            panic!()
-        };
+        let Inbound::Reading(reading) = reading else { panic!() };
         assert_eq!(reading.serial, Serial(40417));
         assert_eq!(reading.id, Some(5521));
         assert_eq!(reading.z, "0.997,1.004,1.001");
 
-        let temp = parse_inbound(r#"{"Type":"NOT_DYN_TEMP","From":"SERV","Target":"UI","Data":{"Serial":"40417","Temp":31.2}}"#).unwrap();
-        assert!(
-            matches!(temp, Inbound::Temperature(ref t) if t.serial == Serial(40417) && t.temp == Some(31.2))
-        );
+        let temp = parse_inbound(
+            r#"{"Type":"NOT_DYN_TEMP","From":"SERV","Target":"UI","Data":{"Serial":"40417","Temp":31.2}}"#,
+        )
+        .unwrap();
+        assert!(matches!(temp, Inbound::Temperature(ref t) if t.serial == Serial(40417) && t.temp == Some(31.2)));
     }
 
     #[test]
@@ -927,8 +913,7 @@ mod tests {
         assert_eq!(first.expected_samples(), Some(6400));
         assert!(!list.sensors[1].connected);
 
-        let Inbound::Dyn(empty) =
-            parse_inbound(r#"{"Type":"RTN_DYN","From":"SERV","Target":"UI","Data":[]}"#).unwrap()
+        let Inbound::Dyn(empty) = parse_inbound(r#"{"Type":"RTN_DYN","From":"SERV","Target":"UI","Data":[]}"#).unwrap()
         else {
             panic!()
         };
@@ -963,20 +948,15 @@ mod tests {
 
     #[test]
     fn to_instead_of_target_and_extra_keys_are_tolerated() {
-        let envelope = Envelope::parse(
-            r#"{"Type":"RTN_DYN","From":"SERV","To":"UI","Data":{},"CorrelationId":"abc"}"#,
-        )
-        .unwrap();
+        let envelope =
+            Envelope::parse(r#"{"Type":"RTN_DYN","From":"SERV","To":"UI","Data":{},"CorrelationId":"abc"}"#).unwrap();
         assert_eq!(envelope.target.as_deref(), Some("UI"));
         assert_eq!(envelope.extra.get("CorrelationId"), Some(&json!("abc")));
     }
 
     #[test]
     fn unusable_frames_are_errors_not_panics() {
-        assert!(matches!(
-            parse_inbound("not json"),
-            Err(FrameError::NotJson(_))
-        ));
+        assert!(matches!(parse_inbound("not json"), Err(FrameError::NotJson(_))));
         assert!(matches!(parse_inbound("[1]"), Err(FrameError::NotAnObject)));
         assert!(matches!(
             parse_inbound(r#"{"type":"pong"}"#),

@@ -92,11 +92,7 @@ pub async fn probe(options: &ProbeOptions, out: &mut dyn Write) -> Result<(), Pr
     result
 }
 
-async fn report(
-    session: &Session,
-    options: &ProbeOptions,
-    out: &mut dyn Write,
-) -> Result<(), ProbeError> {
+async fn report(session: &Session, options: &ProbeOptions, out: &mut dyn Write) -> Result<(), ProbeError> {
     let login = session.login();
     let name = [login.first.as_deref(), login.last.as_deref()]
         .into_iter()

@@ -33,8 +33,8 @@ use crate::counters::Counters;
 use crate::credentials::Credentials;
 use crate::error::Error;
 use crate::frame::{
-    parse_inbound, parse_sensor_list, Command, CommandKind, Inbound, LoginReply, ReadingData,
-    ReadingStarted, SensorInfo, Serial, TemperatureData, CLIENT_ENDPOINT, GATEWAY_ENDPOINT,
+    parse_inbound, parse_sensor_list, Command, CommandKind, Inbound, LoginReply, ReadingData, ReadingStarted,
+    SensorInfo, Serial, TemperatureData, CLIENT_ENDPOINT, GATEWAY_ENDPOINT,
 };
 use crate::waveform::{decode_waveform, DecodeOptions, Waveform};
 
@@ -93,8 +93,7 @@ async fn open_socket(url: &str, config: &ClientConfig) -> Result<Socket, Error> 
         .write_buffer_size(0)
         .max_message_size(Some(config.max_message_size))
         .max_frame_size(Some(config.max_message_size));
-    let connecting =
-        tokio_tungstenite::connect_async_with_config(url, Some(ws_config), true);
+    let connecting = tokio_tungstenite::connect_async_with_config(url, Some(ws_config), true);
     match timeout(config.connect_timeout, connecting).await {
         Err(_) => Err(Error::ConnectTimeout {
             url: url.to_owned(),
@@ -152,11 +151,7 @@ impl std::fmt::Debug for Session {
 
 impl Session {
     /// Connects, logs in, subscribes and discovers the sensors.
-    pub async fn connect(
-        url: &str,
-        credentials: &Credentials,
-        config: &ClientConfig,
-    ) -> Result<Session, Error> {
+    pub async fn connect(url: &str, credentials: &Credentials, config: &ClientConfig) -> Result<Session, Error> {
         Self::connect_with(url, credentials, config, Arc::default(), |_| {}).await
     }
 
@@ -192,18 +187,13 @@ impl Session {
                     other.frame_type()
                 )))
             }
-            Err(Error::CommandTimeout { .. }) => {
-                return Err(Error::LoginTimeout(config.login_timeout))
-            }
+            Err(Error::CommandTimeout { .. }) => return Err(Error::LoginTimeout(config.login_timeout)),
             Err(error) => return Err(error),
         };
         info!(url, email = %credentials.email, "logged in to gateway");
 
         on_phase(ConnectPhase::Subscribing);
-        match link
-            .command(Command::Subscribe, config.command_timeout)
-            .await?
-        {
+        match link.command(Command::Subscribe, config.command_timeout).await? {
             Inbound::Error(reply) => {
                 return Err(Error::Gateway {
                     command: CommandKind::Subscribe.frame_type(),
@@ -287,11 +277,7 @@ impl Session {
     /// arms the notification waiters, sends `TAKE_DYN_READING`, waits for
     /// `NOT_DYN_READING_STARTED` (`on_started` is called then), `NOT_DYN_READING` and, briefly,
     /// `NOT_DYN_TEMP`, and decodes the waveform against the sensor's `Samples`.
-    pub async fn take_reading_observed(
-        &self,
-        serial: Serial,
-        on_started: impl FnOnce(),
-    ) -> Result<Reading, Error> {
+    pub async fn take_reading_observed(&self, serial: Serial, on_started: impl FnOnce()) -> Result<Reading, Error> {
         let timeouts = &self.inner.config.reading;
         let sensor = self.connected_sensor(serial).await?;
         let token = self.inner.next_token.fetch_add(1, Ordering::Relaxed);
@@ -368,15 +354,13 @@ impl Session {
         let temperature = match temperature_rx.try_recv() {
             Ok(temperature) => temperature.temp,
             Err(oneshot::error::TryRecvError::Closed) => None,
-            Err(oneshot::error::TryRecvError::Empty) => {
-                match timeout(timeouts.temperature, temperature_rx).await {
-                    Ok(Ok(temperature)) => temperature.temp,
-                    _ => {
-                        debug!(%serial, "no temperature with this reading");
-                        None
-                    }
+            Err(oneshot::error::TryRecvError::Empty) => match timeout(timeouts.temperature, temperature_rx).await {
+                Ok(Ok(temperature)) => temperature.temp,
+                _ => {
+                    debug!(%serial, "no temperature with this reading");
+                    None
                 }
-            }
+            },
         };
         Ok(Reading {
             serial,
@@ -530,15 +514,10 @@ impl Link {
     }
 
     fn send(&self, request: Request) -> Result<(), Error> {
-        self.requests
-            .send(request)
-            .map_err(|_| self.closed_reason())
+        self.requests.send(request).map_err(|_| self.closed_reason())
     }
 
-    async fn reply(
-        &self,
-        reply: oneshot::Receiver<Result<Inbound, Error>>,
-    ) -> Result<Inbound, Error> {
+    async fn reply(&self, reply: oneshot::Receiver<Result<Inbound, Error>>) -> Result<Inbound, Error> {
         match reply.await {
             Ok(result) => result,
             Err(_) => Err(self.closed_reason()),
@@ -715,11 +694,7 @@ impl ConnectionTask {
     }
 
     fn disarm(&mut self, serial: Serial, token: u64) {
-        if self
-            .readings
-            .get(&serial)
-            .is_some_and(|waiter| waiter.token == token)
-        {
+        if self.readings.get(&serial).is_some_and(|waiter| waiter.token == token) {
             self.readings.remove(&serial);
         }
     }
@@ -877,12 +852,7 @@ impl ConnectionTask {
     async fn close_politely(&mut self) {
         let deadline = Instant::now() + self.config.close_timeout;
         if self.subscribed {
-            let sent = timeout_at(
-                deadline,
-                self.sink
-                    .send(Message::text(Command::Unsubscribe.to_json())),
-            )
-            .await;
+            let sent = timeout_at(deadline, self.sink.send(Message::text(Command::Unsubscribe.to_json()))).await;
             if matches!(sent, Ok(Ok(()))) {
                 Counters::bump(&self.counters.frames_sent);
                 // Wait for its reply (any reply, ignoring notifications) so the gateway has
@@ -911,11 +881,9 @@ impl ConnectionTask {
 fn read_error(error: tungstenite::Error) -> Error {
     use tungstenite::error::CapacityError;
     match error {
-        tungstenite::Error::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
-            Error::ConnectionLost(format!(
-                "incoming message of {size} bytes exceeds the limit of {max_size} bytes"
-            ))
-        }
+        tungstenite::Error::Capacity(CapacityError::MessageTooLong { size, max_size }) => Error::ConnectionLost(
+            format!("incoming message of {size} bytes exceeds the limit of {max_size} bytes"),
+        ),
         tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
             Error::ConnectionLost("connection closed".into())
         }

@@ -103,10 +103,7 @@ pub enum GatewayEvent {
     /// Login succeeded (the `RTN_LOGIN` data).
     LoggedIn { login: LoginReply, at: SystemTime },
     /// The sensor list, after each connection and whenever a re-discovery changes it.
-    SensorsDiscovered {
-        sensors: Vec<SensorInfo>,
-        at: SystemTime,
-    },
+    SensorsDiscovered { sensors: Vec<SensorInfo>, at: SystemTime },
     /// The gateway confirmed a reading started (`NOT_DYN_READING_STARTED`).
     ReadingStarted { serial: Serial, at: SystemTime },
     ReadingFinished {
@@ -192,11 +189,7 @@ pub struct GatewaySupervisor {
 
 impl GatewaySupervisor {
     /// Starts the supervisor task on the current Tokio runtime.
-    pub fn spawn(
-        config: SupervisorConfig,
-        credentials: Arc<dyn CredentialsProvider>,
-        events: EventSink,
-    ) -> Self {
+    pub fn spawn(config: SupervisorConfig, credentials: Arc<dyn CredentialsProvider>, events: EventSink) -> Self {
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
         let state = Arc::new(Mutex::new(GatewayState::Disconnected));
@@ -351,20 +344,13 @@ impl Supervisor {
                 Next::Connect => self.connect_and_serve().await,
                 Next::Backoff(delay, error) => {
                     let until = SystemTime::now() + delay;
-                    self.set_state(
-                        GatewayState::Backoff {
-                            next_attempt: until,
-                        },
-                        Some(error.to_string()),
-                    );
+                    self.set_state(GatewayState::Backoff { next_attempt: until }, Some(error.to_string()));
                     self.wait(delay).await
                 }
                 Next::AuthFailed(delay, error) => {
                     let until = SystemTime::now() + delay;
                     self.set_state(
-                        GatewayState::AuthFailed {
-                            next_attempt: until,
-                        },
+                        GatewayState::AuthFailed { next_attempt: until },
                         Some(error.to_string()),
                     );
                     self.wait(delay).await
@@ -375,10 +361,7 @@ impl Supervisor {
 
     fn set_state(&self, state: GatewayState, error: Option<String>) {
         {
-            let mut current = self
-                .state
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut current = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             *current = state.clone();
         }
         match &error {
@@ -480,14 +463,10 @@ impl Supervisor {
         let events = self.events.clone();
         let state = self.state.clone();
         let connecting = async move {
-            let credentials = credentials
-                .credentials()
-                .await
-                .map_err(Error::Credentials)?;
+            let credentials = credentials.credentials().await.map_err(Error::Credentials)?;
             let mut phase_reporter = |phase| {
                 if phase == ConnectPhase::Authenticating {
-                    *state.lock().unwrap_or_else(|p| p.into_inner()) =
-                        GatewayState::Authenticating;
+                    *state.lock().unwrap_or_else(|p| p.into_inner()) = GatewayState::Authenticating;
                     events.emit(GatewayEvent::StateChanged {
                         state: GatewayState::Authenticating,
                         at: SystemTime::now(),
@@ -495,14 +474,7 @@ impl Supervisor {
                     });
                 }
             };
-            Session::connect_with(
-                &config.url,
-                &credentials,
-                &config.client,
-                counters,
-                &mut phase_reporter,
-            )
-            .await
+            Session::connect_with(&config.url, &credentials, &config.client, counters, &mut phase_reporter).await
         };
         tokio::pin!(connecting);
         let session = loop {

@@ -186,11 +186,7 @@ pub enum WaveformError {
         token: String,
     },
     #[error("axis {axis}: sample {position} ({value}) is not finite")]
-    NotFinite {
-        axis: Axis,
-        position: usize,
-        value: f32,
-    },
+    NotFinite { axis: Axis, position: usize, value: f32 },
     #[error("axis {axis}: sample {position} is {value} g, beyond the plausible ±{limit} g")]
     OutOfRange {
         axis: Axis,
@@ -199,11 +195,7 @@ pub enum WaveformError {
         limit: f32,
     },
     #[error("axis {axis}: {actual} samples, but the sensor reports {expected}")]
-    CountMismatch {
-        axis: Axis,
-        expected: usize,
-        actual: usize,
-    },
+    CountMismatch { axis: Axis, expected: usize, actual: usize },
     #[error("axis {axis}: no samples")]
     Empty { axis: Axis },
     #[error("axis {axis}: JSON array expected ({reason})")]
@@ -219,12 +211,7 @@ pub enum WaveformError {
 /// The encoding is chosen once for all three axes: a JSON array when X starts with `[`;
 /// otherwise CSV, falling back to base64 int16 only when CSV fails and every axis is made of base64
 /// characters only.
-pub fn decode_waveform(
-    x: &str,
-    y: &str,
-    z: &str,
-    options: &DecodeOptions,
-) -> Result<Waveform, WaveformError> {
+pub fn decode_waveform(x: &str, y: &str, z: &str, options: &DecodeOptions) -> Result<Waveform, WaveformError> {
     if x.trim_start().starts_with('[') {
         return decode_with(Encoding::JsonArray, [x, y, z], options);
     }
@@ -372,11 +359,7 @@ fn parse_short_decimal(bytes: &[u8], at: &mut usize) -> Option<f32> {
 
 /// Parses comma-separated decimals. Whitespace around tokens and one trailing comma are
 /// accepted; an empty or non-numeric token is an error.
-fn parse_decimal_list(
-    axis: Axis,
-    bytes: &[u8],
-    options: &DecodeOptions,
-) -> Result<Vec<f32>, WaveformError> {
+fn parse_decimal_list(axis: Axis, bytes: &[u8], options: &DecodeOptions) -> Result<Vec<f32>, WaveformError> {
     let capacity = options
         .expected_samples
         .unwrap_or_else(|| bytes.iter().filter(|&&byte| byte == b',').count() + 1);
@@ -408,13 +391,7 @@ fn parse_decimal_list(
                     .and_then(|token| token.parse::<f32>().ok());
                 match parsed {
                     Some(value) if value.is_finite() => value,
-                    Some(value) => {
-                        return Err(WaveformError::NotFinite {
-                            axis,
-                            position,
-                            value,
-                        })
-                    }
+                    Some(value) => return Err(WaveformError::NotFinite { axis, position, value }),
                     None => return Err(bad_token(axis, position, token)),
                 }
             }
@@ -466,11 +443,7 @@ fn trim_spaces(mut bytes: &[u8]) -> &[u8] {
 
 fn bad_token(axis: Axis, position: usize, token: &[u8]) -> WaveformError {
     let token: String = String::from_utf8_lossy(token).chars().take(40).collect();
-    WaveformError::BadToken {
-        axis,
-        position,
-        token,
-    }
+    WaveformError::BadToken { axis, position, token }
 }
 
 fn looks_like_base64(text: &str) -> bool {
@@ -485,11 +458,7 @@ fn looks_like_base64(text: &str) -> bool {
 /// strict here keeps short non-numeric CSV garbage from passing as base64.
 const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-fn decode_base64_int16(
-    axis: Axis,
-    text: &str,
-    options: &DecodeOptions,
-) -> Result<Vec<f32>, WaveformError> {
+fn decode_base64_int16(axis: Axis, text: &str, options: &DecodeOptions) -> Result<Vec<f32>, WaveformError> {
     let text = text.trim();
     let bytes = if text.bytes().any(is_space) {
         // Tolerate line-wrapped base64.
@@ -607,7 +576,14 @@ mod tests {
         );
         assert!(error.to_string().contains("axis Z"));
         let empty = csv("1,,3", "1,2,3", "1,2,3").unwrap_err();
-        assert!(matches!(empty, WaveformError::BadToken { axis: Axis::X, position: 1, .. }));
+        assert!(matches!(
+            empty,
+            WaveformError::BadToken {
+                axis: Axis::X,
+                position: 1,
+                ..
+            }
+        ));
         let glued = csv("1,2 3", "1,2,3", "1,2,3").unwrap_err();
         assert!(matches!(glued, WaveformError::BadToken { position: 1, .. }), "{glued}");
         let nan = csv("1,NaN,3", "1,2,3", "1,2,3").unwrap_err();
@@ -637,7 +613,11 @@ mod tests {
     fn implausible_values_are_rejected() {
         assert!(matches!(
             csv("1,2,3", "1,250,3", "1,2,3"),
-            Err(WaveformError::OutOfRange { axis: Axis::Y, position: 1, .. })
+            Err(WaveformError::OutOfRange {
+                axis: Axis::Y,
+                position: 1,
+                ..
+            })
         ));
         let relaxed = DecodeOptions {
             max_abs: None,
@@ -653,7 +633,11 @@ mod tests {
         assert_eq!(waveform.x.samples, vec![0.5, -1.0]);
         assert!(matches!(
             csv("[1,null]", "[1,2]", "[3,4]"),
-            Err(WaveformError::BadToken { axis: Axis::X, position: 1, .. })
+            Err(WaveformError::BadToken {
+                axis: Axis::X,
+                position: 1,
+                ..
+            })
         ));
         assert!(matches!(
             csv("[1,2]", "1,2", "[3,4]"),
@@ -670,14 +654,31 @@ mod tests {
         assert_eq!(waveform.x.samples, vec![0.012, -1.5, 0.0]);
         // base64 characters that are neither CSV nor whole int16 samples: the CSV error wins.
         assert!(matches!(csv("abc", "abc", "abc"), Err(WaveformError::BadToken { .. })));
-        assert!(matches!(csv("abcd", "abcd", "abcd"), Err(WaveformError::BadToken { .. })));
+        assert!(matches!(
+            csv("abcd", "abcd", "abcd"),
+            Err(WaveformError::BadToken { .. })
+        ));
     }
 
     #[test]
     fn fast_path_agrees_with_std_parse() {
         for token in [
-            "0", "-0", "1", "0.1", "-0.034", "16777216", "16777217", "1.6777217", "0.0000000001",
-            "123456789", "1234567890", "9.99999999", "+2.5", ".5", "5.", "-.25",
+            "0",
+            "-0",
+            "1",
+            "0.1",
+            "-0.034",
+            "16777216",
+            "16777217",
+            "1.6777217",
+            "0.0000000001",
+            "123456789",
+            "1234567890",
+            "9.99999999",
+            "+2.5",
+            ".5",
+            "5.",
+            "-.25",
         ] {
             let decoded = parse_decimal_list(
                 Axis::X,

@@ -11,6 +11,7 @@ use std::fmt;
 /// Machine-readable error codes, serialised as `SCREAMING_SNAKE_CASE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ErrorCode {
     ValidationError,
     InvalidJsonBody,
@@ -20,6 +21,7 @@ pub enum ErrorCode {
     Unauthorized,
     Forbidden,
     NotFound,
+    MethodNotAllowed,
     FactoryNotFound,
     GatewayNotFound,
     UnknownOrganization,
@@ -38,6 +40,7 @@ impl ErrorCode {
             Unauthorized => 401,
             Forbidden => 403,
             NotFound | FactoryNotFound | GatewayNotFound => 404,
+            MethodNotAllowed => 405,
             GatewayIdTaken => 409,
             PayloadTooLarge => 413,
             UnsupportedMediaType => 415,
@@ -58,6 +61,7 @@ impl ErrorCode {
             Unauthorized => "UNAUTHORIZED",
             Forbidden => "FORBIDDEN",
             NotFound => "NOT_FOUND",
+            MethodNotAllowed => "METHOD_NOT_ALLOWED",
             FactoryNotFound => "FACTORY_NOT_FOUND",
             GatewayNotFound => "GATEWAY_NOT_FOUND",
             UnknownOrganization => "UNKNOWN_ORGANIZATION",
@@ -72,6 +76,7 @@ impl ErrorCode {
 
 /// One invalid field and what is wrong with it, in words for a person.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
     pub field: String,
     pub message: String,

@@ -25,21 +25,25 @@ pub const FIRMWARE_MAX: usize = 50;
 pub const DEFAULT_TIMEZONE: &str = "UTC";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Organization {
     pub id: Uuid,
     pub name: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub metadata: Metadata,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Factory {
     pub id: Uuid,
     pub organization_id: Uuid,
     pub name: String,
     pub location: Option<String>,
     pub timezone: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub metadata: Metadata,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -48,6 +52,7 @@ pub struct Factory {
 /// A gateway as it is shown and returned. It has no password field at all: the
 /// stored ciphertext never leaves the store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Gateway {
     pub id: Uuid,
     pub factory_id: Uuid,
@@ -58,6 +63,7 @@ pub struct Gateway {
     pub model: Option<String>,
     pub firmware_version: Option<String>,
     pub last_seen_at: Option<DateTime<Utc>>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub metadata: Metadata,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -147,11 +153,14 @@ fn check_password(checker: &mut Checker, password: Option<Password>) -> Option<P
 /// organization exists.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FactoryInput {
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<uuid::Uuid>))]
     pub organization_id: Option<String>,
     pub name: Option<String>,
     pub location: Option<String>,
     pub timezone: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub metadata: Option<Value>,
 }
 
@@ -189,11 +198,14 @@ impl FactoryInput {
 /// clears it. The organization cannot be changed.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FactoryPatch {
     pub name: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, nullable))]
     pub location: Option<Option<String>>,
     pub timezone: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub metadata: Option<Value>,
 }
 
@@ -227,15 +239,19 @@ impl FactoryPatch {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GatewayInput {
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<uuid::Uuid>))]
     pub factory_id: Option<String>,
     pub gateway_id: Option<String>,
     pub name: Option<String>,
     pub url: Option<String>,
     pub email: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Password, min_length = 1))]
     pub password: Option<Password>,
     pub model: Option<String>,
     pub firmware_version: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub metadata: Option<Value>,
 }
 
@@ -294,17 +310,23 @@ impl GatewayInput {
 /// `firmware_version` accept `null` to clear; an absent password keeps the old one.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GatewayPatch {
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<uuid::Uuid>))]
     pub factory_id: Option<String>,
     pub gateway_id: Option<String>,
     pub name: Option<String>,
     pub url: Option<String>,
     pub email: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Password, min_length = 1))]
     pub password: Option<Password>,
     #[serde(default, deserialize_with = "nullable")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, nullable))]
     pub model: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, nullable))]
     pub firmware_version: Option<Option<String>>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub metadata: Option<Value>,
 }
 

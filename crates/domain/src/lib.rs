@@ -5,12 +5,14 @@
 //! Nothing here touches the database or the network, so the same rules run in
 //! the browser (inline form messages) and on the server (the authority).
 
+pub mod auth;
 pub mod error;
 pub mod inventory;
 pub mod page;
 pub mod secret;
 pub mod validate;
 
+pub use auth::Role;
 pub use error::{AppError, FieldError};
 pub use inventory::*;
 pub use page::{Page, PageRequest, Pagination};

@@ -7,11 +7,13 @@ mod error;
 mod factories;
 mod gateways;
 mod organizations;
+mod tokens;
 
 pub use cipher::{CipherError, EncryptionKey, KeyError, KeyRing};
 pub use error::StoreError;
 pub use factories::FactoryWithCount;
 pub use gateways::{GatewayCredentials, GatewayFilter};
+pub use tokens::{token_digest, ApiToken, TOKEN_PREFIX};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};

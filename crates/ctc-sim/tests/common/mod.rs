@@ -96,16 +96,12 @@ pub async fn tasks_settle_to(baseline: usize) -> bool {
 
 /// A bare WebSocket client for checking the simulator's wire behaviour frame by frame.
 pub struct RawClient {
-    socket: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
+    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
 }
 
 impl RawClient {
     pub async fn connect(url: &str) -> RawClient {
-        let (socket, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("raw connect");
+        let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("raw connect");
         RawClient { socket }
     }
 

@@ -1,0 +1,94 @@
+//! The JSON REST API under `/api`, for scripts and integrations. Handlers are
+//! thin: parse ([`extract`]), call the store, shape the answer; errors render
+//! through [`error::ApiError`]. The OpenAPI 3.1 document is generated from the
+//! handlers' annotations and served at `/api/openapi.json`.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+mod health;
+mod inventory;
+
+use crate::web::AppState;
+use axum::http::{Method, Uri};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{middleware, Json, Router};
+use domain::error::ErrorCode;
+use error::ApiError;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "factory-monitor API", description = "Inventory of organizations, factories and CTC gateways. \
+        Authenticate with `Authorization: Bearer <token>` (create one with `factory-monitor token create`); \
+        errors are `{\"error\":{\"code\",\"message\",\"statusCode\"}}`."),
+    paths(
+        health::health,
+        inventory::list_organizations,
+        inventory::create_factory, inventory::list_factories, inventory::get_factory,
+        inventory::update_factory, inventory::patch_factory, inventory::delete_factory,
+        inventory::create_gateway, inventory::list_gateways, inventory::get_gateway,
+        inventory::update_gateway, inventory::patch_gateway, inventory::delete_gateway,
+    ),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+pub fn router(state: AppState) -> Router<AppState> {
+    use inventory::*;
+    let protected = Router::new()
+        .route("/organizations", get(list_organizations))
+        .route("/organizations/", get(list_organizations))
+        .route("/factories", get(list_factories).post(create_factory))
+        .route("/factories/", get(list_factories).post(create_factory))
+        .route(
+            "/factories/{id}",
+            get(get_factory)
+                .put(update_factory)
+                .patch(patch_factory)
+                .delete(delete_factory),
+        )
+        .route("/gateways", get(list_gateways).post(create_gateway))
+        .route("/gateways/", get(list_gateways).post(create_gateway))
+        .route(
+            "/gateways/{id}",
+            get(get_gateway)
+                .put(update_gateway)
+                .patch(patch_gateway)
+                .delete(delete_gateway),
+        )
+        .route_layer(middleware::from_fn_with_state(state, auth::require_token));
+    let api = Router::new()
+        .route("/health", get(health::health))
+        .route("/openapi.json", get(openapi_json))
+        .merge(protected)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+    Router::new().nest("/api", api)
+}
+
+async fn openapi_json() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(ErrorCode::NotFound, format!("Route {method} {uri} not found"))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, format!("Method {method} is not allowed on {}", uri.path()))
+}
