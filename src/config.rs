@@ -255,7 +255,10 @@ mod tests {
         );
         assert_eq!(error_var(&[("RUST_LOG", "info,[[[")]), "RUST_LOG");
         assert_eq!(error_var(&[("APP_ENV", "staging")]), "APP_ENV");
-        assert_eq!(error_var(&[("CORS_ORIGINS", "https://ok.example, not an origin")]), "CORS_ORIGINS");
+        assert_eq!(
+            error_var(&[("CORS_ORIGINS", "https://ok.example, not an origin")]),
+            "CORS_ORIGINS"
+        );
         assert_eq!(error_var(&[("CORS_ORIGINS", "https://x.example/path")]), "CORS_ORIGINS");
     }
 
@@ -273,7 +276,10 @@ mod tests {
     #[test]
     fn cors_origins() {
         assert_eq!(parse(&[], false).unwrap().cors_origins, CorsOrigins::None);
-        assert_eq!(parse(&[("CORS_ORIGINS", "*")], false).unwrap().cors_origins, CorsOrigins::Any);
+        assert_eq!(
+            parse(&[("CORS_ORIGINS", "*")], false).unwrap().cors_origins,
+            CorsOrigins::Any
+        );
         let list = parse(&[("CORS_ORIGINS", "https://a.example, http://localhost:5173")], false).unwrap();
         assert_eq!(
             list.cors_origins,

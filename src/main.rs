@@ -171,8 +171,14 @@ async fn token_command(store: &store::Store, command: TokenCommand) -> anyhow::R
     match command {
         TokenCommand::Create { name, role } => {
             let role: domain::Role = role.parse().map_err(anyhow::Error::msg)?;
-            let (token, secret) = store.create_api_token(&name, role).await.map_err(domain::AppError::from)?;
-            println!("created {} token {:?} ({}); it is shown only once:", token.role, token.name, token.id);
+            let (token, secret) = store
+                .create_api_token(&name, role)
+                .await
+                .map_err(domain::AppError::from)?;
+            println!(
+                "created {} token {:?} ({}); it is shown only once:",
+                token.role, token.name, token.id
+            );
             println!("{}", secret.as_str());
         }
         TokenCommand::List => {

@@ -1,11 +1,11 @@
 //! The HTTP layer: the Leptos app (pages and server functions), static files,
 //! and the REST API under `/api`.
 
-use app::{shell, App};
-use axum::extract::FromRef;
 use crate::api;
 use crate::api::auth::TokenCache;
 use crate::security::{with_security_headers, CorsOrigins};
+use app::{shell, App};
+use axum::extract::FromRef;
 use axum::Router;
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};

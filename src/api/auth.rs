@@ -31,8 +31,11 @@ pub struct Caller {
 /// that a busy script costs one database lookup per token per TTL.
 #[derive(Clone, Default)]
 pub struct TokenCache {
-    entries: Arc<Mutex<HashMap<[u8; 32], (Option<Caller>, Instant)>>>,
+    entries: Arc<Mutex<HashMap<[u8; 32], CachedCheck>>>,
 }
+
+/// A token check's result (`None`: not a valid token) and when it was made.
+type CachedCheck = (Option<Caller>, Instant);
 
 impl TokenCache {
     fn get(&self, digest: &[u8; 32]) -> Option<Option<Caller>> {
@@ -80,14 +83,10 @@ pub async fn require_token(State(state): State<AppState>, mut req: Request, next
     let caller = match state.tokens.get(&digest) {
         Some(cached) => cached,
         None => {
-            let found = state
-                .store
-                .authenticate_api_token(&digest)
-                .await?
-                .map(|t| Caller {
-                    token_id: t.id,
-                    role: t.role,
-                });
+            let found = state.store.authenticate_api_token(&digest).await?.map(|t| Caller {
+                token_id: t.id,
+                role: t.role,
+            });
             state.tokens.put(digest, found);
             found
         }

@@ -90,5 +90,8 @@ async fn not_found(method: Method, uri: Uri) -> ApiError {
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
-    ApiError::new(ErrorCode::MethodNotAllowed, format!("Method {method} is not allowed on {}", uri.path()))
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("Method {method} is not allowed on {}", uri.path()),
+    )
 }

@@ -421,6 +421,25 @@ async fn duplicate_replies_never_shift_later_pairings() {
 }
 
 #[tokio::test]
+async fn a_duplicated_error_naming_another_command_is_not_paired_with_the_next_one() {
+    let sim = start_sim(sim_config().with_sensors(vec![sensor(SERIAL), sensor(7)])).await;
+    let session = connect(&sim).await;
+    sim.set_sensor_connected(7, false); // the client's list still says connected
+    sim.set_fault(Fault::DuplicateReplies);
+    sim.set_fault(Fault::DelayReplies(Duration::from_millis(100)));
+    // The discovery is queued behind the trigger, so it is in flight when the second copy of
+    // the trigger's RTN_ERR {Attempt: "TAKE_DYN_READING"} arrives.
+    let (reading, refresh) = tokio::join!(session.take_reading(Serial(7)), async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        session.refresh_sensors().await
+    });
+    assert!(matches!(reading, Err(Error::ReadingFailed { .. })), "{reading:?}");
+    let sensors = refresh.expect("discovery gets its own reply");
+    assert!(!sensors.iter().find(|s| s.serial == Serial(7)).unwrap().connected);
+    assert!(session.counters().snapshot().stray_replies >= 1);
+}
+
+#[tokio::test]
 async fn delayed_replies_within_the_timeout_work_and_beyond_it_fail_the_command() {
     let sim = start_default_sim().await;
     sim.set_fault(Fault::DelayReplies(Duration::from_millis(150)));

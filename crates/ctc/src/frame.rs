@@ -305,6 +305,19 @@ pub enum CommandKind {
 }
 
 impl CommandKind {
+    /// The command a frame type names, if it is one of the catalogue's.
+    pub fn from_frame_type(frame_type: &str) -> Option<Self> {
+        [
+            CommandKind::Login,
+            CommandKind::Subscribe,
+            CommandKind::Unsubscribe,
+            CommandKind::GetConnected,
+            CommandKind::TakeReading,
+        ]
+        .into_iter()
+        .find(|kind| kind.frame_type() == frame_type)
+    }
+
     pub fn frame_type(self) -> &'static str {
         match self {
             CommandKind::Login => POST_LOGIN,
@@ -319,14 +332,18 @@ impl CommandKind {
     /// stray or duplicated reply would otherwise shift every later pairing by one (§1.6); this
     /// check lets the session drop such a reply instead.
     ///
-    /// - `RTN_ERR` answers anything.
+    /// - `RTN_ERR` answers anything, unless its `Attempt` names another command of the
+    ///   catalogue (a null or unfamiliar `Attempt` proves nothing).
     /// - `RTN_LOGIN` answers only `POST_LOGIN`, and `POST_LOGIN` accepts nothing else.
     /// - `GET_DYN_CONNECTED` needs a sensor list: `[]` or an object whose values are all objects.
     /// - the others accept any other `RTN_*` (their replies were never observed, §1.3) except a
     ///   sensor list, which can only be a late discovery reply.
     pub fn accepts(self, reply: &Inbound) -> bool {
         match reply {
-            Inbound::Error(_) => true,
+            Inbound::Error(error) => match error.attempt.as_deref().and_then(CommandKind::from_frame_type) {
+                Some(attempted) => attempted == self,
+                None => true,
+            },
             Inbound::Login(_) => self == CommandKind::Login,
             Inbound::Dyn(data) | Inbound::OtherReply { data, .. } => match self {
                 CommandKind::Login => false,
@@ -994,7 +1011,18 @@ mod tests {
             CommandKind::GetConnected,
             CommandKind::TakeReading,
         ] {
-            assert!(kind.accepts(&error));
+            assert!(kind.accepts(&error), "Attempt null fits anything");
         }
+        let login_error = Inbound::Error(ErrorReply {
+            attempt: Some("POST_LOGIN".into()),
+            ..ErrorReply::default()
+        });
+        assert!(CommandKind::Login.accepts(&login_error));
+        assert!(!CommandKind::GetConnected.accepts(&login_error));
+        let odd_attempt = Inbound::Error(ErrorReply {
+            attempt: Some("login".into()),
+            ..ErrorReply::default()
+        });
+        assert!(CommandKind::GetConnected.accepts(&odd_attempt));
     }
 }

@@ -576,22 +576,21 @@ enum Exit {
 
 impl ConnectionTask {
     async fn run(mut self) {
-        let exit = self.serve().await;
-        let (reason, done) = match exit {
+        match self.serve().await {
             Exit::Failed(error) => {
                 warn!(url = %self.url, %error, "gateway connection ended");
-                (error, None)
+                // Publish the reason before failing the waiters, so that they can read it.
+                self.closed.send_replace(Some(error.clone()));
+                self.fail_pending(&error);
             }
-            Exit::Close(done) => (Error::Closed, done),
-        };
-        // Publish the reason before failing the waiters, so that they can read it.
-        self.closed.send_replace(Some(reason.clone()));
-        self.fail_pending(&reason);
-        if done.is_some() || matches!(reason, Error::Closed) {
-            self.close_politely().await;
-        }
-        if let Some(done) = done {
-            let _ = done.send(());
+            Exit::Close(done) => {
+                self.closed.send_replace(Some(Error::Closed));
+                self.fail_pending(&Error::Closed);
+                self.close_politely().await;
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+            }
         }
     }
 

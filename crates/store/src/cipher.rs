@@ -264,7 +264,8 @@ mod tests {
         let ring = ring();
         let id = Uuid::new_v4();
         let stored = ring.encrypt("secret-password", id).unwrap();
-        let positions: [(&str, fn(usize) -> usize); 3] = [
+        type BytePosition = fn(usize) -> usize;
+        let positions: [(&str, BytePosition); 3] = [
             ("nonce", |_| 0),
             ("ciphertext", |_| NONCE_LEN + 1),
             ("tag", |len| len - 1),

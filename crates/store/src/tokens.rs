@@ -59,11 +59,9 @@ impl Store {
     pub async fn create_api_token(&self, name: &str, role: Role) -> Result<(ApiToken, Zeroizing<String>), StoreError> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 255 {
-            return Err(AppError::validation(vec![domain::FieldError::new(
-                "name",
-                "must be 1 to 255 characters",
-            )])
-            .into());
+            return Err(
+                AppError::validation(vec![domain::FieldError::new("name", "must be 1 to 255 characters")]).into(),
+            );
         }
         let mut secret = Zeroizing::new([0u8; 32]);
         rand::rngs::OsRng.fill_bytes(secret.as_mut());

@@ -1,0 +1,681 @@
+//! The REST API, black box: the real server over HTTP against a fresh database.
+//! Where we differ from the predecessor on purpose, the test name or a comment says so.
+
+mod common;
+
+use common::{gateway_body, TestServer, CORS_ORIGIN};
+use reqwest::header::{ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, CONTENT_TYPE};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const GET: Method = Method::GET;
+const POST: Method = Method::POST;
+const PUT: Method = Method::PUT;
+const PATCH: Method = Method::PATCH;
+const DELETE: Method = Method::DELETE;
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn health_needs_no_token_and_reports_version_uptime_and_database() {
+    let s = TestServer::start().await;
+    let r = s.send(s.request(GET, "/api/health")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["status"], "ok");
+    assert_eq!(r.body["database"], "ok");
+    assert_eq!(r.body["version"], env!("CARGO_PKG_VERSION"));
+    assert!(r.body["uptime"].as_f64().unwrap() >= 0.0);
+    let head = s.send(s.request(Method::HEAD, "/api/health")).await;
+    assert_eq!(head.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn health_is_degraded_503_when_the_database_is_down() {
+    let s = TestServer::start().await;
+    s.store.pool().close().await;
+    let r = s.send(s.request(GET, "/api/health")).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.body["status"], "degraded");
+}
+
+#[tokio::test]
+async fn tokens_401_without_or_with_a_bad_token_and_403_for_a_viewer_writing() {
+    let s = TestServer::start().await;
+    let none = s.send(s.request(GET, "/api/factories")).await;
+    assert_eq!((none.status, none.code()), (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"));
+    let bad = s.call_as("fm_not-a-real-token", GET, "/api/factories", None).await;
+    assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+    let basic = s
+        .send(s.request(GET, "/api/factories").header("authorization", "Basic YTpi"))
+        .await;
+    assert_eq!(basic.status, StatusCode::UNAUTHORIZED);
+
+    let viewer = s.viewer.clone();
+    assert_eq!(
+        s.call_as(&viewer, GET, "/api/factories", None).await.status,
+        StatusCode::OK
+    );
+    let write = s
+        .call_as(&viewer, POST, "/api/factories", Some(json!({"name": "X"})))
+        .await;
+    assert_eq!((write.status, write.code()), (StatusCode::FORBIDDEN, "FORBIDDEN"));
+
+    let (token, secret) = s
+        .store
+        .create_api_token("short-lived", domain::Role::Admin)
+        .await
+        .unwrap();
+    s.store.revoke_api_token(token.id).await.unwrap();
+    assert_eq!(
+        s.call_as(&secret, GET, "/api/factories", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn organizations_are_listed_so_clients_can_learn_the_id() {
+    let s = TestServer::start().await;
+    let r = s.call(GET, "/api/organizations", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["pagination"]["total"], 1);
+    let org = r.body["data"][0]["id"].as_str().unwrap().to_owned();
+    let f = s
+        .call(
+            POST,
+            "/api/factories",
+            Some(json!({"organization_id": org, "name": "Named org"})),
+        )
+        .await;
+    assert_eq!(f.status, StatusCode::CREATED);
+    assert_eq!(f.body["organization_id"], org.as_str());
+}
+
+#[tokio::test]
+async fn factory_create_applies_defaults_and_hides_deleted_at() {
+    let s = TestServer::start().await;
+    let r = s
+        .call(POST, "/api/factories", Some(json!({"name": "Springfield Plant"})))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.body["timezone"], "UTC");
+    assert_eq!(r.body["metadata"], json!({}));
+    assert_eq!(r.body["location"], Value::Null);
+    assert!(r.body.get("deleted_at").is_none());
+    let empty_location = s
+        .call(POST, "/api/factories", Some(json!({"name": "B", "location": ""})))
+        .await;
+    assert_eq!(
+        empty_location.body["location"],
+        Value::Null,
+        "empty optional strings are stored as null"
+    );
+}
+
+#[tokio::test]
+async fn factory_validation_errors_name_each_field() {
+    let s = TestServer::start().await;
+    // Predecessor: unknown keys were silently stripped (201). We refuse them by name.
+    let extra = s
+        .call(POST, "/api/factories", Some(json!({"name": "X", "extra": 1})))
+        .await;
+    assert_eq!(
+        (extra.status, extra.code()),
+        (StatusCode::BAD_REQUEST, "VALIDATION_ERROR")
+    );
+    assert_eq!(extra.body["error"]["details"][0]["field"], "extra");
+
+    let r = s
+        .call(
+            POST,
+            "/api/factories",
+            Some(json!({"timezone": "Mars/Base", "metadata": []})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let fields: Vec<&str> = r.body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["name", "timezone", "metadata"]);
+
+    let long = s
+        .call(POST, "/api/factories", Some(json!({"name": "n".repeat(256)})))
+        .await;
+    assert_eq!(long.status, StatusCode::BAD_REQUEST);
+    let long_location = s
+        .call(
+            POST,
+            "/api/factories",
+            Some(json!({"name": "n", "location": "l".repeat(501)})),
+        )
+        .await;
+    assert_eq!(long_location.status, StatusCode::BAD_REQUEST);
+    let empty_zone = s
+        .call(POST, "/api/factories", Some(json!({"name": "n", "timezone": ""})))
+        .await;
+    assert_eq!(
+        empty_zone.status,
+        StatusCode::BAD_REQUEST,
+        "predecessor accepted an empty timezone"
+    );
+    let wrong_type = s.call(POST, "/api/factories", Some(json!({"name": 5}))).await;
+    assert_eq!(wrong_type.status, StatusCode::BAD_REQUEST);
+    assert_eq!(wrong_type.body["error"]["details"][0]["field"], "name");
+}
+
+#[tokio::test]
+async fn unknown_or_invalid_organization() {
+    let s = TestServer::start().await;
+    // Predecessor: 500 with SQLSTATE 23503.
+    let unknown = s
+        .call(
+            POST,
+            "/api/factories",
+            Some(json!({"organization_id": uuid::Uuid::new_v4(), "name": "X"})),
+        )
+        .await;
+    assert_eq!(
+        (unknown.status, unknown.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "UNKNOWN_ORGANIZATION")
+    );
+    let invalid = s
+        .call(
+            POST,
+            "/api/factories",
+            Some(json!({"organization_id": "nope", "name": "X"})),
+        )
+        .await;
+    assert_eq!(invalid.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn factory_list_order_and_pagination() {
+    let s = TestServer::start().await;
+    for name in ["Springfield Plant", "Detroit Assembly", "Austin Facility"] {
+        s.create_factory(name).await;
+    }
+    let r = s.call(GET, "/api/factories", None).await;
+    let names: Vec<&str> = r.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Austin Facility", "Detroit Assembly", "Springfield Plant"]);
+    assert_eq!(
+        r.body["pagination"],
+        json!({"total": 3, "limit": 20, "offset": 0, "hasNext": false, "hasPrev": false})
+    );
+
+    let page = s.call(GET, "/api/factories?limit=2&offset=1", None).await;
+    assert_eq!(page.body["data"].as_array().unwrap().len(), 2);
+    assert_eq!(page.body["pagination"]["hasNext"], false);
+    assert_eq!(page.body["pagination"]["hasPrev"], true);
+    let first = s.call(GET, "/api/factories?limit=1", None).await;
+    assert_eq!(first.body["pagination"]["hasNext"], true);
+    let past = s.call(GET, "/api/factories?offset=50", None).await;
+    assert_eq!(past.body["data"], json!([]));
+    assert_eq!(past.body["pagination"]["total"], 3);
+    let trailing = s.call(GET, "/api/factories/", None).await;
+    assert_eq!(trailing.status, StatusCode::OK);
+    let unknown_key = s.call(GET, "/api/factories?color=red", None).await;
+    assert_eq!(unknown_key.status, StatusCode::OK, "unknown query keys are ignored");
+
+    // Predecessor: limit=2.5 passed validation and failed in PostgreSQL with a 500.
+    for query in [
+        "limit=0",
+        "limit=101",
+        "limit=abc",
+        "limit=2.5",
+        "limit=",
+        "offset=-1",
+        "offset=1.5",
+    ] {
+        let bad = s.call(GET, &format!("/api/factories?{query}"), None).await;
+        assert_eq!(
+            (bad.status, bad.code()),
+            (StatusCode::BAD_REQUEST, "VALIDATION_ERROR"),
+            "{query}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn factory_get_update_patch_delete() {
+    let s = TestServer::start().await;
+    let f = s.create_factory("Detroit").await;
+    let path = format!("/api/factories/{}", id(&f));
+    assert_eq!(s.call(GET, &path, None).await.body, f);
+
+    let put = s.call(PUT, &path, Some(json!({"location": "Hall 2"}))).await;
+    assert_eq!(put.status, StatusCode::OK);
+    assert_eq!(put.body["location"], "Hall 2");
+    assert_eq!(put.body["name"], "Detroit");
+    let patch = s
+        .call(
+            PATCH,
+            &path,
+            Some(json!({"location": null, "name": "Detroit Assembly"})),
+        )
+        .await;
+    assert_eq!(patch.status, StatusCode::OK, "PATCH means the same as PUT");
+    assert_eq!(patch.body["location"], Value::Null);
+    let empty = s.call(PUT, &path, Some(json!({}))).await;
+    assert_eq!(empty.status, StatusCode::OK);
+    assert_eq!(empty.body["name"], "Detroit Assembly");
+    // Predecessor: organization_id on PUT was silently ignored. It cannot change, so it is refused.
+    let org = s
+        .call(PUT, &path, Some(json!({"organization_id": uuid::Uuid::new_v4()})))
+        .await;
+    assert_eq!(org.status, StatusCode::BAD_REQUEST);
+
+    assert_eq!(s.call(DELETE, &path, None).await.status, StatusCode::NO_CONTENT);
+    let again = s.call(DELETE, &path, None).await;
+    assert_eq!(
+        (again.status, again.code()),
+        (StatusCode::NOT_FOUND, "FACTORY_NOT_FOUND")
+    );
+    assert_eq!(s.call(GET, &path, None).await.code(), "FACTORY_NOT_FOUND");
+    assert_eq!(
+        s.call(PUT, &path, Some(json!({"name": "x"}))).await.code(),
+        "FACTORY_NOT_FOUND"
+    );
+    let missing = s
+        .call(GET, &format!("/api/factories/{}", uuid::Uuid::new_v4()), None)
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn invalid_uuid_in_path_or_query_is_400() {
+    let s = TestServer::start().await;
+    for path in [
+        "/api/factories/not-a-uuid",
+        "/api/gateways/123",
+        "/api/gateways?factory_id=nope",
+        "/api/gateways?factory_id=",
+    ] {
+        let r = s.call(GET, path, None).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, "VALIDATION_ERROR"),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn gateway_create_never_returns_the_password() {
+    let s = TestServer::start().await;
+    let f = s.create_factory("Austin").await;
+    let g = s.create_gateway(&id(&f), "GW-AUS-001", "Lab Gateway").await;
+    for key in ["password", "password_encrypted", "deleted_at"] {
+        assert!(g.get(key).is_none(), "{key} leaked");
+    }
+    assert!(!g.to_string().contains("admin123"));
+    assert_eq!(g["metadata"]["zone"], "North Wing");
+    assert_eq!(g["last_seen_at"], Value::Null);
+    let listed = s.call(GET, "/api/gateways", None).await;
+    assert!(!listed.text.contains("admin123") && !listed.text.contains("password"));
+}
+
+#[tokio::test]
+async fn gateway_id_conflicts_are_409_and_reusable_after_delete() {
+    let s = TestServer::start().await;
+    let f = s.create_factory("F").await;
+    let g = s.create_gateway(&id(&f), "GW-1", "One").await;
+    // Predecessor: 500 with SQLSTATE 23505.
+    let dup = s
+        .call(POST, "/api/gateways", Some(gateway_body(&id(&f), "GW-1", "Two")))
+        .await;
+    assert_eq!((dup.status, dup.code()), (StatusCode::CONFLICT, "GATEWAY_ID_TAKEN"));
+    assert!(!dup.text.contains("23505") && !dup.text.contains("duplicate key"));
+    s.call(DELETE, &format!("/api/gateways/{}", id(&g)), None).await;
+    s.create_gateway(&id(&f), "GW-1", "Three").await;
+}
+
+#[tokio::test]
+async fn gateway_under_unknown_or_deleted_factory_is_422() {
+    let s = TestServer::start().await;
+    let unknown = s
+        .call(
+            POST,
+            "/api/gateways",
+            Some(gateway_body(&uuid::Uuid::new_v4().to_string(), "GW-1", "A")),
+        )
+        .await;
+    assert_eq!(
+        (unknown.status, unknown.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "UNKNOWN_FACTORY")
+    );
+    // Predecessor: creating under a soft-deleted factory succeeded.
+    let f = s.create_factory("Gone").await;
+    s.call(DELETE, &format!("/api/factories/{}", id(&f)), None).await;
+    let deleted = s
+        .call(POST, "/api/gateways", Some(gateway_body(&id(&f), "GW-1", "A")))
+        .await;
+    assert_eq!(deleted.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn gateway_validation() {
+    let s = TestServer::start().await;
+    let f = id(&s.create_factory("F").await);
+    let cases = [
+        ("url", json!("http://192.168.1.1:5000")),
+        ("url", json!("ws://")),
+        ("url", json!("not a url")),
+        ("email", json!("user@localhost")),
+        ("email", json!("a@b.c")),
+        ("password", json!("")),
+        ("model", json!("m".repeat(101))),
+        ("firmware_version", json!("f".repeat(51))),
+        ("gateway_id", json!("")),
+    ];
+    for (field, value) in cases {
+        let mut body = gateway_body(&f, "GW-V", "V");
+        body[field] = value.clone();
+        let r = s.call(POST, "/api/gateways", Some(body)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{field}={value}");
+        assert_eq!(r.body["error"]["details"][0]["field"], field, "{field}={value}");
+        assert!(!r.text.contains("admin123"), "the password is never echoed");
+    }
+    let mut body = gateway_body(&f, "GW-V", "V");
+    body.as_object_mut().unwrap().remove("password");
+    let r = s.call(POST, "/api/gateways", Some(body)).await;
+    assert_eq!(r.body["error"]["details"][0]["field"], "password");
+    let mut ok = gateway_body(&f, "GW-OK", "OK");
+    ok["email"] = json!("admin@gateway.local");
+    ok["url"] = json!("wss://gw.plant.example");
+    assert_eq!(
+        s.call(POST, "/api/gateways", Some(ok)).await.status,
+        StatusCode::CREATED
+    );
+}
+
+#[tokio::test]
+async fn gateway_list_filters_by_factory_and_paginates() {
+    let s = TestServer::start().await;
+    let a = id(&s.create_factory("A").await);
+    let b = id(&s.create_factory("B").await);
+    s.create_gateway(&a, "GW-1", "South").await;
+    s.create_gateway(&b, "GW-2", "Assembly Line Gateway").await;
+    s.create_gateway(&a, "GW-3", "North").await;
+    let all = s.call(GET, "/api/gateways", None).await;
+    assert_eq!(all.body["data"][0]["name"], "Assembly Line Gateway");
+    let filtered = s
+        .call(GET, &format!("/api/gateways?factory_id={a}&limit=1&offset=1"), None)
+        .await;
+    assert_eq!(filtered.body["pagination"]["total"], 2);
+    assert_eq!(filtered.body["data"][0]["name"], "South");
+    let none = s
+        .call(GET, &format!("/api/gateways?factory_id={}", uuid::Uuid::new_v4()), None)
+        .await;
+    assert_eq!(none.body["pagination"]["total"], 0);
+}
+
+#[tokio::test]
+async fn gateway_update_is_atomic_moves_and_clears() {
+    let s = TestServer::start().await;
+    let a = id(&s.create_factory("A").await);
+    let b = id(&s.create_factory("B").await);
+    let g1 = s.create_gateway(&a, "GW-1", "One").await;
+    let g2 = s.create_gateway(&a, "GW-2", "Two").await;
+    let g2_id: uuid::Uuid = id(&g2).parse().unwrap();
+    let path = format!("/api/gateways/{g2_id}");
+
+    // Predecessor: the password was saved even though the rest failed (500).
+    let r = s
+        .call(
+            PUT,
+            &path,
+            Some(json!({"password": "changed", "gateway_id": g1["gateway_id"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(
+        s.store.gateway_credentials(g2_id).await.unwrap().password.expose(),
+        "admin123"
+    );
+
+    let r = s.call(PUT, &path, Some(json!({"password": ""}))).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    let r = s
+        .call(PATCH, &path, Some(json!({"password": "n3w", "name": "Two bis"})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(!r.text.contains("n3w"));
+    assert_eq!(
+        s.store.gateway_credentials(g2_id).await.unwrap().password.expose(),
+        "n3w"
+    );
+
+    let r = s.call(PUT, &path, Some(json!({"name": "Kept password"}))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        s.store.gateway_credentials(g2_id).await.unwrap().password.expose(),
+        "n3w"
+    );
+
+    // Predecessor: factory_id was silently ignored on PUT.
+    let moved = s.call(PUT, &path, Some(json!({"factory_id": b}))).await;
+    assert_eq!(moved.body["factory_id"], b.as_str());
+    let bad_move = s
+        .call(PUT, &path, Some(json!({"factory_id": uuid::Uuid::new_v4()})))
+        .await;
+    assert_eq!(bad_move.code(), "UNKNOWN_FACTORY");
+
+    // Predecessor: null was rejected and "" stored as "".
+    let cleared = s
+        .call(PUT, &path, Some(json!({"model": null, "firmware_version": ""})))
+        .await;
+    assert_eq!(cleared.body["model"], Value::Null);
+    assert_eq!(cleared.body["firmware_version"], Value::Null);
+
+    let missing = s
+        .call(PUT, &format!("/api/gateways/{}", uuid::Uuid::new_v4()), Some(json!({})))
+        .await;
+    assert_eq!(missing.code(), "GATEWAY_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn deleting_a_factory_deletes_its_gateways() {
+    let s = TestServer::start().await;
+    let f = id(&s.create_factory("F").await);
+    let g = s.create_gateway(&f, "GW-1", "One").await;
+    assert_eq!(
+        s.call(DELETE, &format!("/api/factories/{f}"), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        s.call(GET, &format!("/api/gateways/{}", id(&g)), None).await.code(),
+        "GATEWAY_NOT_FOUND"
+    );
+    assert_eq!(s.call(GET, "/api/gateways", None).await.body["pagination"]["total"], 0);
+}
+
+#[tokio::test]
+async fn bodies_that_are_not_json_objects() {
+    let s = TestServer::start().await;
+    let send = |ct: Option<&str>, body: Vec<u8>| {
+        let mut b = s.request(POST, "/api/factories").bearer_auth(&s.admin).body(body);
+        if let Some(ct) = ct {
+            b = b.header(CONTENT_TYPE, ct);
+        }
+        b
+    };
+    let malformed = s.send(send(Some("application/json"), b"{\"name\": ".to_vec())).await;
+    assert_eq!(
+        (malformed.status, malformed.code()),
+        (StatusCode::BAD_REQUEST, "INVALID_JSON_BODY")
+    );
+    let xml = s.send(send(Some("application/xml"), b"<name/>".to_vec())).await;
+    assert_eq!(
+        (xml.status, xml.code()),
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE")
+    );
+    let text = s.send(send(Some("text/plain"), b"name".to_vec())).await;
+    assert_eq!(text.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let array = s.send(send(Some("application/json"), b"[]".to_vec())).await;
+    assert_eq!(
+        (array.status, array.code()),
+        (StatusCode::BAD_REQUEST, "VALIDATION_ERROR")
+    );
+    let string = s.send(send(Some("application/json"), b"\"x\"".to_vec())).await;
+    assert_eq!(string.status, StatusCode::BAD_REQUEST);
+    let empty_json = s.send(send(Some("application/json"), Vec::new())).await;
+    assert_eq!(
+        (empty_json.status, empty_json.code()),
+        (StatusCode::BAD_REQUEST, "EMPTY_JSON_BODY")
+    );
+    let nothing = s.send(send(None, Vec::new())).await;
+    assert_eq!(nothing.status, StatusCode::BAD_REQUEST);
+    let mut big = br#"{"name":"x","metadata":{"blob":""#.to_vec();
+    big.extend(std::iter::repeat_n(b'a', 2 * 1024 * 1024));
+    big.extend(br#""}}"#);
+    let too_big = s.send(send(Some("application/json"), big)).await;
+    assert_eq!(
+        (too_big.status, too_big.code()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE")
+    );
+    // Nothing was created by any of these.
+    assert_eq!(s.call(GET, "/api/factories", None).await.body["pagination"]["total"], 0);
+}
+
+#[tokio::test]
+async fn delete_with_json_content_type_and_empty_body_is_accepted() {
+    // Predecessor: 400 FST_ERR_CTP_EMPTY_JSON_BODY, so its own UI could not delete.
+    let s = TestServer::start().await;
+    let f = id(&s.create_factory("F").await);
+    let r = s
+        .send(
+            s.request(DELETE, &format!("/api/factories/{f}"))
+                .bearer_auth(&s.admin)
+                .header(CONTENT_TYPE, "application/json")
+                .header("content-length", "0"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn sql_and_markup_are_stored_verbatim() {
+    let s = TestServer::start().await;
+    let name = "Robert'); DROP TABLE factories;-- <script>alert(1)</script>";
+    let f = s
+        .call(
+            POST,
+            "/api/factories",
+            Some(json!({"name": name, "location": "<img src=x onerror=alert(1)>"})),
+        )
+        .await;
+    assert_eq!(f.status, StatusCode::CREATED);
+    assert_eq!(f.body["name"], name);
+    assert_eq!(f.headers[CONTENT_TYPE], "application/json");
+    let got = s.call(GET, &format!("/api/factories/{}", id(&f.body)), None).await;
+    assert_eq!(got.body["name"], name);
+    assert_eq!(
+        s.call(GET, "/api/factories?search=DROP%20TABLE", None).await.body["pagination"]["total"],
+        1
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_json() {
+    let s = TestServer::start().await;
+    let r = s.call(GET, "/api/nothing-here", None).await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "NOT_FOUND"));
+    assert_eq!(r.body["error"]["statusCode"], 404);
+    let r = s.call(DELETE, "/api/factories", None).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED")
+    );
+}
+
+#[tokio::test]
+async fn security_headers_and_cors() {
+    let s = TestServer::start().await;
+    let r = s.call(GET, "/api/factories", None).await;
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "SAMEORIGIN"),
+        ("referrer-policy", "no-referrer"),
+        ("cross-origin-opener-policy", "same-origin"),
+        ("content-security-policy", "default-src 'none'; frame-ancestors 'none'"),
+    ] {
+        assert_eq!(r.headers[name], value, "{name}");
+    }
+    // Predecessor: preflight listed GET,HEAD,POST only, so browsers could not PUT or DELETE.
+    let preflight = s
+        .send(
+            s.request(Method::OPTIONS, "/api/factories/x")
+                .header("origin", CORS_ORIGIN)
+                .header("access-control-request-method", "DELETE"),
+        )
+        .await;
+    assert_eq!(preflight.headers[ACCESS_CONTROL_ALLOW_ORIGIN], CORS_ORIGIN);
+    let methods = preflight.headers[ACCESS_CONTROL_ALLOW_METHODS]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for m in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+        assert!(methods.contains(m), "{methods}");
+    }
+    assert_eq!(preflight.headers["access-control-allow-credentials"], "true");
+    let other = s
+        .send(s.request(GET, "/api/health").header("origin", "https://evil.example"))
+        .await;
+    assert!(other.headers.get(ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+}
+
+#[tokio::test]
+async fn pages_carry_a_csp_whose_nonce_matches_their_scripts() {
+    let s = TestServer::start().await;
+    let r = s.send(s.request(GET, "/factories")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let csp = r.headers["content-security-policy"].to_str().unwrap().to_owned();
+    let nonce = csp
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .expect("nonce in CSP");
+    assert!(
+        r.text.contains(&format!("nonce=\"{nonce}\"")),
+        "scripts carry the nonce"
+    );
+    assert!(!csp.contains("'unsafe-inline'; img") || csp.contains("style-src 'self' 'unsafe-inline'"));
+    assert!(
+        !csp.contains("script-src 'self' 'unsafe-inline'"),
+        "no inline scripts without nonce"
+    );
+}
+
+#[tokio::test]
+async fn openapi_document_lists_every_route() {
+    let s = TestServer::start().await;
+    let r = s.send(s.request(GET, "/api/openapi.json")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = r.body["paths"].as_object().unwrap();
+    for (path, methods) in [
+        ("/api/health", &["get"][..]),
+        ("/api/organizations", &["get"]),
+        ("/api/factories", &["get", "post"]),
+        ("/api/factories/{id}", &["get", "put", "patch", "delete"]),
+        ("/api/gateways", &["get", "post"]),
+        ("/api/gateways/{id}", &["get", "put", "patch", "delete"]),
+    ] {
+        for m in methods {
+            assert!(paths[path][m].is_object(), "{m} {path} missing");
+        }
+    }
+    assert!(r.body["components"]["schemas"]["Gateway"]["properties"]
+        .get("password")
+        .is_none());
+}

@@ -1,0 +1,276 @@
+//! Black-box harness: the real server on port 0, a fresh database per test,
+//! called over HTTP. Every response is checked against the OpenAPI document.
+#![allow(dead_code)]
+
+use factory_monitor::api::ApiDoc;
+use factory_monitor::security::CorsOrigins;
+use factory_monitor::web::{self, AppState};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use store::{EncryptionKey, KeyRing, Store};
+use utoipa::OpenApi;
+
+pub const CORS_ORIGIN: &str = "https://ui.plant.example";
+
+pub struct TestServer {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub admin: String,
+    pub viewer: String,
+    pub store: Store,
+    openapi: Value,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    /// The error code of an error body.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("<no error code>")
+    }
+}
+
+/// A URL for a fresh database on the server that DATABASE_URL points to.
+fn fresh_database_url() -> String {
+    let base =
+        std::env::var("DATABASE_URL").expect("DATABASE_URL must point to a PostgreSQL server (make test starts one)");
+    let (prefix, _) = base.rsplit_once('/').expect("DATABASE_URL has a database path");
+    format!("{prefix}/t_{}", uuid::Uuid::new_v4().simple())
+}
+
+pub async fn fresh_store() -> Store {
+    let pool = store::connect(&fresh_database_url(), 8).await.expect("test database");
+    let store = Store::new(pool, KeyRing::new(EncryptionKey::generate().0, vec![]));
+    store.migrate().await.expect("migrations");
+    store
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        let store = fresh_store().await;
+        let (_, admin) = store.create_api_token("test admin", domain::Role::Admin).await.unwrap();
+        let (_, viewer) = store
+            .create_api_token("test viewer", domain::Role::Viewer)
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = AppState::new(store.clone(), addr);
+        let cors = CorsOrigins::List(vec![CORS_ORIGIN.parse().unwrap()]);
+        tokio::spawn(async move {
+            web::serve(listener, state, &cors, std::future::pending())
+                .await
+                .unwrap();
+        });
+        Self {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+            admin: admin.to_string(),
+            viewer: viewer.to_string(),
+            store,
+            openapi: serde_json::to_value(ApiDoc::openapi()).unwrap(),
+        }
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.base))
+    }
+
+    /// Sends a request as admin (when `token` is None, pass Some("") for none).
+    pub async fn send(&self, builder: reqwest::RequestBuilder) -> Reply {
+        let response = builder.send().await.expect("request");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    /// `method path` as admin with an optional JSON body; the answer is checked
+    /// against the OpenAPI document.
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        self.call_as(&self.admin.clone(), method, path, body).await
+    }
+
+    pub async fn call_as(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let mut builder = self.request(method.clone(), path).bearer_auth(token);
+        if let Some(body) = body {
+            builder = builder.json(&body);
+        }
+        let reply = self.send(builder).await;
+        self.check_documented(&method, path, &reply);
+        reply
+    }
+
+    pub async fn create_factory(&self, name: &str) -> Value {
+        let reply = self
+            .call(
+                Method::POST,
+                "/api/factories",
+                Some(json!({"name": name, "timezone": "America/Chicago"})),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+        reply.body
+    }
+
+    pub async fn create_gateway(&self, factory_id: &str, gateway_id: &str, name: &str) -> Value {
+        let reply = self
+            .call(
+                Method::POST,
+                "/api/gateways",
+                Some(gateway_body(factory_id, gateway_id, name)),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+        reply.body
+    }
+
+    /// The response's status must be documented for the route, and its JSON body
+    /// must match the documented schema.
+    fn check_documented(&self, method: &Method, path: &str, reply: &Reply) {
+        let path = path.split('?').next().unwrap().trim_end_matches('/');
+        let Some((template, item)) = self.openapi["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .find(|(template, _)| path_matches(template, path))
+        else {
+            // Undocumented paths must be 404s.
+            assert_eq!(
+                reply.status,
+                StatusCode::NOT_FOUND,
+                "{method} {path} is not in the OpenAPI document"
+            );
+            return;
+        };
+        let operation = &item[method.as_str().to_ascii_lowercase()];
+        if operation.is_null() {
+            assert_eq!(reply.status.as_u16(), 405, "{method} {template} is not documented");
+            return;
+        }
+        let status = reply.status.as_u16().to_string();
+        let documented = &operation["responses"][&status];
+        assert!(
+            !documented.is_null(),
+            "{method} {template} answered {status}, which the OpenAPI document does not list"
+        );
+        if let Some(schema) = documented.pointer("/content/application~1json/schema") {
+            if let Err(problem) = self.validate(schema, &reply.body, "$") {
+                panic!(
+                    "{method} {template} {status}: body does not match the schema: {problem}\n{}",
+                    reply.text
+                );
+            }
+        }
+    }
+
+    fn resolve<'a>(&'a self, schema: &'a Value) -> &'a Value {
+        match schema.get("$ref").and_then(Value::as_str) {
+            Some(reference) => {
+                let pointer = reference.trim_start_matches('#');
+                self.resolve(
+                    self.openapi
+                        .pointer(pointer)
+                        .unwrap_or_else(|| panic!("dangling {reference}")),
+                )
+            }
+            None => schema,
+        }
+    }
+
+    /// A small JSON Schema check: types (incl. 3.1 type arrays), required
+    /// properties, nested objects and arrays, oneOf/allOf, enums.
+    fn validate(&self, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
+        let schema = self.resolve(schema);
+        if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
+            for s in all {
+                self.validate(s, value, at)?;
+            }
+        }
+        if let Some(any) = schema.get("oneOf").or(schema.get("anyOf")).and_then(Value::as_array) {
+            if !any.iter().any(|s| self.validate(s, value, at).is_ok()) {
+                return Err(format!("{at}: matches none of oneOf/anyOf"));
+            }
+        }
+        if let Some(options) = schema.get("enum").and_then(Value::as_array) {
+            if !options.contains(value) {
+                return Err(format!("{at}: {value} not in enum"));
+            }
+        }
+        let types: Vec<&str> = match schema.get("type") {
+            Some(Value::String(t)) => vec![t.as_str()],
+            Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        if !types.is_empty() {
+            let actual = match value {
+                Value::Null => "null",
+                Value::Bool(_) => "boolean",
+                Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+                Value::Number(_) => "number",
+                Value::String(_) => "string",
+                Value::Array(_) => "array",
+                Value::Object(_) => "object",
+            };
+            let ok = types.contains(&actual) || (actual == "integer" && types.contains(&"number"));
+            if !ok {
+                return Err(format!("{at}: expected {types:?}, got {actual}"));
+            }
+        }
+        if let (Some(props), Value::Object(map)) = (schema.get("properties").and_then(Value::as_object), value) {
+            for required in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+                let key = required.as_str().unwrap();
+                if !map.contains_key(key) {
+                    return Err(format!("{at}: missing required {key}"));
+                }
+            }
+            for (key, sub) in props {
+                if let Some(v) = map.get(key) {
+                    self.validate(sub, v, &format!("{at}.{key}"))?;
+                }
+            }
+            for key in map.keys() {
+                if !props.contains_key(key) && schema.get("additionalProperties") == Some(&Value::Bool(false)) {
+                    return Err(format!("{at}: undocumented property {key}"));
+                }
+            }
+        }
+        if let (Some(items), Value::Array(values)) = (schema.get("items"), value) {
+            for (i, v) in values.iter().enumerate() {
+                self.validate(items, v, &format!("{at}[{i}]"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn path_matches(template: &str, path: &str) -> bool {
+    let t: Vec<_> = template.split('/').collect();
+    let p: Vec<_> = path.split('/').collect();
+    t.len() == p.len() && t.iter().zip(&p).all(|(a, b)| a.starts_with('{') || a == b)
+}
+
+pub fn gateway_body(factory_id: &str, gateway_id: &str, name: &str) -> Value {
+    json!({
+        "factory_id": factory_id,
+        "gateway_id": gateway_id,
+        "name": name,
+        "url": "ws://192.168.1.100:5000",
+        "email": "admin@gateway.local",
+        "password": "admin123",
+        "model": "CTC-GW-100",
+        "firmware_version": "v2.1.0",
+        "metadata": {"zone": "North Wing", "floor": 1},
+    })
+}
