@@ -1,4 +1,6 @@
 pub mod factories;
+pub mod gateway_detail;
+pub mod status;
 
 use leptos::prelude::*;
 use leptos_router::components::A;
