@@ -42,10 +42,10 @@ impl Database {
     pub async fn close(self) {
         self.store.pool().close().await;
         if let Some(pg) = self.embedded {
-            if let Err(err) = pg.stop().await {
-                tracing::warn!(%err, "stopping the embedded PostgreSQL");
-            } else {
-                tracing::info!("embedded PostgreSQL stopped");
+            match pg.stop().await {
+                Ok(true) => tracing::info!("embedded PostgreSQL stopped"),
+                Ok(false) => tracing::debug!("embedded PostgreSQL left running for the process that started it"),
+                Err(err) => tracing::warn!(%err, "stopping the embedded PostgreSQL"),
             }
         }
     }

@@ -176,8 +176,17 @@ impl EmbeddedPostgres {
         self.owned = false;
     }
 
-    /// Stops the server (fast shutdown: open sessions are ended, data is flushed).
-    pub async fn stop(mut self) -> Result<(), PgError> {
+    /// Stops the server if this handle started it (fast shutdown: sessions are
+    /// ended, data is flushed); a handle that attached to a server someone else
+    /// started leaves it running. Returns whether the server was stopped.
+    pub async fn stop(self) -> Result<bool, PgError> {
+        if !self.owned {
+            return Ok(false);
+        }
+        self.force_stop().await.map(|()| true)
+    }
+
+    async fn force_stop(mut self) -> Result<(), PgError> {
         self.owned = false;
         self.run(
             "pg_ctl stop",
@@ -198,7 +207,7 @@ impl EmbeddedPostgres {
     pub async fn stop_dir(data_dir: &Path) -> Result<bool, PgError> {
         let pg = Self::start_less(data_dir).await?;
         match pg {
-            Some(pg) if pg.running_port().await.is_some() => pg.stop().await.map(|()| true),
+            Some(pg) if pg.running_port().await.is_some() => pg.force_stop().await.map(|()| true),
             _ => Ok(false),
         }
     }
@@ -446,7 +455,7 @@ mod tests {
         )
         .await;
         let cluster = pg.cluster_dir().to_owned();
-        pg.stop().await.unwrap();
+        assert!(pg.stop().await.unwrap());
 
         let pg = EmbeddedPostgres::start(dir.path()).await.unwrap();
         assert_eq!(pg.cluster_dir(), cluster, "the same cluster is reused");

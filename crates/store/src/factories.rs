@@ -129,7 +129,8 @@ impl Store {
         let rows: Vec<Row> = sqlx::query_as(&format!(
             "SELECT {COLUMNS},
                     (SELECT count(*) FROM gateways g WHERE g.factory_id = f.id AND g.deleted_at IS NULL) AS gateway_count,
-                    count(*) OVER () AS total
+                    (SELECT count(*) FROM factories
+                     WHERE deleted_at IS NULL AND ($1::text IS NULL OR name ILIKE $1)) AS total
              FROM factories f
              WHERE deleted_at IS NULL AND ($1::text IS NULL OR name ILIKE $1)
              ORDER BY name, id

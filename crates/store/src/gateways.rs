@@ -136,8 +136,11 @@ impl Store {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(like_pattern);
+        // The count is an uncorrelated subquery (computed once, from the index),
+        // so the page itself can stop after LIMIT rows; a window count would
+        // materialise every matching row first.
         let rows: Vec<Row> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS}, count(*) OVER () AS total FROM gateways
+            "SELECT {COLUMNS}, (SELECT count(*) FROM gateways WHERE {WHERE}) AS total FROM gateways
              WHERE {WHERE} ORDER BY name, id LIMIT $3 OFFSET $4"
         ))
         .bind(filter.factory_id)
