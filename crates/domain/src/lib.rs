@@ -8,11 +8,12 @@
 pub mod auth;
 pub mod error;
 pub mod inventory;
+pub mod live;
 pub mod page;
 pub mod secret;
 pub mod validate;
 
-pub use auth::Role;
+pub use auth::{Role, User};
 pub use error::{AppError, FieldError};
 pub use inventory::*;
 pub use page::{Page, PageRequest, Pagination};

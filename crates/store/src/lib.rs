@@ -6,13 +6,18 @@ pub mod cipher;
 mod error;
 mod factories;
 mod gateways;
+mod live;
 mod organizations;
+mod sessions;
 mod tokens;
+mod users;
 
 pub use cipher::{CipherError, EncryptionKey, KeyError, KeyRing};
 pub use error::StoreError;
 pub use factories::FactoryWithCount;
 pub use gateways::{GatewayCredentials, GatewayFilter};
+pub use live::{DiscoveredSensor, NewGatewayEvent, ReadingResult};
+pub use sessions::{PgSessionStore, SESSION_USER_KEY};
 pub use tokens::{token_digest, ApiToken, TOKEN_PREFIX};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

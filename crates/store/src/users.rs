@@ -1,0 +1,239 @@
+//! Users of the web app: argon2id password hashes, roles, disabling.
+
+use crate::{Store, StoreError};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use chrono::{DateTime, Utc};
+use domain::error::ErrorCode;
+use domain::{AppError, Password, Role, User};
+use std::sync::OnceLock;
+use uuid::Uuid;
+
+/// OWASP's recommended argon2id parameters: 19 MiB, 2 passes, 1 lane.
+fn hasher() -> Argon2<'static> {
+    let params = Params::new(19_456, 2, 1, None).expect("valid argon2 parameters");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+fn hash_password_blocking(password: &str) -> Result<String, StoreError> {
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    hasher()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| StoreError::Config(format!("password hashing failed: {e}")))
+}
+
+/// A hash of nothing anyone knows, verified when the email is unknown so that an
+/// unknown account costs the same time as a wrong password.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| hash_password_blocking("no such user: timing equaliser").expect("dummy hash"))
+}
+
+fn verify_blocking(password: &str, stored: Option<&str>) -> bool {
+    let (hash, known) = match stored {
+        Some(hash) => (hash, true),
+        None => (dummy_hash(), false),
+    };
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        tracing::error!("a stored password hash does not parse");
+        return false;
+    };
+    hasher().verify_password(password.as_bytes(), &parsed).is_ok() && known
+}
+
+/// Runs argon2 on the blocking pool: it takes tens of milliseconds of CPU, which
+/// would stall every other request sharing the async worker.
+async fn hash_password(password: &Password) -> Result<String, StoreError> {
+    let password = password.clone();
+    tokio::task::spawn_blocking(move || hash_password_blocking(password.expose()))
+        .await
+        .map_err(|e| StoreError::Config(format!("password hashing task: {e}")))?
+}
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: Uuid,
+    email: String,
+    role: String,
+    disabled_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = StoreError;
+
+    fn try_from(row: UserRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: row.id,
+            email: row.email,
+            role: row.role.parse().map_err(StoreError::Config)?,
+            disabled_at: row.disabled_at,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct UserWithHash {
+    #[sqlx(flatten)]
+    user: UserRow,
+    password_hash: String,
+}
+
+const USER_COLUMNS: &str = "id, email, role, disabled_at, created_at, updated_at";
+
+fn user_not_found() -> StoreError {
+    StoreError::code(ErrorCode::NotFound, "User not found")
+}
+
+impl Store {
+    /// Creates a user after checking the email and password rules.
+    pub async fn create_user(&self, email: &str, password: &Password, role: Role) -> Result<User, StoreError> {
+        let email = domain::auth::validate_user_email(email)?;
+        domain::auth::validate_user_password(password.expose())?;
+        let hash = hash_password(password).await?;
+        let row: UserRow = sqlx::query_as(&format!(
+            "INSERT INTO users (email, password_hash, role) VALUES ($1, $2, $3) RETURNING {USER_COLUMNS}"
+        ))
+        .bind(&email)
+        .bind(&hash)
+        .bind(role.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| match crate::error::violated_constraint(&e) {
+            Some("users_email_key") => AppError::validation(vec![domain::FieldError::new(
+                "email",
+                "is already used by another user",
+            )])
+            .into(),
+            _ => StoreError::from(e),
+        })?;
+        row.try_into()
+    }
+
+    /// The active user with this email and password, or `None` (unknown email,
+    /// wrong password or disabled account: the caller cannot tell which, and the
+    /// time taken is the same).
+    pub async fn authenticate_user(&self, email: &str, password: &Password) -> Result<Option<User>, StoreError> {
+        let found: Option<UserWithHash> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS}, password_hash FROM users WHERE lower(email) = lower($1)"
+        ))
+        .bind(email.trim())
+        .fetch_optional(&self.pool)
+        .await?;
+        let stored_hash = found.as_ref().map(|row| row.password_hash.clone());
+        let password = password.clone();
+        let matches = tokio::task::spawn_blocking(move || verify_blocking(password.expose(), stored_hash.as_deref()))
+            .await
+            .map_err(|e| StoreError::Config(format!("password check task: {e}")))?;
+        match found {
+            Some(row) if matches && row.user.disabled_at.is_none() => Ok(Some(row.user.try_into()?)),
+            _ => Ok(None),
+        }
+    }
+
+    pub async fn get_user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
+        let row: Option<UserRow> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(User::try_from).transpose()
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        let rows: Vec<UserRow> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY lower(email)"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(User::try_from).collect()
+    }
+
+    pub async fn count_users(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    pub async fn set_user_role(&self, id: Uuid, role: Role) -> Result<User, StoreError> {
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "UPDATE users SET role = $2, updated_at = now() WHERE id = $1 RETURNING {USER_COLUMNS}"
+        ))
+        .bind(id)
+        .bind(role.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.ok_or_else(user_not_found)?.try_into()
+    }
+
+    /// Disables a user and ends every one of their sessions, in one transaction.
+    pub async fn disable_user(&self, id: Uuid) -> Result<User, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "UPDATE users SET disabled_at = coalesce(disabled_at, now()), updated_at = now()
+             WHERE id = $1 RETURNING {USER_COLUMNS}"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let row = row.ok_or_else(user_not_found)?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        row.try_into()
+    }
+
+    /// Lets a disabled user sign in again.
+    pub async fn enable_user(&self, id: Uuid) -> Result<User, StoreError> {
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "UPDATE users SET disabled_at = NULL, updated_at = now() WHERE id = $1 RETURNING {USER_COLUMNS}"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.ok_or_else(user_not_found)?.try_into()
+    }
+
+    /// Sets a new password and ends the user's sessions (whoever knew the old
+    /// password is signed out).
+    pub async fn reset_user_password(&self, id: Uuid, password: &Password) -> Result<User, StoreError> {
+        domain::auth::validate_user_password(password.expose())?;
+        let hash = hash_password(password).await?;
+        let mut tx = self.pool.begin().await?;
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1 RETURNING {USER_COLUMNS}"
+        ))
+        .bind(id)
+        .bind(&hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let row = row.ok_or_else(user_not_found)?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        row.try_into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_argon2id_with_owasp_parameters() {
+        let hash = hash_password_blocking("correct horse").unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert!(verify_blocking("correct horse", Some(&hash)));
+        assert!(!verify_blocking("wrong horse", Some(&hash)));
+    }
+
+    #[test]
+    fn unknown_users_never_verify() {
+        assert!(!verify_blocking("no such user: timing equaliser", None));
+    }
+}
