@@ -62,6 +62,8 @@ pub struct Gateway {
     pub email: String,
     pub model: Option<String>,
     pub firmware_version: Option<String>,
+    /// A disabled gateway stays in the inventory but is not connected.
+    pub enabled: bool,
     pub last_seen_at: Option<DateTime<Utc>>,
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub metadata: Metadata,
@@ -251,6 +253,8 @@ pub struct GatewayInput {
     pub password: Option<Password>,
     pub model: Option<String>,
     pub firmware_version: Option<String>,
+    /// Default true.
+    pub enabled: Option<bool>,
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub metadata: Option<Value>,
 }
@@ -265,6 +269,7 @@ pub struct NewGateway {
     pub password: Password,
     pub model: Option<String>,
     pub firmware_version: Option<String>,
+    pub enabled: bool,
     pub metadata: Metadata,
 }
 
@@ -299,6 +304,7 @@ impl GatewayInput {
                 password,
                 model,
                 firmware_version,
+                enabled: self.enabled.unwrap_or(true),
                 metadata,
             }),
             _ => Err(AppError::validation(c.errors)),
@@ -326,6 +332,7 @@ pub struct GatewayPatch {
     #[serde(default, deserialize_with = "nullable")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, nullable))]
     pub firmware_version: Option<Option<String>>,
+    pub enabled: Option<bool>,
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub metadata: Option<Value>,
 }
@@ -340,6 +347,7 @@ pub struct GatewayChanges {
     pub password: Option<Password>,
     pub model: Option<Option<String>>,
     pub firmware_version: Option<Option<String>>,
+    pub enabled: Option<bool>,
     pub metadata: Option<Metadata>,
 }
 
@@ -379,6 +387,7 @@ impl GatewayPatch {
             password,
             model,
             firmware_version,
+            enabled: self.enabled,
             metadata,
         })
     }

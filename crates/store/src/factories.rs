@@ -207,6 +207,9 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
+        if let (Some(observer), false) = (self.observer(), gateways.is_empty()) {
+            observer.gateways_deleted(&gateways);
+        }
         Ok(gateways)
     }
 }

@@ -1,6 +1,6 @@
 use crate::error::violated_constraint;
 use crate::factories::like_pattern;
-use crate::{Store, StoreError};
+use crate::{ConnectionChange, Store, StoreError};
 use chrono::{DateTime, Utc};
 use domain::error::ErrorCode;
 use domain::{AppError, Gateway, GatewayChanges, Metadata, NewGateway, Page, PageRequest, Password};
@@ -8,7 +8,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 const COLUMNS: &str =
-    "id, factory_id, gateway_id, name, url, email, model, firmware_version, last_seen_at, metadata, created_at, updated_at";
+    "id, factory_id, gateway_id, name, url, email, model, firmware_version, enabled, last_seen_at, metadata, created_at, updated_at";
 const UNIQUE_GATEWAY_ID: &str = "gateways_gateway_id_unique_idx";
 
 #[derive(sqlx::FromRow)]
@@ -21,6 +21,7 @@ struct GatewayRow {
     email: String,
     model: Option<String>,
     firmware_version: Option<String>,
+    enabled: bool,
     last_seen_at: Option<DateTime<Utc>>,
     metadata: Json<Metadata>,
     created_at: DateTime<Utc>,
@@ -38,6 +39,7 @@ impl From<GatewayRow> for Gateway {
             email: row.email,
             model: row.model,
             firmware_version: row.firmware_version,
+            enabled: row.enabled,
             last_seen_at: row.last_seen_at,
             metadata: row.metadata.0,
             created_at: row.created_at,
@@ -88,8 +90,8 @@ impl Store {
                  SELECT id FROM factories WHERE id = $2 AND deleted_at IS NULL FOR SHARE
              )
              INSERT INTO gateways (id, factory_id, gateway_id, name, url, email, password_encrypted,
-                                   model, firmware_version, metadata)
-             SELECT $1, parent.id, $3, $4, $5, $6, $7, $8, $9, $10 FROM parent
+                                   model, firmware_version, metadata, enabled)
+             SELECT $1, parent.id, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM parent
              RETURNING {COLUMNS}"
         ))
         .bind(id)
@@ -102,10 +104,15 @@ impl Store {
         .bind(&input.model)
         .bind(&input.firmware_version)
         .bind(Json(&input.metadata))
+        .bind(input.enabled)
         .fetch_optional(&self.pool)
         .await
         .map_err(map_write_error)?;
-        row.map(Gateway::from).ok_or_else(unknown_factory)
+        let gateway = row.map(Gateway::from).ok_or_else(unknown_factory)?;
+        if let Some(observer) = self.observer() {
+            observer.gateway_created(&gateway);
+        }
+        Ok(gateway)
     }
 
     pub async fn get_gateway(&self, id: Uuid) -> Result<Gateway, StoreError> {
@@ -170,14 +177,14 @@ impl Store {
     /// the gateway to another active factory.
     pub async fn update_gateway(&self, id: Uuid, changes: GatewayChanges) -> Result<Gateway, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let exists: Option<Uuid> =
-            sqlx::query_scalar("SELECT id FROM gateways WHERE id = $1 AND deleted_at IS NULL FOR UPDATE")
+        let before: Option<(String, String, bool)> =
+            sqlx::query_as("SELECT url, email, enabled FROM gateways WHERE id = $1 AND deleted_at IS NULL FOR UPDATE")
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        if exists.is_none() {
+        let Some((old_url, old_email, old_enabled)) = before else {
             return Err(AppError::gateway_not_found().into());
-        }
+        };
         if let Some(factory_id) = changes.factory_id {
             let parent: Option<Uuid> =
                 sqlx::query_scalar("SELECT id FROM factories WHERE id = $1 AND deleted_at IS NULL FOR SHARE")
@@ -205,7 +212,8 @@ impl Store {
                  password_encrypted = COALESCE($7, password_encrypted),
                  model = CASE WHEN $8 THEN $9 ELSE model END,
                  firmware_version = CASE WHEN $10 THEN $11 ELSE firmware_version END,
-                 metadata = COALESCE($12, metadata)
+                 metadata = COALESCE($12, metadata),
+                 enabled = COALESCE($13, enabled)
              WHERE id = $1
              RETURNING {COLUMNS}"
         ))
@@ -221,11 +229,20 @@ impl Store {
         .bind(set_firmware)
         .bind(&firmware)
         .bind(changes.metadata.as_ref().map(Json))
+        .bind(changes.enabled)
         .fetch_one(&mut *tx)
         .await
         .map_err(map_write_error)?;
         tx.commit().await?;
-        Ok(row.into())
+        let gateway = Gateway::from(row);
+        if let Some(observer) = self.observer() {
+            let change = ConnectionChange {
+                credentials: gateway.url != old_url || gateway.email != old_email || changes.password.is_some(),
+                enabled: gateway.enabled != old_enabled,
+            };
+            observer.gateway_updated(&gateway, change);
+        }
+        Ok(gateway)
     }
 
     pub async fn delete_gateway(&self, id: Uuid) -> Result<(), StoreError> {
@@ -235,6 +252,9 @@ impl Store {
             .await?;
         if done.rows_affected() == 0 {
             return Err(AppError::gateway_not_found().into());
+        }
+        if let Some(observer) = self.observer() {
+            observer.gateways_deleted(&[id]);
         }
         Ok(())
     }

@@ -3,10 +3,12 @@
 //! the orchestrator all go through [`Store`], so each query and rule exists once.
 
 pub mod cipher;
+mod choices;
 mod error;
 mod factories;
 mod gateways;
 mod live;
+mod observer;
 mod organizations;
 mod sessions;
 mod tokens;
@@ -17,6 +19,7 @@ pub use error::StoreError;
 pub use factories::FactoryWithCount;
 pub use gateways::{GatewayCredentials, GatewayFilter};
 pub use live::{DiscoveredSensor, NewGatewayEvent, ReadingResult};
+pub use observer::{ConnectionChange, InventoryObserver};
 pub use sessions::{PgSessionStore, SESSION_USER_KEY};
 pub use tokens::{token_digest, ApiToken, TOKEN_PREFIX};
 
@@ -29,10 +32,17 @@ use std::time::Duration;
 /// Migrations embedded at build time from `migrations/` at the repository root.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Store {
     pool: PgPool,
     keys: Arc<KeyRing>,
+    observer: Arc<std::sync::OnceLock<Arc<dyn InventoryObserver>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("keys", &self.keys).finish_non_exhaustive()
+    }
 }
 
 impl Store {
@@ -40,7 +50,20 @@ impl Store {
         Self {
             pool,
             keys: Arc::new(keys),
+            observer: Arc::default(),
         }
+    }
+
+    /// Registers the one observer of inventory changes (the orchestrator). Every
+    /// clone of this store shares it.
+    pub fn set_observer(&self, observer: Arc<dyn InventoryObserver>) {
+        if self.observer.set(observer).is_err() {
+            tracing::warn!("an inventory observer was already registered; keeping the first");
+        }
+    }
+
+    pub(crate) fn observer(&self) -> Option<&Arc<dyn InventoryObserver>> {
+        self.observer.get()
     }
 
     pub fn pool(&self) -> &PgPool {

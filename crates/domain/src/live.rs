@@ -1,0 +1,367 @@
+//! Live state of the fleet as the orchestrator reports it: what the status page,
+//! the status API and the event stream show. One record per gateway, so no two
+//! indicators can disagree.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// One state per gateway (JSON field `state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionState {
+    Online,
+    Connecting,
+    Authenticating,
+    Backoff,
+    AuthFailed,
+    Disconnected,
+    Disabled,
+}
+
+impl ConnectionState {
+    pub const ALL: [ConnectionState; 7] = [
+        ConnectionState::Online,
+        ConnectionState::Connecting,
+        ConnectionState::Authenticating,
+        ConnectionState::Backoff,
+        ConnectionState::AuthFailed,
+        ConnectionState::Disconnected,
+        ConnectionState::Disabled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionState::Online => "online",
+            ConnectionState::Connecting => "connecting",
+            ConnectionState::Authenticating => "authenticating",
+            ConnectionState::Backoff => "backoff",
+            ConnectionState::AuthFailed => "auth_failed",
+            ConnectionState::Disconnected => "disconnected",
+            ConnectionState::Disabled => "disabled",
+        }
+    }
+
+    /// Words for people.
+    pub fn label(self) -> &'static str {
+        match self {
+            ConnectionState::Online => "Online",
+            ConnectionState::Connecting => "Connecting",
+            ConnectionState::Authenticating => "Logging in",
+            ConnectionState::Backoff => "Retrying",
+            ConnectionState::AuthFailed => "Login refused",
+            ConnectionState::Disconnected => "Disconnected",
+            ConnectionState::Disabled => "Disabled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// Down: neither online nor on its way there.
+    pub fn is_down(self) -> bool {
+        matches!(
+            self,
+            ConnectionState::Backoff | ConnectionState::AuthFailed | ConnectionState::Disconnected
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LiveCounters {
+    pub reconnects: u64,
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub errors: u64,
+    pub readings: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SensorLive {
+    pub serial: u64,
+    pub part_number: Option<String>,
+    /// Sample rate, Hz.
+    pub read_rate: Option<f64>,
+    /// Samples per axis per reading.
+    pub samples: Option<u32>,
+    pub connected: bool,
+}
+
+/// The live record of one gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GatewayLive {
+    /// The gateway's row id.
+    pub id: Uuid,
+    pub factory_id: Uuid,
+    /// The human id, e.g. GW-SPR-001.
+    pub gateway_id: String,
+    pub name: String,
+    pub state: ConnectionState,
+    /// When the current state began.
+    pub since: DateTime<Utc>,
+    /// For `backoff` and `auth_failed`: when the next attempt is due.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Why the last attempt or connection failed, in words.
+    pub last_error: Option<String>,
+    pub online_since: Option<DateTime<Utc>>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub counters: LiveCounters,
+    pub sensors: Vec<SensorLive>,
+}
+
+/// Progress of one reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ReadingStage {
+    Requested,
+    Started,
+    Finished,
+    Failed,
+}
+
+impl ReadingStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadingStage::Requested => "requested",
+            ReadingStage::Started => "started",
+            ReadingStage::Finished => "finished",
+            ReadingStage::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReadingProgress {
+    pub reading_id: Uuid,
+    /// The gateway's row id.
+    pub gateway: Uuid,
+    pub factory_id: Uuid,
+    pub serial: u64,
+    pub stage: ReadingStage,
+    pub at: DateTime<Utc>,
+    pub error: Option<String>,
+}
+
+/// What the event stream (`GET /api/events`) sends. Each event's SSE `event:` name
+/// is its `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LiveEvent {
+    /// Every gateway (of the requested factory), sent first and after a gap.
+    Snapshot { gateways: Vec<GatewayLive> },
+    /// One gateway's record changed (state, sensors, counters…): the full record.
+    Gateway { gateway: GatewayLive },
+    /// A gateway was deleted (or moved out of the requested factory).
+    Removed { id: Uuid, factory_id: Uuid },
+    Reading { reading: ReadingProgress },
+}
+
+impl LiveEvent {
+    pub fn name(&self) -> &'static str {
+        match self {
+            LiveEvent::Snapshot { .. } => "snapshot",
+            LiveEvent::Gateway { .. } => "gateway",
+            LiveEvent::Removed { .. } => "removed",
+            LiveEvent::Reading { .. } => "reading",
+        }
+    }
+
+    pub fn factory(&self) -> Option<Uuid> {
+        match self {
+            LiveEvent::Snapshot { .. } => None,
+            LiveEvent::Gateway { gateway } => Some(gateway.factory_id),
+            LiveEvent::Removed { factory_id, .. } => Some(*factory_id),
+            LiveEvent::Reading { reading } => Some(reading.factory_id),
+        }
+    }
+}
+
+/// Fleet summary: counts per state, overall and per factory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FleetStatus {
+    pub total: u64,
+    /// State name → count; every state is present.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub states: std::collections::BTreeMap<String, u64>,
+    pub factories: Vec<FactoryStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FactoryStatus {
+    pub factory_id: Uuid,
+    pub total: u64,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub states: std::collections::BTreeMap<String, u64>,
+}
+
+impl FleetStatus {
+    pub fn of(gateways: &[GatewayLive]) -> Self {
+        let empty = || {
+            ConnectionState::ALL
+                .iter()
+                .map(|s| (s.as_str().to_owned(), 0))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        let mut states = empty();
+        let mut per_factory: std::collections::BTreeMap<Uuid, FactoryStatus> = Default::default();
+        for g in gateways {
+            *states.entry(g.state.as_str().to_owned()).or_default() += 1;
+            let f = per_factory.entry(g.factory_id).or_insert_with(|| FactoryStatus {
+                factory_id: g.factory_id,
+                total: 0,
+                states: empty(),
+            });
+            f.total += 1;
+            *f.states.entry(g.state.as_str().to_owned()).or_default() += 1;
+        }
+        Self {
+            total: gateways.len() as u64,
+            states,
+            factories: per_factory.into_values().collect(),
+        }
+    }
+}
+
+/// One entry of a gateway's connection history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GatewayEventRecord {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    /// connected, disconnected, auth_failed, error, enabled, disabled
+    pub kind: String,
+    pub message: Option<String>,
+    pub close_code: Option<i32>,
+}
+
+/// A sensor as last discovered on a gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SensorRecord {
+    pub serial: u64,
+    pub part_number: Option<String>,
+    pub read_rate: Option<f64>,
+    pub samples: Option<u32>,
+    pub connected: bool,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub first_seen_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+}
+
+/// Statistics of one axis of a waveform, in g.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AxisStatistics {
+    pub count: u64,
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+    pub rms: f64,
+    pub peak: f64,
+    pub crest_factor: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReadingStatistics {
+    pub x: AxisStatistics,
+    pub y: AxisStatistics,
+    pub z: AxisStatistics,
+}
+
+/// A reading without its samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReadingSummary {
+    pub id: Uuid,
+    /// The gateway's row id.
+    pub gateway: Uuid,
+    pub serial: u64,
+    pub status: ReadingStage,
+    pub requested_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+    /// Sample rate, Hz, as the sensor reported it.
+    pub sample_rate: Option<f64>,
+    /// Samples per axis.
+    pub samples: Option<u32>,
+    /// °C, when the gateway sent it.
+    pub temperature: Option<f64>,
+    pub statistics: Option<ReadingStatistics>,
+}
+
+/// A reading with its waveform (possibly min/max-downsampled to `points`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReadingDetail {
+    #[serde(flatten)]
+    pub summary: ReadingSummary,
+    /// Whether `x`/`y`/`z` were downsampled (min/max pairs per bucket).
+    pub downsampled: bool,
+    pub x: Vec<f32>,
+    pub y: Vec<f32>,
+    pub z: Vec<f32>,
+}
+
+/// Reduces `samples` to at most `points` values by keeping each bucket's minimum
+/// and maximum in time order, so peaks survive (what a plot of the full signal shows).
+pub fn downsample_min_max(samples: &[f32], points: usize) -> Vec<f32> {
+    if points < 2 || samples.len() <= points {
+        return samples.to_vec();
+    }
+    let buckets = points / 2;
+    let mut out = Vec::with_capacity(buckets * 2);
+    for b in 0..buckets {
+        let start = b * samples.len() / buckets;
+        let end = ((b + 1) * samples.len() / buckets).max(start + 1);
+        let bucket = &samples[start..end];
+        let (mut min_i, mut max_i) = (0, 0);
+        for (i, v) in bucket.iter().enumerate() {
+            if *v < bucket[min_i] {
+                min_i = i;
+            }
+            if *v > bucket[max_i] {
+                max_i = i;
+            }
+        }
+        let (first, second) = if min_i <= max_i { (min_i, max_i) } else { (max_i, min_i) };
+        out.push(bucket[first]);
+        out.push(bucket[second]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downsampling_keeps_extremes_and_bounds_length() {
+        let mut samples: Vec<f32> = (0..65_536).map(|i| (i as f32 * 0.01).sin()).collect();
+        samples[12_345] = 9.0;
+        samples[54_321] = -9.0;
+        let reduced = downsample_min_max(&samples, 2000);
+        assert!(reduced.len() <= 2000);
+        assert!(reduced.contains(&9.0) && reduced.contains(&-9.0));
+        assert_eq!(downsample_min_max(&samples[..100], 2000).len(), 100);
+    }
+
+    #[test]
+    fn fleet_status_counts_every_state() {
+        let status = FleetStatus::of(&[]);
+        assert_eq!(status.states.len(), ConnectionState::ALL.len());
+        assert_eq!(status.total, 0);
+    }
+}

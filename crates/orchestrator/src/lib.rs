@@ -1,0 +1,830 @@
+//! The fleet: one supervised connection (a [`ctc::GatewaySupervisor`]) per active,
+//! enabled gateway, and the registry that is the single source of truth for each
+//! gateway's live state.
+//!
+//! - Inventory changes arrive through [`store::InventoryObserver`] (the store calls
+//!   it after every committed change), so every door (API, web app, CLI) is covered.
+//! - Supervisor events go through one recorder task, which updates the registry,
+//!   publishes to the [`stream::LiveStream`] and hands persistence to a writer task
+//!   (events, sensors, readings, batched `last_seen_at`), so a slow database never
+//!   stalls a connection.
+//! - Handshakes in progress are bounded by a semaphore and first connections are
+//!   spread over a jittered start, so a large fleet comes up without a storm.
+//! - Whether this instance owns a gateway is asked in one place ([`Ownership`]).
+
+pub mod stream;
+mod writer;
+
+use chrono::{DateTime, Utc};
+use ctc::{
+    Credentials, CredentialsProvider, GatewayCommand, GatewayEvent, GatewayState, GatewayStatus, GatewaySupervisor,
+    Serial, SupervisorConfig,
+};
+use domain::error::ErrorCode;
+use domain::live::{
+    ConnectionState, GatewayLive, LiveCounters, LiveEvent, ReadingProgress, ReadingStage, SensorLive,
+};
+use domain::{AppError, Gateway};
+use rand::Rng;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+use store::{ConnectionChange, InventoryObserver, Store};
+use stream::{LiveStream, Resume, Sequenced};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use uuid::Uuid;
+use writer::WriteJob;
+
+/// Who owns a gateway's connection. Today one instance owns every gateway; a
+/// later multi-instance deployment answers this from PostgreSQL leases.
+pub trait Ownership: Send + Sync {
+    fn owns(&self, gateway: &Gateway) -> bool;
+}
+
+/// This instance owns all gateways.
+pub struct OwnsAll;
+
+impl Ownership for OwnsAll {
+    fn owns(&self, _gateway: &Gateway) -> bool {
+        true
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OrchestratorConfig {
+    /// Connection handshakes (connect + login) in progress at once.
+    pub max_handshakes: usize,
+    /// First connections at start-up are spread randomly over this long.
+    pub start_spread: Duration,
+    /// How often `last_seen_at` is written for every online gateway (one statement).
+    pub last_seen_interval: Duration,
+    pub event_retention: Duration,
+    pub reading_retention: Duration,
+    /// Client protocol settings (timeouts, liveness) and reconnect backoff.
+    pub client: ctc::ClientConfig,
+    pub backoff: ctc::BackoffConfig,
+    /// Events a stream client may fall behind before it is dropped.
+    pub stream_client_buffer: usize,
+    /// Events kept for `Last-Event-ID` resumption.
+    pub stream_history: usize,
+}
+
+impl Default for OrchestratorConfig {
+    fn default() -> Self {
+        Self {
+            max_handshakes: 64,
+            start_spread: Duration::from_secs(5),
+            last_seen_interval: Duration::from_secs(30),
+            event_retention: Duration::from_secs(30 * 24 * 3600),
+            reading_retention: Duration::from_secs(90 * 24 * 3600),
+            client: ctc::ClientConfig::default(),
+            backoff: ctc::BackoffConfig::default(),
+            stream_client_buffer: 1024,
+            stream_history: 4096,
+        }
+    }
+}
+
+/// Fleet-wide numbers for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub handshakes_in_progress: AtomicUsize,
+    pub handshakes_peak: AtomicUsize,
+    pub readings_requested: AtomicU64,
+    pub readings_finished: AtomicU64,
+    pub readings_failed: AtomicU64,
+    /// Reading durations (request → result), for a latency histogram.
+    pub reading_latency: Histogram,
+    /// Persistence jobs dropped because the writer was too far behind.
+    pub writes_dropped: AtomicU64,
+}
+
+/// A fixed-bucket histogram (seconds), cheap to update from any task.
+#[derive(Debug)]
+pub struct Histogram {
+    pub bounds: &'static [f64],
+    pub counts: Vec<AtomicU64>,
+    pub sum_micros: AtomicU64,
+    pub count: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        const BOUNDS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+        Self {
+            bounds: BOUNDS,
+            counts: BOUNDS.iter().map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    pub fn observe(&self, value: Duration) {
+        let secs = value.as_secs_f64();
+        for (bound, count) in self.bounds.iter().zip(&self.counts) {
+            if secs <= *bound {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.sum_micros.fetch_add(value.as_micros() as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+struct Entry {
+    gateway: Gateway,
+    live: GatewayLive,
+    supervisor: Option<Supervised>,
+    /// Reading ids waiting for the gateway's "started" notice, by serial.
+    pending_readings: HashMap<u64, Uuid>,
+}
+
+struct Supervised {
+    handle: GatewaySupervisor,
+    status: Arc<GatewayStatus>,
+    /// Counters of supervisors this gateway had before (reconnected with new settings).
+    permit: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
+}
+
+struct Inner {
+    store: Store,
+    config: OrchestratorConfig,
+    ownership: Box<dyn Ownership>,
+    registry: RwLock<HashMap<Uuid, Entry>>,
+    handshakes: Arc<Semaphore>,
+    stream: LiveStream,
+    events: mpsc::UnboundedSender<(Uuid, GatewayEvent)>,
+    writes: mpsc::Sender<WriteJob>,
+    metrics: Metrics,
+}
+
+/// The orchestrator handle; cheap to clone.
+#[derive(Clone)]
+pub struct Orchestrator {
+    inner: Arc<Inner>,
+}
+
+fn utc(at: SystemTime) -> DateTime<Utc> {
+    DateTime::<Utc>::from(at)
+}
+
+fn connection_state(state: &GatewayState) -> ConnectionState {
+    match state {
+        GatewayState::Disconnected | GatewayState::Stopped => ConnectionState::Disconnected,
+        GatewayState::Connecting => ConnectionState::Connecting,
+        GatewayState::Authenticating => ConnectionState::Authenticating,
+        GatewayState::Online => ConnectionState::Online,
+        GatewayState::Backoff { .. } => ConnectionState::Backoff,
+        GatewayState::AuthFailed { .. } => ConnectionState::AuthFailed,
+        GatewayState::Disabled => ConnectionState::Disabled,
+    }
+}
+
+fn live_record(gateway: &Gateway) -> GatewayLive {
+    GatewayLive {
+        id: gateway.id,
+        factory_id: gateway.factory_id,
+        gateway_id: gateway.gateway_id.clone(),
+        name: gateway.name.clone(),
+        state: if gateway.enabled {
+            ConnectionState::Disconnected
+        } else {
+            ConnectionState::Disabled
+        },
+        since: Utc::now(),
+        next_attempt_at: None,
+        last_error: None,
+        online_since: None,
+        last_seen_at: gateway.last_seen_at,
+        counters: LiveCounters::default(),
+        sensors: Vec::new(),
+    }
+}
+
+fn counters_of(status: &GatewayStatus) -> LiveCounters {
+    let c = status.counters();
+    LiveCounters {
+        reconnects: c.connection_attempts.saturating_sub(1),
+        frames_in: c.frames_received,
+        frames_out: c.frames_sent,
+        errors: c.connection_failures + c.invalid_frames + c.stray_replies + c.readings_failed,
+        readings: c.readings_completed,
+    }
+}
+
+/// Asks the store for the gateway's login before every attempt (so edited
+/// credentials are used at once), after taking a handshake slot, and spreads the
+/// very first attempt over the start-up window.
+struct StoreCredentials {
+    store: Store,
+    gateway: Uuid,
+    handshakes: Arc<Semaphore>,
+    permit: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
+    first_delay: Mutex<Option<Duration>>,
+    orchestrator: std::sync::Weak<Inner>,
+}
+
+impl CredentialsProvider for StoreCredentials {
+    fn credentials(&self) -> ctc::credentials::CredentialsFuture<'_> {
+        Box::pin(async move {
+            let delay = self.first_delay.lock().expect("delay lock").take();
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
+            let permit = self
+                .handshakes
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| "shutting down".to_owned())?;
+            if let Some(inner) = self.orchestrator.upgrade() {
+                let now = inner.metrics.handshakes_in_progress.fetch_add(1, Ordering::Relaxed) + 1;
+                inner.metrics.handshakes_peak.fetch_max(now, Ordering::Relaxed);
+            }
+            if let Some(old) = self.permit.lock().expect("permit lock").replace(permit) {
+                drop(old);
+                if let Some(inner) = self.orchestrator.upgrade() {
+                    inner.metrics.handshakes_in_progress.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+            let login = self.store.gateway_credentials(self.gateway).await.map_err(|err| {
+                tracing::warn!(gateway = %self.gateway, %err, "loading gateway credentials");
+                "could not load the gateway's credentials".to_owned()
+            })?;
+            Ok(Credentials::new(login.email, login.password.expose()))
+        })
+    }
+}
+
+impl Orchestrator {
+    /// Starts the recorder, the writer and the timers, registers as the store's
+    /// observer, and connects every active, enabled gateway this instance owns.
+    pub async fn start(store: Store, config: OrchestratorConfig) -> Result<Self, store::StoreError> {
+        Self::start_with(store, config, Box::new(OwnsAll)).await
+    }
+
+    pub async fn start_with(
+        store: Store,
+        config: OrchestratorConfig,
+        ownership: Box<dyn Ownership>,
+    ) -> Result<Self, store::StoreError> {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (writes_tx, writes_rx) = mpsc::channel(16_384);
+        let inner = Arc::new(Inner {
+            stream: LiveStream::new(config.stream_client_buffer, config.stream_history),
+            handshakes: Arc::new(Semaphore::new(config.max_handshakes.max(1))),
+            store: store.clone(),
+            config,
+            ownership,
+            registry: RwLock::new(HashMap::new()),
+            events: events_tx,
+            writes: writes_tx,
+            metrics: Metrics::default(),
+        });
+        let orchestrator = Orchestrator { inner };
+        tokio::spawn(writer::run(store.clone(), writes_rx));
+        tokio::spawn(record(Arc::downgrade(&orchestrator.inner), events_rx));
+        tokio::spawn(tick(Arc::downgrade(&orchestrator.inner)));
+        let gateways = store.all_gateways().await?;
+        let count = gateways.len();
+        for gateway in gateways {
+            orchestrator.add(gateway, true);
+        }
+        store.set_observer(Arc::new(orchestrator.clone()));
+        tracing::info!(gateways = count, "orchestrator started");
+        Ok(orchestrator)
+    }
+
+    fn add(&self, gateway: Gateway, at_start_up: bool) {
+        if !self.inner.ownership.owns(&gateway) {
+            return;
+        }
+        let mut entry = Entry {
+            live: live_record(&gateway),
+            gateway,
+            supervisor: None,
+            pending_readings: HashMap::new(),
+        };
+        if entry.gateway.enabled {
+            entry.supervisor = Some(self.supervise(&entry.gateway, at_start_up));
+        }
+        let record = entry.live.clone();
+        self.inner.registry.write().expect("registry lock").insert(record.id, entry);
+        self.inner.stream.publish(LiveEvent::Gateway { gateway: record });
+    }
+
+    fn supervise(&self, gateway: &Gateway, at_start_up: bool) -> Supervised {
+        let permit = Arc::new(Mutex::new(None));
+        let spread = self.inner.config.start_spread;
+        let first_delay = (at_start_up && !spread.is_zero())
+            .then(|| rand::thread_rng().gen_range(Duration::ZERO..spread));
+        let credentials = StoreCredentials {
+            store: self.inner.store.clone(),
+            gateway: gateway.id,
+            handshakes: self.inner.handshakes.clone(),
+            permit: permit.clone(),
+            first_delay: Mutex::new(first_delay),
+            orchestrator: Arc::downgrade(&self.inner),
+        };
+        let events = self.inner.events.clone();
+        let id = gateway.id;
+        let sink = ctc::EventSink::new(move |event| {
+            let _ = events.send((id, event));
+        });
+        let handle = GatewaySupervisor::spawn(self.supervisor_config(gateway), Arc::new(credentials), sink);
+        Supervised {
+            status: handle.status(),
+            handle,
+            permit,
+        }
+    }
+
+    fn supervisor_config(&self, gateway: &Gateway) -> SupervisorConfig {
+        let mut config = SupervisorConfig::new(gateway.url.clone());
+        config.client = self.inner.config.client.clone();
+        config.backoff = self.inner.config.backoff.clone();
+        config
+    }
+
+    /// Every gateway's live record, counters fresh.
+    pub fn snapshot(&self, factory: Option<Uuid>) -> Vec<GatewayLive> {
+        let registry = self.inner.registry.read().expect("registry lock");
+        let mut all: Vec<GatewayLive> = registry
+            .values()
+            .filter(|e| factory.is_none_or(|f| e.gateway.factory_id == f))
+            .map(fresh_record)
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        all
+    }
+
+    pub fn status(&self, gateway: Uuid) -> Option<GatewayLive> {
+        let registry = self.inner.registry.read().expect("registry lock");
+        registry.get(&gateway).map(fresh_record)
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub fn stream_clients(&self) -> usize {
+        self.inner.stream.clients()
+    }
+
+    /// Subscribes to the live stream; see [`LiveStream::subscribe`].
+    pub fn subscribe(&self, last_id: Option<u64>) -> (Resume, tokio::sync::broadcast::Receiver<Arc<Sequenced>>) {
+        self.inner.stream.subscribe(last_id)
+    }
+
+    /// Drops the connection (or cuts a wait short) and connects now; enables a
+    /// gateway that was disabled.
+    pub async fn connect(&self, gateway: Uuid) -> Result<GatewayLive, AppError> {
+        let enabled = self.known(gateway)?.enabled;
+        if !enabled {
+            self.inner.store.update_gateway(gateway, enabled_change(true)).await?;
+        } else {
+            let registry = self.inner.registry.read().expect("registry lock");
+            if let Some(s) = registry.get(&gateway).and_then(|e| e.supervisor.as_ref()) {
+                s.handle.reconnect();
+            }
+        }
+        self.status(gateway).ok_or_else(AppError::gateway_not_found)
+    }
+
+    /// Disconnects cleanly and keeps the gateway disconnected (disables it).
+    pub async fn disconnect(&self, gateway: Uuid) -> Result<GatewayLive, AppError> {
+        if self.known(gateway)?.enabled {
+            self.inner.store.update_gateway(gateway, enabled_change(false)).await?;
+        }
+        self.status(gateway).ok_or_else(AppError::gateway_not_found)
+    }
+
+    fn known(&self, gateway: Uuid) -> Result<Gateway, AppError> {
+        let registry = self.inner.registry.read().expect("registry lock");
+        registry
+            .get(&gateway)
+            .map(|e| e.gateway.clone())
+            .ok_or_else(AppError::gateway_not_found)
+    }
+
+    /// Starts a reading on a connected sensor; the result arrives as events and
+    /// in the readings table. Returns the reading id.
+    pub async fn request_reading(&self, gateway: Uuid, serial: u64) -> Result<Uuid, AppError> {
+        let (commands, sensor, factory_id) = {
+            let registry = self.inner.registry.read().expect("registry lock");
+            let entry = registry.get(&gateway).ok_or_else(AppError::gateway_not_found)?;
+            let sensor = entry.live.sensors.iter().find(|s| s.serial == serial).cloned();
+            let sensor = sensor.ok_or_else(|| {
+                AppError::new(ErrorCode::SensorNotFound, format!("Sensor {serial} is not known on this gateway"))
+            })?;
+            if entry.live.state != ConnectionState::Online {
+                return Err(AppError::new(
+                    ErrorCode::GatewayNotOnline,
+                    format!("The gateway is {}, not online", entry.live.state.label().to_lowercase()),
+                ));
+            }
+            if !sensor.connected {
+                return Err(AppError::new(
+                    ErrorCode::GatewayNotOnline,
+                    format!("Sensor {serial} is not connected to the gateway"),
+                ));
+            }
+            let commands = entry
+                .supervisor
+                .as_ref()
+                .map(|s| s.handle.command_sender())
+                .ok_or_else(|| AppError::new(ErrorCode::GatewayNotOnline, "The gateway is disabled"))?;
+            (commands, sensor, entry.gateway.factory_id)
+        };
+        let reading = self
+            .inner
+            .store
+            .create_reading(gateway, serial, sensor.samples, sensor.read_rate)
+            .await?;
+        self.inner.metrics.readings_requested.fetch_add(1, Ordering::Relaxed);
+        if let Some(entry) = self.inner.registry.write().expect("registry lock").get_mut(&gateway) {
+            entry.pending_readings.insert(serial, reading);
+        }
+        let progress = |stage, error: Option<String>| ReadingProgress {
+            reading_id: reading,
+            gateway,
+            factory_id,
+            serial,
+            stage,
+            at: Utc::now(),
+            error,
+        };
+        self.inner.stream.publish(LiveEvent::Reading {
+            reading: progress(ReadingStage::Requested, None),
+        });
+        let (reply, result) = oneshot::channel();
+        let _ = commands.send(GatewayCommand::TakeReading {
+            serial: Serial(serial),
+            reply,
+        });
+        let inner = Arc::downgrade(&self.inner);
+        let requested = std::time::Instant::now();
+        tokio::spawn(async move {
+            let outcome = result
+                .await
+                .unwrap_or_else(|_| Err(ctc::Error::NotOnline("the connection ended".into())));
+            let Some(inner) = inner.upgrade() else { return };
+            inner.metrics.reading_latency.observe(requested.elapsed());
+            if let Some(entry) = inner.registry.write().expect("registry lock").get_mut(&gateway) {
+                entry.pending_readings.remove(&serial);
+            }
+            let at = Utc::now();
+            let (stage, error) = match outcome {
+                Ok(data) => {
+                    inner.metrics.readings_finished.fetch_add(1, Ordering::Relaxed);
+                    let _ = inner.writes.send(WriteJob::ReadingFinished { reading, at, data }).await;
+                    (ReadingStage::Finished, None)
+                }
+                Err(err) => {
+                    inner.metrics.readings_failed.fetch_add(1, Ordering::Relaxed);
+                    let message = err.to_string();
+                    let _ = inner
+                        .writes
+                        .send(WriteJob::ReadingFailed {
+                            reading,
+                            at,
+                            error: message.clone(),
+                        })
+                        .await;
+                    (ReadingStage::Failed, Some(message))
+                }
+            };
+            // The row is written before the event, so a client that reacts to
+            // "finished" by fetching the reading finds it complete.
+            let (done_tx, done_rx) = oneshot::channel();
+            let _ = inner.writes.send(WriteJob::Barrier(done_tx)).await;
+            let _ = done_rx.await;
+            inner.stream.publish(LiveEvent::Reading {
+                reading: ReadingProgress {
+                    reading_id: reading,
+                    gateway,
+                    factory_id,
+                    serial,
+                    stage,
+                    at,
+                    error,
+                },
+            });
+        });
+        Ok(reading)
+    }
+
+    /// Disconnects every gateway cleanly (unsubscribe, close 1000).
+    pub async fn shutdown(&self) {
+        let supervisors: Vec<Supervised> = {
+            let mut registry = self.inner.registry.write().expect("registry lock");
+            registry.values_mut().filter_map(|e| e.supervisor.take()).collect()
+        };
+        let stops = supervisors.into_iter().map(|s| s.handle.shutdown());
+        futures_join_all(stops).await;
+        tracing::info!("orchestrator stopped");
+    }
+}
+
+async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(futures: impl Iterator<Item = F>) {
+    let tasks: Vec<_> = futures.map(tokio::spawn).collect();
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+fn enabled_change(enabled: bool) -> domain::GatewayChanges {
+    domain::GatewayChanges {
+        enabled: Some(enabled),
+        ..Default::default()
+    }
+}
+
+fn fresh_record(entry: &Entry) -> GatewayLive {
+    let mut live = entry.live.clone();
+    if let Some(s) = &entry.supervisor {
+        live.counters = counters_of(&s.status);
+    }
+    live
+}
+
+impl InventoryObserver for Orchestrator {
+    fn gateway_created(&self, gateway: &Gateway) {
+        self.add(gateway.clone(), false);
+    }
+
+    fn gateway_updated(&self, gateway: &Gateway, change: ConnectionChange) {
+        let owned = self.inner.ownership.owns(gateway);
+        let mut registry = self.inner.registry.write().expect("registry lock");
+        let Some(entry) = registry.get_mut(&gateway.id) else {
+            drop(registry);
+            if owned {
+                self.add(gateway.clone(), false);
+            }
+            return;
+        };
+        let url_changed = entry.gateway.url != gateway.url;
+        entry.gateway = gateway.clone();
+        entry.live.name = gateway.name.clone();
+        entry.live.gateway_id = gateway.gateway_id.clone();
+        let moved_from = (entry.live.factory_id != gateway.factory_id).then_some(entry.live.factory_id);
+        entry.live.factory_id = gateway.factory_id;
+        if change.enabled {
+            let kind = if gateway.enabled { "enabled" } else { "disabled" };
+            let _ = self.inner.writes.try_send(WriteJob::Event(store::NewGatewayEvent {
+                gateway: gateway.id,
+                at: Utc::now(),
+                kind,
+                message: None,
+                close_code: None,
+            }));
+            if gateway.enabled {
+                entry.supervisor = Some(self.supervise(gateway, false));
+            } else if let Some(supervised) = {
+                release_handshake(&self.inner, entry);
+                entry.supervisor.take()
+            } {
+                tokio::spawn(supervised.handle.shutdown());
+                entry.live.state = ConnectionState::Disabled;
+                entry.live.since = Utc::now();
+                entry.live.next_attempt_at = None;
+                entry.live.online_since = None;
+            }
+        } else if let Some(supervised) = &entry.supervisor {
+            if url_changed {
+                supervised.handle.reconfigure(self.supervisor_config(gateway));
+            } else if change.credentials {
+                supervised.handle.reconnect();
+            }
+        }
+        let record = fresh_record(entry);
+        drop(registry);
+        if let Some(old_factory) = moved_from {
+            self.inner.stream.publish(LiveEvent::Removed {
+                id: gateway.id,
+                factory_id: old_factory,
+            });
+        }
+        self.inner.stream.publish(LiveEvent::Gateway { gateway: record });
+    }
+
+    fn gateways_deleted(&self, ids: &[Uuid]) {
+        let removed: Vec<Entry> = {
+            let mut registry = self.inner.registry.write().expect("registry lock");
+            ids.iter().filter_map(|id| registry.remove(id)).collect()
+        };
+        for entry in removed {
+            release_handshake(&self.inner, &entry);
+            if let Some(supervised) = entry.supervisor {
+                tokio::spawn(supervised.handle.shutdown());
+            }
+            self.inner.stream.publish(LiveEvent::Removed {
+                id: entry.gateway.id,
+                factory_id: entry.gateway.factory_id,
+            });
+        }
+    }
+}
+
+/// Applies supervisor events to the registry, in order, and publishes them.
+async fn record(inner: std::sync::Weak<Inner>, mut events: mpsc::UnboundedReceiver<(Uuid, GatewayEvent)>) {
+    while let Some((id, event)) = events.recv().await {
+        let Some(inner) = inner.upgrade() else { return };
+        let mut writes = Vec::new();
+        let mut published = Vec::new();
+        {
+            let mut registry = inner.registry.write().expect("registry lock");
+            let Some(entry) = registry.get_mut(&id) else { continue };
+            match event {
+                GatewayEvent::StateChanged { state, at, error } => {
+                    // A supervisor being shut down still reports; a disabled entry stays disabled.
+                    if entry.supervisor.is_none() {
+                        continue;
+                    }
+                    let previous = entry.live.state;
+                    let next = connection_state(&state);
+                    let at = utc(at);
+                    if !matches!(next, ConnectionState::Connecting | ConnectionState::Authenticating) {
+                        release_handshake(&inner, entry);
+                    }
+                    entry.live.state = next;
+                    entry.live.since = at;
+                    entry.live.next_attempt_at = match &state {
+                        GatewayState::Backoff { next_attempt } | GatewayState::AuthFailed { next_attempt } => {
+                            Some(utc(*next_attempt))
+                        }
+                        _ => None,
+                    };
+                    if let Some(error) = &error {
+                        entry.live.last_error = Some(error.clone());
+                    }
+                    match next {
+                        ConnectionState::Online => {
+                            entry.live.online_since = Some(at);
+                            entry.live.last_seen_at = Some(at);
+                            entry.live.last_error = None;
+                            writes.push(WriteJob::Event(event_row(id, at, "connected", None)));
+                            writes.push(WriteJob::Seen(id));
+                        }
+                        ConnectionState::AuthFailed => {
+                            entry.live.online_since = None;
+                            writes.push(WriteJob::Event(event_row(id, at, "auth_failed", error)));
+                        }
+                        _ if previous == ConnectionState::Online => {
+                            entry.live.online_since = None;
+                            writes.push(WriteJob::Event(event_row(id, at, "disconnected", error)));
+                        }
+                        ConnectionState::Backoff if error.is_some() => {
+                            writes.push(WriteJob::Event(event_row(id, at, "error", error)));
+                        }
+                        _ => {}
+                    }
+                    if previous != next || next != ConnectionState::Online {
+                        published.push(LiveEvent::Gateway {
+                            gateway: fresh_record(entry),
+                        });
+                    }
+                }
+                GatewayEvent::LoggedIn { .. } => {}
+                GatewayEvent::SensorsDiscovered { sensors, .. } => {
+                    entry.live.sensors = sensors
+                        .iter()
+                        .map(|s| SensorLive {
+                            serial: s.serial.0,
+                            part_number: s.part_number.clone(),
+                            read_rate: s.read_rate,
+                            samples: s.samples.map(|n| n as u32),
+                            connected: s.connected,
+                        })
+                        .collect();
+                    let discovered = sensors
+                        .iter()
+                        .map(|s| store::DiscoveredSensor {
+                            serial: s.serial.0,
+                            part_number: s.part_number.clone(),
+                            read_rate: s.read_rate,
+                            samples: s.samples.map(|n| n as u32),
+                            connected: s.connected,
+                            metadata: serde_json::to_value(s)
+                                .ok()
+                                .and_then(|v| v.as_object().cloned())
+                                .unwrap_or_default(),
+                        })
+                        .collect();
+                    writes.push(WriteJob::Sensors {
+                        gateway: id,
+                        sensors: discovered,
+                    });
+                    published.push(LiveEvent::Gateway {
+                        gateway: fresh_record(entry),
+                    });
+                }
+                GatewayEvent::ReadingStarted { serial, at } => {
+                    if let Some(reading) = entry.pending_readings.get(&serial.0).copied() {
+                        let at = utc(at);
+                        writes.push(WriteJob::ReadingStarted { reading, at });
+                        published.push(LiveEvent::Reading {
+                            reading: ReadingProgress {
+                                reading_id: reading,
+                                gateway: id,
+                                factory_id: entry.gateway.factory_id,
+                                serial: serial.0,
+                                stage: ReadingStage::Started,
+                                at,
+                                error: None,
+                            },
+                        });
+                    }
+                }
+                // Results arrive through the reading request's reply.
+                GatewayEvent::ReadingFinished { .. } | GatewayEvent::ReadingFailed { .. } => {}
+            }
+        }
+        for job in writes {
+            if inner.writes.try_send(job).is_err() {
+                inner.metrics.writes_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        for event in published {
+            inner.stream.publish(event);
+        }
+    }
+}
+
+fn release_handshake(inner: &Inner, entry: &Entry) {
+    if let Some(s) = &entry.supervisor {
+        if s.permit.lock().expect("permit lock").take().is_some() {
+            inner.metrics.handshakes_in_progress.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn event_row(gateway: Uuid, at: DateTime<Utc>, kind: &'static str, message: Option<String>) -> store::NewGatewayEvent {
+    store::NewGatewayEvent {
+        gateway,
+        at,
+        kind,
+        close_code: message.as_deref().and_then(close_code_of),
+        message,
+    }
+}
+
+/// The WebSocket close code a disconnect reason names ("… code 1006 …"), if any.
+fn close_code_of(message: &str) -> Option<i32> {
+    let index = message.find("code ")?;
+    let digits: String = message[index + 5..].chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// Periodic work: `last_seen_at` for every online gateway in one statement, and retention.
+async fn tick(inner: std::sync::Weak<Inner>) {
+    let Some(interval) = inner.upgrade().map(|i| i.config.last_seen_interval) else { return };
+    let mut ticker = tokio::time::interval(interval);
+    ticker.tick().await;
+    let mut last_purge = std::time::Instant::now() - Duration::from_secs(3600);
+    loop {
+        ticker.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let now = Utc::now();
+        let online: Vec<Uuid> = {
+            let mut registry = inner.registry.write().expect("registry lock");
+            registry
+                .values_mut()
+                .filter(|e| e.live.state == ConnectionState::Online)
+                .map(|e| {
+                    e.live.last_seen_at = Some(now);
+                    e.gateway.id
+                })
+                .collect()
+        };
+        if let Err(err) = inner.store.touch_last_seen(&online).await {
+            tracing::warn!(%err, "updating last_seen_at");
+        }
+        if last_purge.elapsed() >= Duration::from_secs(3600) {
+            last_purge = std::time::Instant::now();
+            let events_before = now - chrono::Duration::from_std(inner.config.event_retention).unwrap_or_default();
+            let readings_before = now - chrono::Duration::from_std(inner.config.reading_retention).unwrap_or_default();
+            match inner.store.purge_history(events_before, readings_before).await {
+                Ok((events, readings)) if events + readings > 0 => {
+                    tracing::info!(events, readings, "purged history past retention")
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(%err, "purging history"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_codes_are_read_from_reasons() {
+        assert_eq!(close_code_of("connection closed (code 1006): abnormal"), Some(1006));
+        assert_eq!(close_code_of("timed out"), None);
+    }
+}

@@ -1,0 +1,73 @@
+//! The live event stream: every change is numbered and broadcast; the last few
+//! thousand are kept so a client that reconnects with `Last-Event-ID` gets what
+//! it missed. Publishing never waits for a client: a client that falls behind
+//! the broadcast buffer is told it lagged and is dropped.
+
+use domain::live::LiveEvent;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use tokio::sync::broadcast;
+
+#[derive(Debug)]
+pub struct Sequenced {
+    pub id: u64,
+    pub event: LiveEvent,
+}
+
+pub struct LiveStream {
+    sender: broadcast::Sender<Arc<Sequenced>>,
+    /// Recent events for resumption, and the id of the last one published.
+    history: Mutex<(VecDeque<Arc<Sequenced>>, u64)>,
+    history_len: usize,
+}
+
+/// What a new subscriber starts from.
+pub enum Resume {
+    /// The events after the client's last id (all still in history).
+    Replay(Vec<Arc<Sequenced>>),
+    /// Too old or no id: start from a snapshot as of this id.
+    Snapshot { as_of: u64 },
+}
+
+impl LiveStream {
+    /// `client_buffer`: events a client may fall behind before it is dropped.
+    pub fn new(client_buffer: usize, history_len: usize) -> Self {
+        let (sender, _) = broadcast::channel(client_buffer.max(1));
+        Self {
+            sender,
+            history: Mutex::new((VecDeque::with_capacity(history_len), 0)),
+            history_len,
+        }
+    }
+
+    pub fn publish(&self, event: LiveEvent) {
+        // Numbering and sending under one lock keeps ids in order on the wire.
+        let mut history = self.history.lock().expect("stream lock");
+        history.1 += 1;
+        let item = Arc::new(Sequenced { id: history.1, event });
+        if history.0.len() == self.history_len {
+            history.0.pop_front();
+        }
+        history.0.push_back(item.clone());
+        let _ = self.sender.send(item);
+    }
+
+    /// Subscribes; events published after this call arrive on the receiver.
+    pub fn subscribe(&self, last_id: Option<u64>) -> (Resume, broadcast::Receiver<Arc<Sequenced>>) {
+        let history = self.history.lock().expect("stream lock");
+        let receiver = self.sender.subscribe();
+        let current = history.1;
+        let oldest = history.0.front().map_or(current + 1, |e| e.id);
+        let resume = match last_id {
+            Some(last) if last <= current && last + 1 >= oldest => {
+                Resume::Replay(history.0.iter().filter(|e| e.id > last).cloned().collect())
+            }
+            _ => Resume::Snapshot { as_of: current },
+        };
+        (resume, receiver)
+    }
+
+    pub fn clients(&self) -> usize {
+        self.sender.receiver_count()
+    }
+}

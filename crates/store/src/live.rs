@@ -1,0 +1,397 @@
+//! What the orchestrator persists: last seen times, connection events, sensors
+//! and readings (waveforms as little-endian f32 per axis), and their retention.
+
+use crate::{Store, StoreError};
+use chrono::{DateTime, Utc};
+use domain::live::{
+    GatewayEventRecord, ReadingDetail, ReadingStage, ReadingStatistics, ReadingSummary, SensorRecord,
+};
+use domain::{AppError, Gateway, Page, PageRequest};
+use sqlx::types::Json;
+use uuid::Uuid;
+
+/// A connection event to record.
+#[derive(Debug, Clone)]
+pub struct NewGatewayEvent {
+    pub gateway: Uuid,
+    pub at: DateTime<Utc>,
+    pub kind: &'static str,
+    pub message: Option<String>,
+    pub close_code: Option<i32>,
+}
+
+/// A discovered sensor to upsert.
+#[derive(Debug, Clone)]
+pub struct DiscoveredSensor {
+    pub serial: u64,
+    pub part_number: Option<String>,
+    pub read_rate: Option<f64>,
+    pub samples: Option<u32>,
+    pub connected: bool,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A finished reading to store.
+#[derive(Debug, Clone)]
+pub struct ReadingResult<'a> {
+    pub gateway_reading_id: Option<i64>,
+    pub gateway_time: Option<&'a str>,
+    pub sample_rate: Option<f64>,
+    pub temperature: Option<f64>,
+    pub statistics: ReadingStatistics,
+    pub x: &'a [f32],
+    pub y: &'a [f32],
+    pub z: &'a [f32],
+}
+
+fn to_le_bytes(samples: &[f32]) -> Vec<u8> {
+    samples.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn from_le_bytes(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+const READING_COLUMNS: &str = "id, gateway_id, serial, status, requested_at, started_at, finished_at, error, \
+     sample_rate, samples, temperature, stats";
+
+#[derive(sqlx::FromRow)]
+struct ReadingRow {
+    id: Uuid,
+    gateway_id: Uuid,
+    serial: i64,
+    status: String,
+    requested_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    error: Option<String>,
+    sample_rate: Option<f64>,
+    samples: Option<i32>,
+    temperature: Option<f64>,
+    stats: Option<Json<ReadingStatistics>>,
+}
+
+impl From<ReadingRow> for ReadingSummary {
+    fn from(row: ReadingRow) -> Self {
+        Self {
+            id: row.id,
+            gateway: row.gateway_id,
+            serial: row.serial as u64,
+            status: match row.status.as_str() {
+                "started" => ReadingStage::Started,
+                "finished" => ReadingStage::Finished,
+                "failed" => ReadingStage::Failed,
+                _ => ReadingStage::Requested,
+            },
+            requested_at: row.requested_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            error: row.error,
+            sample_rate: row.sample_rate,
+            samples: row.samples.map(|s| s as u32),
+            temperature: row.temperature,
+            statistics: row.stats.map(|s| s.0),
+        }
+    }
+}
+
+impl Store {
+    /// Every gateway that is not deleted (enabled or not), for the orchestrator.
+    pub async fn all_gateways(&self) -> Result<Vec<Gateway>, StoreError> {
+        let mut all = Vec::new();
+        let mut page = PageRequest {
+            limit: 100,
+            offset: 0,
+        };
+        loop {
+            let batch = self.list_gateways(&Default::default(), page).await?;
+            let done = !batch.pagination.has_next;
+            all.extend(batch.data);
+            if done {
+                return Ok(all);
+            }
+            page.offset += u64::from(page.limit);
+        }
+    }
+
+    /// Sets `last_seen_at = now()` for all these gateways in one statement.
+    pub async fn touch_last_seen(&self, gateways: &[Uuid]) -> Result<(), StoreError> {
+        if gateways.is_empty() {
+            return Ok(());
+        }
+        sqlx::query("UPDATE gateways SET last_seen_at = now() WHERE id = ANY($1) AND deleted_at IS NULL")
+            .bind(gateways)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records connection events in one statement.
+    pub async fn record_gateway_events(&self, events: &[NewGatewayEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let gateways: Vec<Uuid> = events.iter().map(|e| e.gateway).collect();
+        let ats: Vec<DateTime<Utc>> = events.iter().map(|e| e.at).collect();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind).collect();
+        let messages: Vec<Option<String>> = events.iter().map(|e| e.message.clone()).collect();
+        let codes: Vec<Option<i32>> = events.iter().map(|e| e.close_code).collect();
+        // Events of a gateway deleted meanwhile are skipped rather than failing the batch.
+        sqlx::query(
+            "INSERT INTO gateway_events (gateway_id, at, kind, message, close_code)
+             SELECT e.gateway_id, e.at, e.kind, e.message, e.close_code
+             FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::int[])
+                  AS e(gateway_id, at, kind, message, close_code)
+             WHERE EXISTS (SELECT 1 FROM gateways g WHERE g.id = e.gateway_id)",
+        )
+        .bind(&gateways)
+        .bind(&ats)
+        .bind(&kinds)
+        .bind(&messages)
+        .bind(&codes)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A gateway's events, newest first.
+    pub async fn list_gateway_events(
+        &self,
+        gateway: Uuid,
+        page: PageRequest,
+    ) -> Result<Page<GatewayEventRecord>, StoreError> {
+        self.get_gateway(gateway).await?;
+        let rows: Vec<(i64, DateTime<Utc>, String, Option<String>, Option<i32>)> = sqlx::query_as(
+            "SELECT id, at, kind, message, close_code FROM gateway_events WHERE gateway_id = $1
+             ORDER BY at DESC, id DESC LIMIT $2 OFFSET $3",
+        )
+        .bind(gateway)
+        .bind(i64::from(page.limit))
+        .bind(page.offset as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM gateway_events WHERE gateway_id = $1")
+            .bind(gateway)
+            .fetch_one(&self.pool)
+            .await?;
+        let data = rows
+            .into_iter()
+            .map(|(id, at, kind, message, close_code)| GatewayEventRecord {
+                id,
+                at,
+                kind,
+                message,
+                close_code,
+            })
+            .collect();
+        Ok(Page::new(data, total as u64, page))
+    }
+
+    /// Upserts the discovered sensors; sensors the gateway no longer lists are
+    /// marked disconnected.
+    pub async fn upsert_sensors(&self, gateway: Uuid, sensors: &[DiscoveredSensor]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let serials: Vec<i64> = sensors.iter().map(|s| s.serial as i64).collect();
+        for sensor in sensors {
+            sqlx::query(
+                "INSERT INTO sensors (gateway_id, serial, part_number, read_rate, samples, connected, metadata)
+                 SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM gateways WHERE id = $1)
+                 ON CONFLICT (gateway_id, serial) DO UPDATE SET
+                     part_number = EXCLUDED.part_number, read_rate = EXCLUDED.read_rate,
+                     samples = EXCLUDED.samples, connected = EXCLUDED.connected,
+                     metadata = EXCLUDED.metadata, last_seen_at = now()",
+            )
+            .bind(gateway)
+            .bind(sensor.serial as i64)
+            .bind(&sensor.part_number)
+            .bind(sensor.read_rate)
+            .bind(sensor.samples.map(|s| s as i32))
+            .bind(sensor.connected)
+            .bind(Json(&sensor.metadata))
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("UPDATE sensors SET connected = false WHERE gateway_id = $1 AND NOT (serial = ANY($2))")
+            .bind(gateway)
+            .bind(&serials)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn list_sensors(&self, gateway: Uuid) -> Result<Vec<SensorRecord>, StoreError> {
+        self.get_gateway(gateway).await?;
+        type Row = (
+            i64,
+            Option<String>,
+            Option<f64>,
+            Option<i32>,
+            bool,
+            Json<serde_json::Map<String, serde_json::Value>>,
+            DateTime<Utc>,
+            DateTime<Utc>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT serial, part_number, read_rate, samples, connected, metadata, first_seen_at, last_seen_at
+             FROM sensors WHERE gateway_id = $1 ORDER BY serial",
+        )
+        .bind(gateway)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| SensorRecord {
+                serial: r.0 as u64,
+                part_number: r.1,
+                read_rate: r.2,
+                samples: r.3.map(|s| s as u32),
+                connected: r.4,
+                metadata: r.5 .0,
+                first_seen_at: r.6,
+                last_seen_at: r.7,
+            })
+            .collect())
+    }
+
+    /// Records a reading request; returns its id.
+    pub async fn create_reading(
+        &self,
+        gateway: Uuid,
+        serial: u64,
+        samples: Option<u32>,
+        sample_rate: Option<f64>,
+    ) -> Result<Uuid, StoreError> {
+        let id: Option<Uuid> = sqlx::query_scalar(
+            "INSERT INTO readings (gateway_id, serial, status, samples, sample_rate)
+             SELECT $1, $2, 'requested', $3, $4 FROM gateways WHERE id = $1 AND deleted_at IS NULL
+             RETURNING id",
+        )
+        .bind(gateway)
+        .bind(serial as i64)
+        .bind(samples.map(|s| s as i32))
+        .bind(sample_rate)
+        .fetch_optional(&self.pool)
+        .await?;
+        id.ok_or_else(|| AppError::gateway_not_found().into())
+    }
+
+    pub async fn reading_started(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE readings SET status = 'started', started_at = $2 WHERE id = $1 AND status = 'requested'")
+            .bind(id)
+            .bind(at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn reading_finished(&self, id: Uuid, at: DateTime<Utc>, result: ReadingResult<'_>) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE readings SET status = 'finished', finished_at = $2, started_at = COALESCE(started_at, $2),
+                 gateway_reading_id = $3, gateway_time = $4, sample_rate = COALESCE($5, sample_rate),
+                 samples = $6, temperature = $7, stats = $8, x = $9, y = $10, z = $11
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(at)
+        .bind(result.gateway_reading_id)
+        .bind(result.gateway_time)
+        .bind(result.sample_rate)
+        .bind(result.x.len() as i32)
+        .bind(result.temperature)
+        .bind(Json(result.statistics))
+        .bind(to_le_bytes(result.x))
+        .bind(to_le_bytes(result.y))
+        .bind(to_le_bytes(result.z))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn reading_failed(&self, id: Uuid, at: DateTime<Utc>, error: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE readings SET status = 'failed', finished_at = $2, error = $3 WHERE id = $1")
+            .bind(id)
+            .bind(at)
+            .bind(error)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A reading with its samples, min/max-downsampled to `points` per axis if given.
+    pub async fn get_reading(&self, id: Uuid, points: Option<usize>) -> Result<ReadingDetail, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            summary: ReadingRow,
+            x: Option<Vec<u8>>,
+            y: Option<Vec<u8>>,
+            z: Option<Vec<u8>>,
+        }
+        let row: Option<Row> = sqlx::query_as(&format!(
+            "SELECT {READING_COLUMNS}, r.x, r.y, r.z FROM readings r
+             WHERE r.id = $1 AND EXISTS (SELECT 1 FROM gateways g WHERE g.id = r.gateway_id AND g.deleted_at IS NULL)"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let row = row.ok_or_else(|| AppError::new(domain::error::ErrorCode::ReadingNotFound, "Reading not found"))?;
+        let axis = |bytes: &Option<Vec<u8>>| {
+            let samples = bytes.as_deref().map(from_le_bytes).unwrap_or_default();
+            match points {
+                Some(points) => domain::live::downsample_min_max(&samples, points),
+                None => samples,
+            }
+        };
+        let full_len = row.x.as_ref().map_or(0, |x| x.len() / 4);
+        let x = axis(&row.x);
+        Ok(ReadingDetail {
+            downsampled: x.len() < full_len,
+            y: axis(&row.y),
+            z: axis(&row.z),
+            x,
+            summary: row.summary.into(),
+        })
+    }
+
+    /// A gateway's readings, newest first, without samples.
+    pub async fn list_readings(&self, gateway: Uuid, page: PageRequest) -> Result<Page<ReadingSummary>, StoreError> {
+        self.get_gateway(gateway).await?;
+        let rows: Vec<ReadingRow> = sqlx::query_as(&format!(
+            "SELECT {READING_COLUMNS} FROM readings WHERE gateway_id = $1
+             ORDER BY requested_at DESC, id DESC LIMIT $2 OFFSET $3"
+        ))
+        .bind(gateway)
+        .bind(i64::from(page.limit))
+        .bind(page.offset as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM readings WHERE gateway_id = $1")
+            .bind(gateway)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Page::new(rows.into_iter().map(Into::into).collect(), total as u64, page))
+    }
+
+    /// Deletes events and readings older than the retention periods; returns how many of each.
+    pub async fn purge_history(
+        &self,
+        events_before: DateTime<Utc>,
+        readings_before: DateTime<Utc>,
+    ) -> Result<(u64, u64), StoreError> {
+        let events = sqlx::query("DELETE FROM gateway_events WHERE at < $1")
+            .bind(events_before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let readings = sqlx::query("DELETE FROM readings WHERE requested_at < $1")
+            .bind(readings_before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok((events, readings))
+    }
+}
