@@ -23,6 +23,8 @@ pub struct SimConfig {
     /// `Success: false` (the open question of §1.7).
     pub login_failure: LoginFailure,
     pub sensors: Vec<SimSensor>,
+    /// Answer "no sensors" with `{}` instead of the observed `[]` (for testing tolerance).
+    pub empty_sensor_list_as_object: bool,
     /// How `X`/`Y`/`Z` are encoded.
     pub encoding: WaveEncoding,
     /// Decimals of CSV / JSON samples.
@@ -47,6 +49,7 @@ impl Default for SimConfig {
             users: vec![SimUser::default()],
             login_failure: LoginFailure::RtnErr,
             sensors: vec![SimSensor::default()],
+            empty_sensor_list_as_object: false,
             encoding: WaveEncoding::Csv,
             decimals: 4,
             started_delay_ms: 20,

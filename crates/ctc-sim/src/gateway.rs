@@ -687,7 +687,11 @@ impl Connection {
     fn sensor_list(&self) -> Value {
         let config = self.shared.config();
         if config.sensors.is_empty() {
-            return json!([]);
+            return if config.empty_sensor_list_as_object {
+                json!({})
+            } else {
+                json!([])
+            };
         }
         let entries: Map<String, Value> = config
             .sensors

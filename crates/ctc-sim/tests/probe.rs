@@ -29,8 +29,14 @@ async fn lists_sensors_as_a_table() {
     let (result, out) = run(&options(sim.url(), PASSWORD, None)).await;
     result.unwrap();
     let lines: Vec<&str> = out.lines().collect();
-    assert!(lines[0].contains("Logged in") && lines[0].contains("Dana Reyes"), "{out}");
-    assert!(lines[1].starts_with("SERIAL") && lines[1].contains("CONNECTED"), "{out}");
+    assert!(
+        lines[0].contains("Logged in") && lines[0].contains("Dana Reyes"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("SERIAL") && lines[1].contains("CONNECTED"),
+        "{out}"
+    );
     assert!(lines[2].starts_with("40417") && lines[2].contains("yes") && lines[2].contains("CTC-WV-3A"));
     assert!(lines[3].starts_with("40418") && lines[3].contains("no") && lines[3].contains("Pump 2"));
     assert_eq!(lines[4], "2 sensors, 1 connected");

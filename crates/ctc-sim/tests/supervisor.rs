@@ -67,7 +67,7 @@ fn spawn(url: &str, credentials: Credentials, sink: EventSink) -> GatewaySupervi
     GatewaySupervisor::spawn(fast_supervisor(url), Arc::new(credentials), sink)
 }
 
-const WITHIN: Duration = Duration::from_secs(3);
+const WITHIN: Duration = Duration::from_secs(5);
 
 #[tokio::test]
 async fn goes_online_reports_sensors_and_takes_readings_with_progress_events() {

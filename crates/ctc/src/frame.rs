@@ -355,6 +355,21 @@ impl CommandKind {
     }
 }
 
+impl CommandKind {
+    /// A reply that does not fit ([`CommandKind::accepts`]) but might still be the answer: `{}`
+    /// to `GET_DYN_CONNECTED`. `[]` is what the gateway sends for "no sensors" [HW], and `{}` is
+    /// what subscribe replies look like, so `{}` is held back for a short grace period: if the
+    /// real discovery reply follows (the `{}` was a duplicate), that one is used; otherwise the
+    /// `{}` is taken as an empty sensor list.
+    pub fn may_accept_after_grace(self, reply: &Inbound) -> bool {
+        let data = match reply {
+            Inbound::Dyn(data) | Inbound::OtherReply { data, .. } => data,
+            _ => return false,
+        };
+        self == CommandKind::GetConnected && data.as_object().is_some_and(Map::is_empty)
+    }
+}
+
 impl Command {
     pub fn kind(&self) -> CommandKind {
         match self {
@@ -956,6 +971,17 @@ mod tests {
     }
 
     #[test]
+    fn null_optional_fields_are_absent() {
+        let data = json!({"5": {"Serial": 5, "Connected": 1, "AccessPoint": null, "GMode": null,
+            "PartNum": null, "Samples": null, "ReadRate": null}});
+        let sensor = &parse_sensor_list(&data).unwrap().sensors[0];
+        assert_eq!(sensor.access_point, None);
+        assert_eq!(sensor.g_mode, None);
+        assert_eq!(sensor.expected_samples(), None);
+        assert_eq!(sensor.capture_duration(), None);
+    }
+
+    #[test]
     fn a_bad_sensor_entry_is_skipped_not_fatal() {
         let data = json!({"x": {"Connected": 1}, "9": {"Serial": 9, "Connected": 1}, "10": 5});
         let list = parse_sensor_list(&data).unwrap();
@@ -1004,6 +1030,9 @@ mod tests {
         assert!(CommandKind::GetConnected.accepts(&sensors));
         assert!(CommandKind::GetConnected.accepts(&none));
         assert!(!CommandKind::GetConnected.accepts(&empty_object));
+        assert!(CommandKind::GetConnected.may_accept_after_grace(&empty_object));
+        assert!(!CommandKind::Subscribe.may_accept_after_grace(&empty_object));
+        assert!(!CommandKind::GetConnected.may_accept_after_grace(&login));
         for kind in [
             CommandKind::Login,
             CommandKind::Subscribe,

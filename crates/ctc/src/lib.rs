@@ -26,6 +26,7 @@ pub use error::Error;
 pub use frame::{Command, Inbound, IntOrString, LoginReply, SensorInfo, Serial};
 pub use session::{ConnectPhase, Reading, Session};
 pub use supervisor::{
-    run_gateway, EventSink, GatewayCommand, GatewayEvent, GatewayState, GatewaySupervisor, SupervisorConfig,
+    run_gateway, EventSink, GatewayCommand, GatewayEvent, GatewayState, GatewayStatus, GatewaySupervisor,
+    SupervisorConfig,
 };
 pub use waveform::{decode_waveform, AxisStats, DecodeOptions, Encoding, Waveform, WaveformError};

@@ -1,7 +1,7 @@
 //! `factory-monitor gateway probe ws://HOST:PORT --email EMAIL [--reading SERIAL]`: a field
 //! engineer's check of one gateway.
 //!
-//! ```ignore
+//! ```text
 //! pub async fn probe(options: &ProbeOptions, out: &mut dyn std::io::Write) -> Result<(), ProbeError>
 //! ```
 //!

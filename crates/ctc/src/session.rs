@@ -26,7 +26,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::config::ClientConfig;
 use crate::counters::Counters;
@@ -112,6 +112,10 @@ fn connect_error(url: &str, error: tungstenite::Error) -> Error {
         Ws::Io(io) => Error::Connect {
             url,
             reason: io.to_string(),
+        },
+        Ws::Url(tungstenite::error::UrlError::TlsFeatureNotEnabled) => Error::InvalidUrl {
+            url,
+            reason: "wss:// needs the `tls` feature of the ctc crate".into(),
         },
         Ws::Url(reason) => Error::InvalidUrl {
             url,
@@ -498,7 +502,8 @@ impl Link {
             config,
             closed: closed_tx,
         };
-        tokio::spawn(task.run());
+        // The caller's span (e.g. one carrying a gateway id) follows the connection task.
+        tokio::spawn(task.run().instrument(tracing::Span::current()));
         Link {
             requests: requests_tx,
             closed: closed_rx,
@@ -549,6 +554,21 @@ struct InFlight {
     timeout: Duration,
     reply: ReplySender,
     reading: Option<(Serial, u64)>,
+    /// A reply held back until `.1` ([`CommandKind::may_accept_after_grace`]).
+    tentative: Option<(Inbound, Instant)>,
+}
+
+/// How long a tentative reply waits for a better one. Duplicates arrive back to back, so a
+/// fraction of a second separates them from a genuine answer.
+const TENTATIVE_REPLY_GRACE: Duration = Duration::from_millis(300);
+
+impl InFlight {
+    fn next_deadline(&self) -> Instant {
+        match &self.tentative {
+            Some((_, until)) => self.deadline.min(*until),
+            None => self.deadline,
+        }
+    }
 }
 
 struct ConnectionTask {
@@ -614,7 +634,7 @@ impl ConnectionTask {
                     }
                 }
             }
-            let command_deadline = self.in_flight.as_ref().map(|flight| flight.deadline);
+            let command_deadline = self.in_flight.as_ref().map(InFlight::next_deadline);
             let dead_at = self.last_received + self.config.dead_after;
             tokio::select! {
                 message = self.stream.next() => match message {
@@ -637,7 +657,12 @@ impl ConnectionTask {
                     Some(request) => self.accept(request),
                 },
                 _ = sleep_until(command_deadline.unwrap_or(dead_at)), if command_deadline.is_some() => {
-                    let flight = self.in_flight.take().expect("guarded by command_deadline");
+                    let mut flight = self.in_flight.take().expect("guarded by command_deadline");
+                    if let Some((reply, _)) = flight.tentative.take() {
+                        debug!(url = %self.url, command = flight.kind.frame_type(), "nothing better came; taking the held reply");
+                        self.resolve(flight, reply);
+                        continue;
+                    }
                     let error = Error::CommandTimeout { command: flight.kind.frame_type(), after: flight.timeout };
                     let _ = flight.reply.send(Err(error.clone()));
                     // A late reply would now be paired with the next command: start afresh.
@@ -711,6 +736,7 @@ impl ConnectionTask {
                     timeout: queued.timeout,
                     reply: queued.reply,
                     reading: queued.reading,
+                    tentative: None,
                 });
                 Ok(())
             }
@@ -819,21 +845,35 @@ impl ConnectionTask {
     }
 
     fn on_reply(&mut self, reply: Inbound) {
-        let fits = match &self.in_flight {
-            None => {
-                Counters::bump(&self.counters.stray_replies);
-                warn!(url = %self.url, frame_type = reply.frame_type(), "reply with no command pending; dropped");
-                return;
-            }
-            Some(flight) => flight.kind.accepts(&reply),
-        };
-        let Some(flight) = self.in_flight.take_if(|_| fits) else {
+        let Some(flight) = self.in_flight.as_mut() else {
             Counters::bump(&self.counters.stray_replies);
-            let pending = self.in_flight.as_ref().map(|flight| flight.kind.frame_type());
-            warn!(url = %self.url, frame_type = reply.frame_type(), pending,
-                "reply cannot answer the pending command (duplicate or stray); dropped");
+            warn!(url = %self.url, frame_type = reply.frame_type(), "reply with no command pending; dropped");
             return;
         };
+        if flight.kind.accepts(&reply) {
+            if flight.tentative.is_some() {
+                Counters::bump(&self.counters.stray_replies); // the held reply was the stray
+            }
+            let flight = self.in_flight.take().expect("checked above");
+            self.resolve(flight, reply);
+        } else if flight.kind.may_accept_after_grace(&reply) {
+            match flight.tentative {
+                // A second such reply: nothing better is coming.
+                Some(_) => {
+                    Counters::bump(&self.counters.stray_replies);
+                    let flight = self.in_flight.take().expect("checked above");
+                    self.resolve(flight, reply);
+                }
+                None => flight.tentative = Some((reply, Instant::now() + TENTATIVE_REPLY_GRACE)),
+            }
+        } else {
+            Counters::bump(&self.counters.stray_replies);
+            warn!(url = %self.url, frame_type = reply.frame_type(), pending = flight.kind.frame_type(),
+                "reply cannot answer the pending command (duplicate or stray); dropped");
+        }
+    }
+
+    fn resolve(&mut self, flight: InFlight, reply: Inbound) {
         if let Inbound::Error(_) = reply {
             if let Some((serial, token)) = flight.reading {
                 self.disarm(serial, token);

@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
-use tracing::{info, warn};
+use tracing::{debug, info, Instrument};
 
 use crate::config::{BackoffConfig, ClientConfig};
 use crate::counters::{CounterSnapshot, Counters};
@@ -54,10 +54,11 @@ impl SupervisorConfig {
 }
 
 /// The connection state of a gateway, as the orchestrator's registry shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum GatewayState {
     /// Not connected and not trying (before the first attempt, or just after a loss).
+    #[default]
     Disconnected,
     /// TCP connect and WebSocket handshake.
     Connecting,
@@ -177,34 +178,57 @@ impl std::fmt::Debug for EventSink {
     }
 }
 
+/// The live status of one supervised gateway, shared with whoever wants to read it (the
+/// orchestrator's registry): current state and counters, updated in place.
+#[derive(Debug, Default)]
+pub struct GatewayStatus {
+    counters: Arc<Counters>,
+    state: Mutex<GatewayState>,
+}
+
+impl GatewayStatus {
+    pub fn state(&self) -> GatewayState {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub fn counters(&self) -> CounterSnapshot {
+        self.counters.snapshot()
+    }
+
+    /// The live counters, shared with the gateway's sessions.
+    pub fn live_counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    fn set_state(&self, state: GatewayState) {
+        *self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = state;
+    }
+}
+
 /// The handle of a running supervisor. Dropping it shuts the supervisor down (in the background);
 /// [`GatewaySupervisor::shutdown`] does the same and waits for it.
 #[derive(Debug)]
 pub struct GatewaySupervisor {
     commands: mpsc::UnboundedSender<GatewayCommand>,
-    counters: Arc<Counters>,
-    state: Arc<Mutex<GatewayState>>,
+    status: Arc<GatewayStatus>,
     task: Option<JoinHandle<()>>,
 }
 
 impl GatewaySupervisor {
-    /// Starts the supervisor task on the current Tokio runtime.
+    /// Starts the supervisor task on the current Tokio runtime, inside the caller's current
+    /// tracing span (enter a span with the gateway's id first to tag every log line).
     pub fn spawn(config: SupervisorConfig, credentials: Arc<dyn CredentialsProvider>, events: EventSink) -> Self {
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
-        let counters = Arc::new(Counters::default());
-        let state = Arc::new(Mutex::new(GatewayState::Disconnected));
-        let task = tokio::spawn(run_gateway(
-            config,
-            credentials,
-            commands_rx,
-            events,
-            counters.clone(),
-            state.clone(),
-        ));
+        let status = Arc::new(GatewayStatus::default());
+        let task = tokio::spawn(
+            run_gateway(config, credentials, commands_rx, events, status.clone()).instrument(tracing::Span::current()),
+        );
         GatewaySupervisor {
             commands: commands_tx,
-            counters,
-            state,
+            status,
             task: Some(task),
         }
     }
@@ -220,19 +244,16 @@ impl GatewaySupervisor {
     }
 
     pub fn state(&self) -> GatewayState {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.status.state()
     }
 
     pub fn counters(&self) -> CounterSnapshot {
-        self.counters.snapshot()
+        self.status.counters()
     }
 
-    /// The live counters (shared, updated in place).
-    pub fn live_counters(&self) -> Arc<Counters> {
-        self.counters.clone()
+    /// State and counters, shared and updated in place.
+    pub fn status(&self) -> Arc<GatewayStatus> {
+        self.status.clone()
     }
 
     pub async fn take_reading(&self, serial: Serial) -> Result<Arc<Reading>, Error> {
@@ -277,23 +298,23 @@ impl GatewaySupervisor {
 }
 
 /// The supervisor loop itself, for callers that run it in a task of their own. Ends on
-/// [`GatewayCommand::Shutdown`] or when every command sender is dropped.
+/// [`GatewayCommand::Shutdown`] or when every command sender is dropped; `status` is kept up to
+/// date throughout.
 pub async fn run_gateway(
     config: SupervisorConfig,
     credentials: Arc<dyn CredentialsProvider>,
     commands: mpsc::UnboundedReceiver<GatewayCommand>,
     events: EventSink,
-    counters: Arc<Counters>,
-    state: Arc<Mutex<GatewayState>>,
+    status: Arc<GatewayStatus>,
 ) {
     let mut supervisor = Supervisor {
         enabled: !config.start_disabled,
+        counters: status.counters.clone(),
         config,
         credentials,
         commands,
         events,
-        counters,
-        state,
+        status,
         attempt: 0,
     };
     supervisor.run().await;
@@ -306,7 +327,7 @@ struct Supervisor {
     commands: mpsc::UnboundedReceiver<GatewayCommand>,
     events: EventSink,
     counters: Arc<Counters>,
-    state: Arc<Mutex<GatewayState>>,
+    status: Arc<GatewayStatus>,
     enabled: bool,
     /// Failed attempts since the last stable connection.
     attempt: u32,
@@ -360,10 +381,7 @@ impl Supervisor {
     }
 
     fn set_state(&self, state: GatewayState, error: Option<String>) {
-        {
-            let mut current = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            *current = state.clone();
-        }
+        self.status.set_state(state.clone());
         match &error {
             Some(error) => {
                 info!(url = %self.config.url, state = state.name(), %error, "gateway state")
@@ -461,12 +479,14 @@ impl Supervisor {
         let credentials = self.credentials.clone();
         let counters = self.counters.clone();
         let events = self.events.clone();
-        let state = self.state.clone();
-        let connecting = async move {
+        let status = self.status.clone();
+        // Boxed: the connect future is large and only lives while connecting, so it should not
+        // swell the supervisor's own (long-lived) task.
+        let mut connecting = Box::pin(async move {
             let credentials = credentials.credentials().await.map_err(Error::Credentials)?;
             let mut phase_reporter = |phase| {
                 if phase == ConnectPhase::Authenticating {
-                    *state.lock().unwrap_or_else(|p| p.into_inner()) = GatewayState::Authenticating;
+                    status.set_state(GatewayState::Authenticating);
                     events.emit(GatewayEvent::StateChanged {
                         state: GatewayState::Authenticating,
                         at: SystemTime::now(),
@@ -475,15 +495,13 @@ impl Supervisor {
                 }
             };
             Session::connect_with(&config.url, &credentials, &config.client, counters, &mut phase_reporter).await
-        };
-        tokio::pin!(connecting);
+        });
         let session = loop {
             tokio::select! {
                 result = &mut connecting => break result,
                 command = self.commands.recv() => match self.on_command_offline(command, "connecting") {
                     // Dropping the half-open connection closes it.
                     Interrupt::Stop => return Next::Stop,
-                    Interrupt::Reconnect if self.enabled => return Next::Connect,
                     Interrupt::Reconnect => return Next::Connect,
                     Interrupt::None => {}
                 },
@@ -492,7 +510,7 @@ impl Supervisor {
         let session = match session {
             Ok(session) => session,
             Err(error) => {
-                warn!(url = %self.config.url, %error, "connection attempt failed");
+                debug!(url = %self.config.url, %error, "connection attempt failed");
                 return self.backoff_after(error);
             }
         };

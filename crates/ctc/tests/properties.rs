@@ -149,7 +149,9 @@ proptest! {
         let axis = [Axis::X, Axis::Y, Axis::Z][axis_index];
         let error = decode_waveform(axes[0], axes[1], axes[2], &DecodeOptions::default()).unwrap_err();
         let is_trailing_empty = bad.is_empty() && position == tokens.len() - 1 && tokens.len() > 1;
-        if is_trailing_empty {
+        if bad.is_empty() && tokens.len() == 1 {
+            prop_assert_eq!(error, WaveformError::Empty { axis });
+        } else if is_trailing_empty {
             // "1,2," is a tolerated trailing comma: the axis is one sample short instead.
             prop_assert!(matches!(error, WaveformError::LengthMismatch { .. }), "{}", error);
         } else {

@@ -13,18 +13,20 @@ use tokio_tungstenite::tungstenite::Message;
 pub const EMAIL: &str = "tech@plant.example";
 pub const PASSWORD: &str = "s3cret";
 pub const SERIAL: u64 = 40417;
+pub const COMMAND_TIMEOUT: Duration = Duration::from_millis(1500);
+pub const DEAD_AFTER: Duration = Duration::from_millis(1500);
 
-/// Short timeouts so that every failure shows within a second.
+/// Short timeouts so that every failure shows within two seconds, with room for a busy machine.
 pub fn fast_client() -> ClientConfig {
     ClientConfig {
-        connect_timeout: Duration::from_millis(500),
-        login_timeout: Duration::from_millis(500),
-        command_timeout: Duration::from_millis(1000),
+        connect_timeout: Duration::from_millis(1500),
+        login_timeout: Duration::from_millis(1500),
+        command_timeout: COMMAND_TIMEOUT,
         ping_interval: Some(Duration::from_millis(100)),
-        dead_after: Duration::from_millis(1000),
+        dead_after: DEAD_AFTER,
         reading: ReadingTimeouts {
-            started: Duration::from_millis(1000),
-            acquisition_floor: Duration::from_millis(2000),
+            started: Duration::from_millis(2000),
+            acquisition_floor: Duration::from_millis(3000),
             capture_multiplier: 2.0,
             temperature: Duration::from_millis(300),
         },
