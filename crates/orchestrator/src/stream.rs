@@ -71,3 +71,44 @@ impl LiveStream {
         self.sender.receiver_count()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::broadcast::error::RecvError;
+
+    fn removed() -> LiveEvent {
+        LiveEvent::Removed {
+            id: uuid::Uuid::nil(),
+            factory_id: uuid::Uuid::nil(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_that_falls_behind_is_told_it_lagged_and_publishing_never_waits() {
+        let stream = LiveStream::new(4, 16);
+        let (_, mut slow) = stream.subscribe(None);
+        let (_, mut fast) = stream.subscribe(None);
+        for _ in 0..10 {
+            stream.publish(removed());
+            assert!(fast.recv().await.is_ok(), "a reading client keeps up");
+        }
+        assert!(matches!(slow.recv().await, Err(RecvError::Lagged(_))), "the slow one lagged");
+    }
+
+    #[tokio::test]
+    async fn resumption_replays_what_was_missed_or_asks_for_a_snapshot() {
+        let stream = LiveStream::new(8, 3);
+        for _ in 0..5 {
+            stream.publish(removed());
+        }
+        match stream.subscribe(Some(3)).0 {
+            Resume::Replay(events) => assert_eq!(events.iter().map(|e| e.id).collect::<Vec<_>>(), [4, 5]),
+            Resume::Snapshot { .. } => panic!("ids 4 and 5 are still in history"),
+        }
+        assert!(matches!(stream.subscribe(Some(5)).0, Resume::Replay(ref e) if e.is_empty()));
+        assert!(matches!(stream.subscribe(Some(1)).0, Resume::Snapshot { as_of: 5 }), "1 is too old");
+        assert!(matches!(stream.subscribe(Some(99)).0, Resume::Snapshot { .. }), "unknown id");
+        assert!(matches!(stream.subscribe(None).0, Resume::Snapshot { as_of: 5 }));
+    }
+}

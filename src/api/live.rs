@@ -1,0 +1,267 @@
+//! Live status, connection control, history, sensors, readings, the event stream
+//! (`GET /api/events`, Server-Sent Events) and `/metrics`. State comes from the
+//! orchestrator's registry; history from the store.
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::{IdPath, QueryMap};
+use crate::web::AppState;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::IntoResponse;
+use axum::Json;
+use domain::live::{
+    FleetStatus, GatewayEventRecord, GatewayLive, LiveEvent, ReadingDetail, ReadingSummary, SensorRecord,
+};
+use domain::{AppError, FieldError, Page};
+use futures_util::stream::{self, Stream, StreamExt};
+use orchestrator::stream::Resume;
+use serde::Serialize;
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Counts per state, overall and per factory.
+#[utoipa::path(get, path = "/api/status", tag = "live",
+    params(("factory_id" = Option<Uuid>, Query)),
+    responses((status = 200, body = FleetStatus), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn fleet_status(State(state): State<AppState>, query: QueryMap) -> ApiResult<Json<FleetStatus>> {
+    let factory = query.uuid("factory_id")?;
+    Ok(Json(FleetStatus::of(&state.orchestrator.snapshot(factory))))
+}
+
+fn live_of(state: &AppState, id: Uuid) -> ApiResult<GatewayLive> {
+    state
+        .orchestrator
+        .status(id)
+        .ok_or_else(|| ApiError(AppError::gateway_not_found()))
+}
+
+/// One gateway's live state.
+#[utoipa::path(get, path = "/api/gateways/{id}/status", tag = "live", params(("id" = Uuid, Path)),
+    responses((status = 200, body = GatewayLive), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn gateway_status(State(state): State<AppState>, IdPath(id): IdPath) -> ApiResult<Json<GatewayLive>> {
+    Ok(Json(live_of(&state, id)?))
+}
+
+/// Connects now (enabling a disabled gateway, or cutting a retry wait short).
+#[utoipa::path(post, path = "/api/gateways/{id}/connect", tag = "live", params(("id" = Uuid, Path)),
+    responses((status = 200, body = GatewayLive), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn connect(State(state): State<AppState>, IdPath(id): IdPath) -> ApiResult<Json<GatewayLive>> {
+    Ok(Json(state.orchestrator.connect(id).await?))
+}
+
+/// Disconnects cleanly and keeps the gateway disconnected (sets `enabled: false`).
+#[utoipa::path(post, path = "/api/gateways/{id}/disconnect", tag = "live", params(("id" = Uuid, Path)),
+    responses((status = 200, body = GatewayLive), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn disconnect(State(state): State<AppState>, IdPath(id): IdPath) -> ApiResult<Json<GatewayLive>> {
+    Ok(Json(state.orchestrator.disconnect(id).await?))
+}
+
+/// Connection history, newest first.
+#[utoipa::path(get, path = "/api/gateways/{id}/events", tag = "live",
+    params(("id" = Uuid, Path), ("limit" = Option<u32>, Query, minimum = 1, maximum = 100), ("offset" = Option<u64>, Query, minimum = 0)),
+    responses((status = 200, body = Page<GatewayEventRecord>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn gateway_events(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    query: QueryMap,
+) -> ApiResult<Json<Page<GatewayEventRecord>>> {
+    Ok(Json(state.store.list_gateway_events(id, query.page()?).await?))
+}
+
+/// Sensors as last discovered.
+#[utoipa::path(get, path = "/api/gateways/{id}/sensors", tag = "live", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Vec<SensorRecord>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn gateway_sensors(State(state): State<AppState>, IdPath(id): IdPath) -> ApiResult<Json<Vec<SensorRecord>>> {
+    Ok(Json(state.store.list_sensors(id).await?))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ReadingAccepted {
+    pub reading_id: Uuid,
+    pub status: &'static str,
+}
+
+/// Takes a reading; answers 202 at once, progress arrives on `/api/events` and
+/// the result at `/api/readings/{id}`.
+#[utoipa::path(post, path = "/api/gateways/{id}/sensors/{serial}/readings", tag = "live",
+    params(("id" = Uuid, Path), ("serial" = u64, Path)),
+    responses((status = 202, body = ReadingAccepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, description = "Unknown gateway or sensor", body = ErrorBody),
+        (status = 409, description = "Gateway not online or sensor not connected", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn take_reading(
+    State(state): State<AppState>,
+    Path((id, serial)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<ReadingAccepted>)> {
+    let id = Uuid::parse_str(&id).map_err(|_| field_error("id", "must be a UUID"))?;
+    let serial = serial
+        .parse::<u64>()
+        .map_err(|_| field_error("serial", "must be a whole number"))?;
+    let reading_id = state.orchestrator.request_reading(id, serial).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ReadingAccepted {
+            reading_id,
+            status: "requested",
+        }),
+    ))
+}
+
+fn field_error(field: &str, message: &str) -> ApiError {
+    ApiError(AppError::validation(vec![FieldError::new(field, message)]))
+}
+
+/// A gateway's readings, newest first, without samples.
+#[utoipa::path(get, path = "/api/gateways/{id}/readings", tag = "live",
+    params(("id" = Uuid, Path), ("limit" = Option<u32>, Query, minimum = 1, maximum = 100), ("offset" = Option<u64>, Query, minimum = 0)),
+    responses((status = 200, body = Page<ReadingSummary>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn gateway_readings(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    query: QueryMap,
+) -> ApiResult<Json<Page<ReadingSummary>>> {
+    Ok(Json(state.store.list_readings(id, query.page()?).await?))
+}
+
+/// A reading with statistics and samples; `points` min/max-downsamples each axis.
+#[utoipa::path(get, path = "/api/readings/{id}", tag = "live",
+    params(("id" = Uuid, Path), ("points" = Option<u32>, Query, minimum = 2, maximum = 1_000_000)),
+    responses((status = 200, body = ReadingDetail), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn reading(State(state): State<AppState>, IdPath(id): IdPath, query: QueryMap) -> ApiResult<Json<ReadingDetail>> {
+    let points = match query.text("points") {
+        None => None,
+        Some(raw) => match raw.trim().parse::<usize>() {
+            Ok(n) if (2..=1_000_000).contains(&n) => Some(n),
+            _ => return Err(field_error("points", "must be a whole number from 2 to 1000000")),
+        },
+    };
+    Ok(Json(state.store.get_reading(id, points).await?))
+}
+
+/// Server-Sent Events: `snapshot` first (or, with `Last-Event-ID`, what was
+/// missed), then `gateway`, `removed` and `reading` events. A client that falls
+/// too far behind is disconnected; it reconnects and resumes.
+#[utoipa::path(get, path = "/api/events", tag = "live",
+    params(("factory_id" = Option<Uuid>, Query), ("Last-Event-ID" = Option<u64>, Header)),
+    responses((status = 200, description = "text/event-stream of LiveEvent", content_type = "text/event-stream", body = LiveEvent),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn events(State(state): State<AppState>, headers: HeaderMap, query: QueryMap) -> ApiResult<impl IntoResponse> {
+    let factory = query.uuid("factory_id")?;
+    let last_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    Ok(Sse::new(live_stream(state, factory, last_id)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+fn sse_event(id: u64, event: &LiveEvent) -> Event {
+    Event::default()
+        .id(id.to_string())
+        .event(event.name())
+        .json_data(event)
+        .unwrap_or_else(|_| Event::default().comment("unserialisable event"))
+}
+
+fn live_stream(
+    state: AppState,
+    factory: Option<Uuid>,
+    last_id: Option<u64>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let orchestrator = state.orchestrator.clone();
+    let (resume, receiver) = orchestrator.subscribe(last_id);
+    let wanted = move |event: &LiveEvent| factory.is_none() || event.factory() == factory;
+    let first: Vec<Event> = match resume {
+        Resume::Replay(events) => events
+            .iter()
+            .filter(|e| wanted(&e.event))
+            .map(|e| sse_event(e.id, &e.event))
+            .collect(),
+        Resume::Snapshot { as_of } => {
+            let snapshot = LiveEvent::Snapshot {
+                gateways: orchestrator.snapshot(factory),
+            };
+            vec![sse_event(as_of, &snapshot)]
+        }
+    };
+    let live = stream::unfold(receiver, move |mut receiver| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(item) if wanted(&item.event) => return Some((sse_event(item.id, &item.event), receiver)),
+                Ok(_) => continue,
+                // Too slow: end this stream rather than hold the orchestrator back.
+                Err(_) => return None,
+            }
+        }
+    });
+    stream::iter(first).chain(live).map(Ok)
+}
+
+/// Prometheus text exposition.
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let gateways = state.orchestrator.snapshot(None);
+    let fleet = FleetStatus::of(&gateways);
+    let m = state.orchestrator.metrics();
+    let mut out = String::new();
+    let _ = writeln!(out, "# HELP factory_monitor_gateways Gateways by connection state.");
+    let _ = writeln!(out, "# TYPE factory_monitor_gateways gauge");
+    for (name, count) in &fleet.states {
+        let _ = writeln!(out, "factory_monitor_gateways{{state=\"{name}\"}} {count}");
+    }
+    let sum = |f: fn(&GatewayLive) -> u64| gateways.iter().map(f).sum::<u64>();
+    for (name, help, value) in [
+        ("reconnects_total", "Connection attempts after the first, all gateways.", sum(|g| g.counters.reconnects)),
+        ("frames_received_total", "WebSocket frames received from gateways.", sum(|g| g.counters.frames_in)),
+        ("frames_sent_total", "Protocol frames sent to gateways.", sum(|g| g.counters.frames_out)),
+        ("readings_requested_total", "Readings requested.", m.readings_requested.load(Ordering::Relaxed)),
+        ("readings_finished_total", "Readings received.", m.readings_finished.load(Ordering::Relaxed)),
+        ("readings_failed_total", "Readings that failed.", m.readings_failed.load(Ordering::Relaxed)),
+        ("writes_dropped_total", "Records dropped because the database writer was behind.", m.writes_dropped.load(Ordering::Relaxed)),
+    ] {
+        let _ = writeln!(out, "# HELP factory_monitor_{name} {help}\n# TYPE factory_monitor_{name} counter");
+        let _ = writeln!(out, "factory_monitor_{name} {value}");
+    }
+    for (name, help, value) in [
+        ("handshakes_in_progress", "Gateway connection handshakes in progress.", m.handshakes_in_progress.load(Ordering::Relaxed)),
+        ("handshakes_peak", "Most handshakes in progress at once since start.", m.handshakes_peak.load(Ordering::Relaxed)),
+        ("sse_clients", "Connected event-stream clients.", state.orchestrator.stream_clients()),
+    ] {
+        let _ = writeln!(out, "# HELP factory_monitor_{name} {help}\n# TYPE factory_monitor_{name} gauge");
+        let _ = writeln!(out, "factory_monitor_{name} {value}");
+    }
+    let h = &m.reading_latency;
+    let _ = writeln!(
+        out,
+        "# HELP factory_monitor_reading_seconds Time from a reading request to its result.\n# TYPE factory_monitor_reading_seconds histogram"
+    );
+    for (bound, count) in h.bounds.iter().zip(&h.counts) {
+        let _ = writeln!(out, "factory_monitor_reading_seconds_bucket{{le=\"{bound}\"}} {}", count.load(Ordering::Relaxed));
+    }
+    let total = h.count.load(Ordering::Relaxed);
+    let _ = writeln!(out, "factory_monitor_reading_seconds_bucket{{le=\"+Inf\"}} {total}");
+    let _ = writeln!(out, "factory_monitor_reading_seconds_sum {}", h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
+    let _ = writeln!(out, "factory_monitor_reading_seconds_count {total}");
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
