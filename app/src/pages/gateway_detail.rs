@@ -1,13 +1,338 @@
-//! `/gateways/:id`: one gateway's live state, events, sensors and readings.
-//! Owned by the orchestrator work.
+//! `/gateways/:id`: one gateway's live state and history, its sensors with
+//! "Take reading" (admins) and the reading's progress, its readings, and for the
+//! reading chosen in the URL (`?reading=ID`) the waveform and spectrum per axis.
 
+use crate::api::live::{gateway_view, reading_plots, AxisPlot, GatewayPageData, ReadingCharts, TakeReading};
+use crate::live::{clock, duration_words, follow, Link};
+use domain::live::{GatewayLive, ReadingProgress, ReadingStage, ReadingSummary};
 use leptos::prelude::*;
+use leptos_router::components::A;
+use leptos_router::hooks::{use_params_map, use_query_map};
+use std::collections::HashMap;
+use uuid::Uuid;
 
 #[component]
 pub fn GatewayDetailPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.read().get("id").and_then(|id| id.parse::<Uuid>().ok());
+    let data = Resource::new(id, |id| async move {
+        match id {
+            Some(id) => gateway_view(id).await,
+            None => Err(domain::AppError::gateway_not_found()),
+        }
+    });
+    view! {
+        <Suspense fallback=|| view! { <p>"Loading gateway…"</p> }>
+            {move || {
+                data.get()
+                    .map(|result| match result {
+                        Ok(page) => view! { <GatewayDetail page /> }.into_any(),
+                        Err(err) => {
+                            view! {
+                                <div class="error-card" role="alert">
+                                    <h1>"Gateway unavailable"</h1>
+                                    <p>{err.message}</p>
+                                    <A href="/gateways">"Back to gateways"</A>
+                                </div>
+                            }
+                                .into_any()
+                        }
+                    })
+            }}
+        </Suspense>
+    }
+}
+
+#[component]
+fn GatewayDetail(page: GatewayPageData) -> impl IntoView {
+    let gateway_id = page.gateway.id;
+    let all = RwSignal::new(page.live.clone().into_iter().collect::<Vec<GatewayLive>>());
+    let link = RwSignal::new(Link::Connecting);
+    let progress = RwSignal::new(HashMap::<u64, ReadingProgress>::new());
+    Effect::new(move |started: Option<()>| {
+        if started.is_none() {
+            follow(all, link, move |reading| {
+                if reading.gateway == gateway_id {
+                    progress.update(|p| {
+                        p.insert(reading.serial, reading);
+                    });
+                }
+            });
+        }
+    });
+    let now = clock();
+    let live = move || all.with(|a| a.iter().find(|g| g.id == gateway_id).cloned());
+    let take = ServerAction::<TakeReading>::new();
+    let take_error = move || take.value().get().and_then(Result::err).map(|e| e.message);
+    let query = use_query_map();
+    let selected = move || query.read().get("reading").and_then(|r| r.parse::<Uuid>().ok());
+    let plots = Resource::new(selected, |reading| async move {
+        match reading {
+            Some(id) => reading_plots(id, 1200).await.map(Some),
+            None => Ok(None),
+        }
+    });
+    let g = page.gateway.clone();
+    let can_take = page.can_take_readings;
+
+    let state_line = move || {
+        let now = now.get();
+        match live() {
+            None => view! { <span class="badge state-disabled">"Not connected"</span> }.into_any(),
+            Some(l) => {
+                let since = duration_words((now - l.since).num_seconds());
+                let retry = l
+                    .next_attempt_at
+                    .map(|t| format!(", next retry in {}", duration_words((t - now).num_seconds())))
+                    .unwrap_or_default();
+                view! {
+                    <span class=format!("badge state-{}", l.state.as_str()) data-state=l.state.as_str()>
+                        {l.state.label()}
+                    </span>
+                    <span class="muted">{format!(" for {since}{retry}")}</span>
+                    {l.last_error.map(|e| view! { <p class="error-text">{e}</p> })}
+                }
+                .into_any()
+            }
+        }
+    };
+
+    let sensors = page.sensors.clone();
+    let sensor_rows = move || {
+        sensors
+            .iter()
+            .cloned()
+            .map(|s| {
+                let serial = s.serial;
+                let stage = move || {
+                    progress.with(|p| {
+                        p.get(&serial).map(|r| match r.stage {
+                            ReadingStage::Requested => "requested…".to_owned(),
+                            ReadingStage::Started => "started…".to_owned(),
+                            ReadingStage::Finished => "received ✓ (reload the readings below)".to_owned(),
+                            ReadingStage::Failed => format!("failed: {}", r.error.clone().unwrap_or_default()),
+                        })
+                    })
+                };
+                view! {
+                    <tr data-serial=serial>
+                        <td class="strong">{serial}</td>
+                        <td>{s.part_number.unwrap_or_else(|| "—".into())}</td>
+                        <td class="num">{s.read_rate.map(|r| format!("{r} Hz")).unwrap_or_else(|| "—".into())}</td>
+                        <td class="num">{s.samples.map(|n| n.to_string()).unwrap_or_else(|| "—".into())}</td>
+                        <td>{if s.connected { "yes" } else { "no" }}</td>
+                        <td class="hide-narrow">{s.last_seen_at.format("%Y-%m-%d %H:%M").to_string()}</td>
+                        <td>
+                            {can_take
+                                .then(|| {
+                                    view! {
+                                        <ActionForm action=take attr:class="inline-form">
+                                            <input type="hidden" name="gateway" value=gateway_id.to_string() />
+                                            <input type="hidden" name="serial" value=serial />
+                                            <button type="submit" disabled=!s.connected>"Take reading"</button>
+                                        </ActionForm>
+                                    }
+                                })}
+                            <span class="reading-progress" role="status">{stage}</span>
+                        </td>
+                    </tr>
+                }
+            })
+            .collect_view()
+    };
+
     view! {
         <header class="page-header">
-            <h1>"Gateway"</h1>
+            <p class="muted">
+                <A href="/gateways">"Gateways"</A>
+                " / "
+                {page.factory_name.clone()}
+            </p>
+            <h1>{g.name.clone()}</h1>
+            <p class="subtitle">{format!("{} · {} · {}", g.gateway_id, g.url, g.model.clone().unwrap_or_default())}</p>
         </header>
+        {move || (link.get() == Link::Down).then(|| view! { <div class="banner" role="status">"Live updates are interrupted; reconnecting…"</div> })}
+        <section class="card" aria-label="Live state">
+            <h2>"Connection"</h2>
+            {state_line}
+        </section>
+        <section class="card" aria-label="Sensors">
+            <h2>"Sensors"</h2>
+            {move || take_error().map(|m| view! { <p class="form-error" role="alert">{m}</p> })}
+            <div class="table-scroll">
+                <table class="data">
+                    <thead>
+                        <tr>
+                            <th scope="col">"Serial"</th>
+                            <th scope="col">"Part number"</th>
+                            <th scope="col" class="num">"Rate"</th>
+                            <th scope="col" class="num">"Samples"</th>
+                            <th scope="col">"Connected"</th>
+                            <th scope="col" class="hide-narrow">"Last seen"</th>
+                            <th scope="col">"Reading"</th>
+                        </tr>
+                    </thead>
+                    <tbody>{sensor_rows}</tbody>
+                </table>
+            </div>
+        </section>
+        <section class="card" aria-label="Readings">
+            <h2>"Readings"</h2>
+            {readings_table(page.readings.data.clone(), gateway_id)}
+        </section>
+        <Transition fallback=|| ()>
+            {move || {
+                plots
+                    .get()
+                    .map(|result| match result {
+                        Ok(Some(plots)) => view! { <Plots plots /> }.into_any(),
+                        Ok(None) => ().into_any(),
+                        Err(err) => view! { <p class="form-error" role="alert">{err.message}</p> }.into_any(),
+                    })
+            }}
+        </Transition>
+        <section class="card" aria-label="Connection history">
+            <h2>"History"</h2>
+            <div class="table-scroll">
+                <table class="data">
+                    <thead>
+                        <tr>
+                            <th scope="col">"When"</th>
+                            <th scope="col">"Event"</th>
+                            <th scope="col">"Detail"</th>
+                        </tr>
+                    </thead>
+                    <tbody>
+                        {page
+                            .events
+                            .data
+                            .iter()
+                            .map(|e| {
+                                view! {
+                                    <tr>
+                                        <td>{e.at.format("%Y-%m-%d %H:%M:%S UTC").to_string()}</td>
+                                        <td>{e.kind.clone()}</td>
+                                        <td>{e.message.clone().unwrap_or_default()}</td>
+                                    </tr>
+                                }
+                            })
+                            .collect_view()}
+                    </tbody>
+                </table>
+            </div>
+        </section>
+    }
+}
+
+fn readings_table(readings: Vec<ReadingSummary>, gateway: Uuid) -> impl IntoView {
+    if readings.is_empty() {
+        return view! { <p class="muted">"No readings yet."</p> }.into_any();
+    }
+    let rows = readings
+        .into_iter()
+        .map(|r| {
+            let rms = r
+                .statistics
+                .map(|s| format!("{:.3} / {:.3} / {:.3}", s.x.rms, s.y.rms, s.z.rms))
+                .unwrap_or_else(|| "—".into());
+            let href = format!("/gateways/{gateway}?reading={}", r.id);
+            view! {
+                <tr>
+                    <td>{r.requested_at.format("%Y-%m-%d %H:%M:%S").to_string()}</td>
+                    <td>{r.serial}</td>
+                    <td>{r.status.as_str()}{r.error.map(|e| format!(": {e}"))}</td>
+                    <td class="num">{r.temperature.map(|t| format!("{t:.1} °C")).unwrap_or_else(|| "—".into())}</td>
+                    <td class="num">{rms}</td>
+                    <td>
+                        {(r.status == ReadingStage::Finished).then(|| view! { <A href=href>"Plot"</A> })}
+                    </td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <div class="table-scroll">
+            <table class="data">
+                <thead>
+                    <tr>
+                        <th scope="col">"Requested (UTC)"</th>
+                        <th scope="col">"Sensor"</th>
+                        <th scope="col">"Status"</th>
+                        <th scope="col" class="num">"Temperature"</th>
+                        <th scope="col" class="num">"RMS X / Y / Z (g)"</th>
+                        <th scope="col"></th>
+                    </tr>
+                </thead>
+                <tbody>{rows}</tbody>
+            </table>
+        </div>
+    }
+    .into_any()
+}
+
+const WIDTH: f64 = 1000.0;
+const HEIGHT: f64 = 180.0;
+
+/// `x,y x,y …` for an SVG polyline scaled into the plot box.
+fn polyline(values: &[f32], min: f64, max: f64) -> String {
+    let span = if max > min { max - min } else { 1.0 };
+    let step = if values.len() > 1 { WIDTH / (values.len() - 1) as f64 } else { 0.0 };
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("{:.1},{:.1}", i as f64 * step, HEIGHT - (f64::from(*v) - min) / span * HEIGHT))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[component]
+fn Plots(plots: ReadingCharts) -> impl IntoView {
+    let title = format!(
+        "Reading of sensor {} at {}",
+        plots.summary.serial,
+        plots.summary.requested_at.format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    view! {
+        <section class="card plots" aria-label="Waveform and spectrum">
+            <h2>{title}</h2>
+            {plots.axes.into_iter().map(axis_plots).collect_view()}
+        </section>
+    }
+}
+
+fn axis_plots(axis: AxisPlot) -> impl IntoView {
+    let (min, max) = axis
+        .waveform
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(f64::from(*v)), hi.max(f64::from(*v))));
+    let duration_ms = axis.seconds * axis.waveform.len() as f64 * 1000.0;
+    let spectrum_max = axis.spectrum.iter().copied().fold(0.0f32, f32::max) as f64;
+    let peaks = axis.peaks.clone();
+    let max_hz = axis.max_hz.max(1.0);
+    view! {
+        <figure class="plot">
+            <figcaption>{format!("{} axis: waveform ({duration_ms:.0} ms, {min:.3} to {max:.3} g)", axis.name)}</figcaption>
+            <svg viewBox=format!("0 0 {WIDTH} {HEIGHT}") preserveAspectRatio="none" role="img"
+                aria-label=format!("{} waveform", axis.name)>
+                <polyline class="trace" fill="none" points=polyline(&axis.waveform, min, max) />
+            </svg>
+        </figure>
+        <figure class="plot">
+            <figcaption>
+                {format!("{} axis: spectrum (0 to {:.0} Hz), peaks: ", axis.name, max_hz)}
+                {peaks.iter().map(|(hz, g)| format!("{hz:.1} Hz ({g:.3} g)")).collect::<Vec<_>>().join(", ")}
+            </figcaption>
+            <svg viewBox=format!("0 0 {WIDTH} {HEIGHT}") preserveAspectRatio="none" role="img"
+                aria-label=format!("{} spectrum", axis.name)>
+                <polyline class="trace spectrum" fill="none" points=polyline(&axis.spectrum, 0.0, spectrum_max) />
+                {peaks
+                    .iter()
+                    .map(|(hz, _)| {
+                        let x = hz / max_hz * WIDTH;
+                        view! { <line class="peak" x1=x x2=x y1="0" y2=HEIGHT /> }
+                    })
+                    .collect_view()}
+            </svg>
+        </figure>
     }
 }
