@@ -39,6 +39,10 @@ pub struct Config {
     pub encryption_keys_previous: Vec<SecretString>,
     pub production: bool,
     pub cors_origins: CorsOrigins,
+    /// Mark the session cookie `Secure` (set when the site is served over HTTPS).
+    pub cookie_secure: bool,
+    /// The first administrator's password instead of a random one (tests, demos).
+    pub initial_admin_password: Option<SecretString>,
 }
 
 impl Config {
@@ -133,7 +137,20 @@ impl Config {
             ),
         };
 
+        let cookie_secure = match get("COOKIE_SECURE").as_deref().map(str::trim) {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(other) => return Err(bad("COOKIE_SECURE", format!("must be true or false, got {other:?}"))),
+        };
+        let initial_admin_password = get("INITIAL_ADMIN_PASSWORD").map(SecretString::from);
+        if let Some(password) = &initial_admin_password {
+            domain::auth::validate_user_password(password.expose_secret())
+                .map_err(|e| bad("INITIAL_ADMIN_PASSWORD", e.message))?;
+        }
+
         Ok(Self {
+            cookie_secure,
+            initial_admin_password,
             cors_origins,
             database_url,
             data_dir,
@@ -260,6 +277,17 @@ mod tests {
             "CORS_ORIGINS"
         );
         assert_eq!(error_var(&[("CORS_ORIGINS", "https://x.example/path")]), "CORS_ORIGINS");
+        assert_eq!(error_var(&[("COOKIE_SECURE", "yes please")]), "COOKIE_SECURE");
+        assert_eq!(
+            error_var(&[("INITIAL_ADMIN_PASSWORD", "short")]),
+            "INITIAL_ADMIN_PASSWORD"
+        );
+    }
+
+    #[test]
+    fn cookie_secure_defaults_to_false_for_plain_http() {
+        assert!(!parse(&[], false).unwrap().cookie_secure);
+        assert!(parse(&[("COOKIE_SECURE", "true")], false).unwrap().cookie_secure);
     }
 
     #[test]

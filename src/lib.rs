@@ -6,6 +6,7 @@ pub mod api;
 pub mod config;
 pub mod database;
 pub mod security;
+pub mod sessions;
 pub mod web;
 
 pub use config::{Config, ConfigError};

@@ -30,6 +30,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// People who sign in to the web app.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// API tokens for scripts (`Authorization: Bearer <token>`).
     Token {
         #[command(subcommand)]
@@ -39,6 +44,17 @@ enum Command {
     Db {
         #[command(subcommand)]
         command: DbCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user; the password is read from stdin (one line).
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_parser = ["admin", "viewer"])]
+        role: String,
     },
 }
 
@@ -128,6 +144,18 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::User {
+            command: UserCommand::Create { email, role },
+        } => {
+            let role: domain::Role = role.parse().map_err(anyhow::Error::msg)?;
+            let password = read_password_line()?;
+            let db = Database::open(&config).await?;
+            let created = db.store.create_user(&email, &password, role).await;
+            db.close().await;
+            let user = created.map_err(domain::AppError::from)?;
+            println!("created {} user {} ({})", user.role, user.email, user.id);
+            Ok(())
+        }
         Command::Token { command } => {
             let db = Database::open(&config).await?;
             let result = token_command(&db.store, command).await;
@@ -160,7 +188,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
     };
     let addr = listener.local_addr()?;
+    let initial_password = config
+        .initial_admin_password
+        .as_ref()
+        .map(|p| secrecy::ExposeSecret::expose_secret(p).to_owned());
+    if let Some(password) = factory_monitor::sessions::ensure_initial_admin(&db.store, initial_password).await? {
+        // Printed once, to the terminal only (never logged): how a newcomer signs in.
+        println!();
+        println!("  First start: created the administrator account");
+        println!("    email:    {}", factory_monitor::sessions::INITIAL_ADMIN_EMAIL);
+        println!("    password: {password}");
+        println!("  Sign in at http://{addr}/login and create your own accounts under Users.");
+        println!();
+    }
     let state = AppState::new(db.store.clone(), addr);
+    let state = state.with_cookie_secure(config.cookie_secure);
     tracing::info!("serving http://{addr}");
     let served = web::serve(listener, state, &config.cors_origins, web::shutdown_signal()).await;
     db.close().await;
@@ -197,4 +239,15 @@ async fn token_command(store: &store::Store, command: TokenCommand) -> anyhow::R
         }
     }
     Ok(())
+}
+
+/// One line of stdin without its line ending, as a password.
+fn read_password_line() -> anyhow::Result<domain::Password> {
+    let mut line = zeroize::Zeroizing::new(String::new());
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        anyhow::bail!("no password: pass it on stdin, e.g. `read -s PW; echo \"$PW\" | factory-monitor user create ...`");
+    }
+    Ok(domain::Password::new(password))
 }

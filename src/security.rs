@@ -2,8 +2,11 @@
 //! predecessor's helmet set, a locked-down CSP for non-HTML responses (pages set
 //! their own, with a script nonce), and CORS for the configured origins only.
 
+use axum::extract::Request;
 use axum::http::header::{self, HeaderName, HeaderValue};
-use axum::http::Method;
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use std::time::Duration;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -68,5 +71,125 @@ pub fn with_security_headers<S: Clone + Send + Sync + 'static>(router: Router<S>
                 .allow_origin(AllowOrigin::list(origins.clone()))
                 .allow_credentials(true),
         ),
+    }
+}
+
+/// CSRF defence for the browser session: a state-changing request (anything but
+/// GET, HEAD, OPTIONS) that carries the session cookie and no Bearer token must
+/// come from this site, as the browser reports it in `Sec-Fetch-Site` or, for
+/// browsers without it, `Origin` (compared with `Host`). Scripts using a token
+/// are not subject to it: a browser never attaches a token on its own.
+pub async fn require_same_origin(req: Request, next: Next) -> Response {
+    if is_cross_site_with_cookie(&req) {
+        tracing::warn!(path = %req.uri().path(), "refused a cross-site request carrying the session cookie");
+        return (
+            StatusCode::FORBIDDEN,
+            axum::Json(serde_json::json!({"error": {
+                "code": "FORBIDDEN",
+                "message": "Cross-site request refused",
+                "statusCode": 403,
+            }})),
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
+fn is_cross_site_with_cookie(req: &Request) -> bool {
+    let headers = req.headers();
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        || headers.contains_key(header::AUTHORIZATION)
+    {
+        return false;
+    }
+    let has_session_cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .any(|pair| {
+            pair.trim_start()
+                .starts_with(&format!("{}=", crate::sessions::SESSION_COOKIE))
+        });
+    if !has_session_cookie {
+        return false;
+    }
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return !matches!(site, "same-origin" | "none");
+    }
+    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        // Neither header: not a browser acting on another site's behalf.
+        None => false,
+        Some(origin) => {
+            let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+            let origin_host = origin.split_once("://").map(|(_, rest)| rest);
+            origin_host.is_none() || origin_host != host
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+
+    fn request(method: Method, headers: &[(&str, &str)]) -> Request {
+        let mut builder = axum::http::Request::builder().method(method).uri("/rpc/delete_factory");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(Body::empty()).unwrap()
+    }
+
+    const COOKIE: (&str, &str) = ("cookie", "theme=dark; fm_session=abc");
+    const HOST: (&str, &str) = ("host", "127.0.0.1:3000");
+
+    #[test]
+    fn cross_site_posts_with_the_cookie_are_refused() {
+        assert!(is_cross_site_with_cookie(&request(
+            Method::POST,
+            &[COOKIE, HOST, ("sec-fetch-site", "cross-site")]
+        )));
+        assert!(is_cross_site_with_cookie(&request(
+            Method::POST,
+            &[COOKIE, HOST, ("sec-fetch-site", "same-site")]
+        )));
+        assert!(is_cross_site_with_cookie(&request(
+            Method::DELETE,
+            &[COOKIE, HOST, ("origin", "https://evil.example")]
+        )));
+        assert!(is_cross_site_with_cookie(&request(
+            Method::POST,
+            &[COOKIE, HOST, ("origin", "null")]
+        )));
+    }
+
+    #[test]
+    fn same_site_reads_and_token_calls_pass() {
+        assert!(!is_cross_site_with_cookie(&request(
+            Method::POST,
+            &[COOKIE, HOST, ("sec-fetch-site", "same-origin")]
+        )));
+        assert!(!is_cross_site_with_cookie(&request(
+            Method::POST,
+            &[COOKIE, HOST, ("origin", "http://127.0.0.1:3000")]
+        )));
+        assert!(!is_cross_site_with_cookie(&request(
+            Method::GET,
+            &[COOKIE, HOST, ("sec-fetch-site", "cross-site")]
+        )));
+        assert!(!is_cross_site_with_cookie(&request(
+            Method::POST,
+            &[
+                COOKIE,
+                HOST,
+                ("origin", "https://evil.example"),
+                ("authorization", "Bearer x")
+            ]
+        )));
+        assert!(!is_cross_site_with_cookie(&request(
+            Method::POST,
+            &[HOST, ("origin", "https://evil.example")]
+        )));
     }
 }

@@ -3,9 +3,12 @@
 
 use crate::api;
 use crate::api::auth::TokenCache;
-use crate::security::{with_security_headers, CorsOrigins};
+use crate::security::{require_same_origin, with_security_headers, CorsOrigins};
+use crate::sessions::{require_page_sign_in, session_layer};
+use app::ssr::SignInThrottle;
 use app::{shell, App};
 use axum::extract::FromRef;
+use axum::middleware;
 use axum::Router;
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
@@ -21,6 +24,9 @@ pub struct AppState {
     pub leptos: LeptosOptions,
     pub started: Instant,
     pub tokens: TokenCache,
+    /// `COOKIE_SECURE`: mark the session cookie Secure (the site is served over HTTPS).
+    pub cookie_secure: bool,
+    pub sign_in_throttle: SignInThrottle,
 }
 
 impl AppState {
@@ -30,7 +36,16 @@ impl AppState {
             leptos: leptos_options(addr),
             started: Instant::now(),
             tokens: TokenCache::default(),
+            cookie_secure: false,
+            sign_in_throttle: SignInThrottle::default(),
         }
+    }
+}
+
+impl AppState {
+    pub fn with_cookie_secure(mut self, secure: bool) -> Self {
+        self.cookie_secure = secure;
+        self
     }
 }
 
@@ -62,17 +77,26 @@ pub fn leptos_options(addr: SocketAddr) -> LeptosOptions {
 pub fn router(state: AppState, cors: &CorsOrigins) -> Router {
     let routes = generate_route_list(App);
     let store = state.store.clone();
+    let throttle = state.sign_in_throttle.clone();
     let leptos = state.leptos.clone();
     let app = Router::new()
         .merge(api::router(state.clone()))
         .leptos_routes_with_context(
             &state,
             routes,
-            move || provide_context(store.clone()),
+            move || {
+                provide_context(store.clone());
+                provide_context(throttle.clone());
+            },
             move || shell(leptos.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
-        .with_state(state);
+        .with_state(state.clone())
+        // Innermost first: the page guard needs the session, which the outermost
+        // layer loads; cross-site requests are refused before anything runs.
+        .layer(middleware::from_fn_with_state(state.clone(), require_page_sign_in))
+        .layer(middleware::from_fn(require_same_origin))
+        .layer(session_layer(state.store.clone(), state.cookie_secure));
     with_security_headers(app, cors)
 }
 
@@ -83,7 +107,9 @@ pub async fn serve(
     cors: &CorsOrigins,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state, cors))
+    // The peer address is what sign-in throttling counts per client.
+    let app = router(state, cors).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

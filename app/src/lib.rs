@@ -5,13 +5,18 @@
 
 pub mod api;
 mod components;
+mod live;
 mod pages;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 
+use api::auth::{get_current_user, SignOut};
+use domain::{AppError, User};
+use leptos::form::ActionForm;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
-use leptos_router::components::{Redirect, Route, Router, Routes, A};
+use leptos_router::components::{Route, Router, Routes, A};
+use leptos_router::hooks::use_location;
 use leptos_router::{path, SsrMode};
 
 /// The name cargo-leptos gives the site's JS, wasm and CSS files.
@@ -41,34 +46,99 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    // Set once the browser has taken over, so tests (and people) can tell an
-    // interactive page from server HTML.
-    let (hydrated, set_hydrated) = signal(false);
-    Effect::new(move |_| set_hydrated.set(true));
-
     view! {
         <Stylesheet id="leptos" href=format!("/pkg/{OUTPUT_NAME}.css") />
         <Title text="factory-monitor" />
         <Router>
-            <div class="layout" data-hydrated=move || hydrated.get().then_some("true")>
-                <header class="topbar">
-                    <A href="/" attr:class="brand">
-                        "factory-monitor"
-                    </A>
-                    <nav aria-label="Main">
-                        <A href="/factories">"Factories"</A>
-                    </nav>
-                </header>
-                <main class="content">
-                    <Routes fallback=pages::NotFound>
-                        <Route path=path!("/") view=|| view! { <Redirect path="/factories" /> } />
-                        // Async: the HTML is sent once the data is loaded, so pages are complete
-                        // without JavaScript (and for crawlers and screen readers).
-                        <Route path=path!("/factories") view=pages::factories::FactoriesPage ssr=SsrMode::Async />
-                    </Routes>
-                </main>
-            </div>
+            <Layout />
         </Router>
+    }
+}
+
+/// The signed-in user (or `None` on /login), loaded once per navigation so that
+/// the navigation and the pages' admin controls follow sign-in, sign-out and
+/// role changes. Pages read it to hide what a viewer may not do; the server
+/// refuses those actions anyway.
+#[derive(Clone, Copy)]
+pub struct CurrentUser(pub Resource<Result<Option<User>, AppError>>);
+
+impl CurrentUser {
+    /// Whether the signed-in user is an administrator (false while unknown).
+    pub fn is_admin(self) -> bool {
+        self.0
+            .get()
+            .and_then(Result::ok)
+            .flatten()
+            .is_some_and(|user| user.is_admin())
+    }
+}
+
+pub fn use_current_user() -> CurrentUser {
+    expect_context::<CurrentUser>()
+}
+
+#[component]
+fn Layout() -> impl IntoView {
+    // Set once the browser has taken over, so tests (and people) can tell an
+    // interactive page from server HTML.
+    let (hydrated, set_hydrated) = signal(false);
+    Effect::new(move |_| set_hydrated.set(true));
+    let location = use_location();
+    let user = Resource::new(move || location.pathname.get(), |_| get_current_user());
+    provide_context(CurrentUser(user));
+    let sign_out = ServerAction::<SignOut>::new();
+
+    let account = move || {
+        user.get().and_then(Result::ok).flatten().map(|user| {
+            let admin = user.is_admin();
+            view! {
+                <nav aria-label="Main">
+                    <A href="/" exact=true>"Status"</A>
+                    <A href="/factories">"Factories"</A>
+                    <A href="/gateways">"Gateways"</A>
+                    {admin.then(|| view! {
+                        <A href="/users">"Users"</A>
+                        <A href="/tokens">"API tokens"</A>
+                    })}
+                </nav>
+                <div class="account">
+                    <span class="account-email" title="Signed in">{user.email}</span>
+                    <span class="account-role">{user.role.to_string()}</span>
+                    <ActionForm action=sign_out attr:class="sign-out">
+                        <button type="submit">"Sign out"</button>
+                    </ActionForm>
+                </div>
+            }
+        })
+    };
+
+    view! {
+        <div class="layout" data-hydrated=move || hydrated.get().then_some("true")>
+            <header class="topbar">
+                <A href="/" attr:class="brand">
+                    "factory-monitor"
+                </A>
+                <Transition fallback=|| ()>{account}</Transition>
+            </header>
+            <main class="content">
+                // Async: the HTML is sent once the data is loaded, so pages are complete
+                // without JavaScript (and for crawlers and screen readers). The server
+                // sends signed-out visitors of every page but /login to /login.
+                <Routes fallback=pages::NotFound>
+                    <Route path=path!("/") view=pages::status::StatusPage ssr=SsrMode::Async />
+                    <Route path=path!("/login") view=pages::login::LoginPage ssr=SsrMode::Async />
+                    <Route path=path!("/factories") view=pages::factories::FactoriesPage ssr=SsrMode::Async />
+                    <Route path=path!("/gateways") view=pages::gateways::GatewaysPage ssr=SsrMode::Async />
+                    <Route
+                        path=path!("/gateways/:id")
+                        view=pages::gateway_detail::GatewayDetailPage
+                        ssr=SsrMode::Async
+                    />
+                    <Route path=path!("/users") view=pages::users::UsersPage ssr=SsrMode::Async />
+                    <Route path=path!("/tokens") view=pages::tokens::TokensPage ssr=SsrMode::Async />
+                </Routes>
+            </main>
+        </div>
     }
 }
 

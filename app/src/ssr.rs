@@ -1,9 +1,15 @@
 //! What server functions need from the server: the store, provided as context by
-//! the HTTP layer for every request.
+//! the HTTP layer for every request, the signed-in user and the role checks.
 
-use domain::AppError;
+use domain::error::ErrorCode;
+use domain::{AppError, User};
 use leptos::prelude::use_context;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use store::Store;
+use tower_sessions::Session;
 
 pub fn store() -> Result<Store, AppError> {
     use_context::<Store>().ok_or_else(|| {
@@ -35,5 +41,164 @@ pub fn provide_content_security_policy() {
         http::HeaderValue::from_str(&policy),
     ) {
         response.insert_header(http::header::CONTENT_SECURITY_POLICY, value);
+    }
+}
+
+/// The signed-in user of a session: its `user_id`, if that user still exists
+/// and is not disabled. The page guard, the REST API and every server function
+/// ask this, so a disabled or deleted user loses access everywhere at once.
+pub async fn user_of_session(store: &Store, session: &Session) -> Result<Option<User>, AppError> {
+    let user_id: Option<uuid::Uuid> = session.get(store::SESSION_USER_KEY).await.map_err(|err| {
+        tracing::error!(%err, "session could not be read");
+        AppError::internal()
+    })?;
+    let Some(user_id) = user_id else { return Ok(None) };
+    let user = store.get_user(user_id).await?;
+    Ok(user.filter(|u| u.disabled_at.is_none()))
+}
+
+/// This request's session (the session layer puts it in the request).
+pub async fn session() -> Result<Session, AppError> {
+    leptos_axum::extract::<Session>().await.map_err(|err| {
+        tracing::error!(?err, "request without a session layer");
+        AppError::internal()
+    })
+}
+
+/// The signed-in user, if any.
+pub async fn current_user() -> Result<Option<User>, AppError> {
+    let store = store()?;
+    user_of_session(&store, &session().await?).await
+}
+
+/// The signed-in user, or `UNAUTHORIZED`. Every server function starts with
+/// this or [`require_admin`].
+pub async fn require_user() -> Result<User, AppError> {
+    current_user().await?.ok_or_else(|| {
+        with_status(AppError::new(
+            ErrorCode::Unauthorized,
+            "Your session has ended. Sign in again.",
+        ))
+    })
+}
+
+/// Gives the HTTP response the error's status (401, 403…), so that a direct
+/// call of a server function is answered as the REST API would be.
+fn with_status(err: AppError) -> AppError {
+    if let (Some(response), Ok(status)) = (
+        use_context::<leptos_axum::ResponseOptions>(),
+        http::StatusCode::from_u16(err.status()),
+    ) {
+        response.set_status(status);
+    }
+    err
+}
+
+/// The signed-in administrator, or `UNAUTHORIZED` / `FORBIDDEN`.
+pub async fn require_admin() -> Result<User, AppError> {
+    let user = require_user().await?;
+    if user.role != domain::Role::Admin {
+        return Err(with_status(AppError::new(
+            ErrorCode::Forbidden,
+            "Only administrators can do this; your account can only view.",
+        )));
+    }
+    Ok(user)
+}
+
+/// Whether this request is a plain HTML form post (no JavaScript), which sees
+/// a redirect instead of the server function's JSON answer.
+pub fn is_plain_form_post() -> bool {
+    use_context::<http::request::Parts>()
+        .and_then(|parts| parts.headers.get(http::header::ACCEPT).cloned())
+        .and_then(|accept| accept.to_str().ok().map(|a| a.contains("text/html")))
+        .unwrap_or(false)
+}
+
+/// The client's IP address (the socket peer; no proxy headers are trusted).
+pub fn client_ip() -> Option<IpAddr> {
+    use_context::<http::request::Parts>().and_then(|parts| {
+        parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip())
+    })
+}
+
+/// Failed sign-ins per account and per client address over a sliding window,
+/// in memory (one server process; a restart forgets, which is acceptable).
+#[derive(Clone, Debug)]
+pub struct SignInThrottle {
+    inner: Arc<Mutex<HashMap<String, Vec<Instant>>>>,
+    window: Duration,
+    per_account: usize,
+    per_ip: usize,
+}
+
+impl Default for SignInThrottle {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(15 * 60), 5, 20)
+    }
+}
+
+impl SignInThrottle {
+    pub fn new(window: Duration, per_account: usize, per_ip: usize) -> Self {
+        Self {
+            inner: Arc::default(),
+            window,
+            per_account,
+            per_ip,
+        }
+    }
+
+    fn keys(email: &str, ip: Option<IpAddr>) -> (String, Option<String>) {
+        (
+            format!("account:{}", email.trim().to_lowercase()),
+            ip.map(|ip| format!("ip:{ip}")),
+        )
+    }
+
+    /// Whether another attempt is allowed now for this account from this address.
+    pub fn allows(&self, email: &str, ip: Option<IpAddr>) -> bool {
+        let (account, ip) = Self::keys(email, ip);
+        let mut map = self.inner.lock().expect("throttle lock");
+        let now = Instant::now();
+        let window = self.window;
+        let mut recent = |key: &str| {
+            map.get_mut(key).map_or(0, |times| {
+                times.retain(|t| now.duration_since(*t) < window);
+                times.len()
+            })
+        };
+        recent(&account) < self.per_account && ip.is_none_or(|ip| recent(&ip) < self.per_ip)
+    }
+
+    pub fn record_failure(&self, email: &str, ip: Option<IpAddr>) {
+        let (account, ip) = Self::keys(email, ip);
+        let mut map = self.inner.lock().expect("throttle lock");
+        // Bound the memory an attacker spraying addresses or emails can take.
+        if map.len() > 100_000 {
+            let window = self.window;
+            map.retain(|_, times| times.last().is_some_and(|t| t.elapsed() < window));
+        }
+        let now = Instant::now();
+        map.entry(account).or_default().push(now);
+        if let Some(ip) = ip {
+            map.entry(ip).or_default().push(now);
+        }
+    }
+
+    /// A successful sign-in clears the account's failures (not the address's).
+    pub fn record_success(&self, email: &str) {
+        let (account, _) = Self::keys(email, None);
+        self.inner.lock().expect("throttle lock").remove(&account);
+    }
+}
+
+/// After a plain form post (no JavaScript) that succeeded, go to `path` rather
+/// than back to the form's page (which may hold an `?edit=` that is done now).
+pub fn redirect_plain_form_post(path: &str) {
+    if is_plain_form_post() {
+        leptos_axum::redirect(path);
     }
 }

@@ -1,5 +1,5 @@
-//! API authentication: `Authorization: Bearer <token>`; viewers may only read.
-//! (The sign-in session of the web app will be accepted here too.)
+//! API authentication: `Authorization: Bearer <token>`, or the web app's
+//! sign-in session (cookie) when no token is sent; viewers may only read.
 
 use super::error::ApiError;
 use crate::web::AppState;
@@ -23,8 +23,15 @@ const CACHE_MAX_ENTRIES: usize = 10_000;
 /// The caller of an API request, available to handlers as an extension.
 #[derive(Debug, Clone, Copy)]
 pub struct Caller {
-    pub token_id: Uuid,
+    pub subject: Subject,
     pub role: Role,
+}
+
+/// Who is calling: a script's token or a signed-in user's browser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject {
+    Token(Uuid),
+    User(Uuid),
 }
 
 /// Recent token checks (positive and negative), keyed by the token's digest, so
@@ -67,11 +74,14 @@ fn unauthorized(message: &str) -> ApiError {
     ApiError::new(ErrorCode::Unauthorized, message)
 }
 
-pub async fn require_token(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
-    let header = req
-        .headers()
-        .get(AUTHORIZATION)
-        .ok_or_else(|| unauthorized("Authentication required: send Authorization: Bearer <token>"))?;
+pub async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+    let Some(header) = req.headers().get(AUTHORIZATION) else {
+        let session = req.extensions().get::<tower_sessions::Session>().cloned();
+        let caller = session_caller(&state, session)
+            .await?
+            .ok_or_else(|| unauthorized("Authentication required: send Authorization: Bearer <token>"))?;
+        return authorize(caller, req, next).await;
+    };
     let token = header
         .to_str()
         .ok()
@@ -84,7 +94,7 @@ pub async fn require_token(State(state): State<AppState>, mut req: Request, next
         Some(cached) => cached,
         None => {
             let found = state.store.authenticate_api_token(&digest).await?.map(|t| Caller {
-                token_id: t.id,
+                subject: Subject::Token(t.id),
                 role: t.role,
             });
             state.tokens.put(digest, found);
@@ -92,12 +102,29 @@ pub async fn require_token(State(state): State<AppState>, mut req: Request, next
         }
     };
     let caller = caller.ok_or_else(|| unauthorized("Invalid or revoked token"))?;
+    authorize(caller, req, next).await
+}
+
+/// The signed-in user of the request's session cookie, if any.
+async fn session_caller(
+    state: &AppState,
+    session: Option<tower_sessions::Session>,
+) -> Result<Option<Caller>, ApiError> {
+    let Some(session) = session else {
+        return Ok(None);
+    };
+    let user = app::ssr::user_of_session(&state.store, &session).await?;
+    Ok(user.map(|user| Caller {
+        subject: Subject::User(user.id),
+        role: user.role,
+    }))
+}
+
+/// The same role rule for tokens and sessions: viewers only read.
+async fn authorize(caller: Caller, mut req: Request, next: Next) -> Result<Response, ApiError> {
     let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if !reads && !caller.role.can_write() {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "This token has the viewer role, which can only read",
-        ));
+        return Err(ApiError::new(ErrorCode::Forbidden, "The viewer role can only read"));
     }
     req.extensions_mut().insert(caller);
     Ok(next.run(req).await)

@@ -10,12 +10,18 @@ pub fn TextField(
     label: &'static str,
     name: &'static str,
     #[prop(optional)] placeholder: &'static str,
-    #[prop(optional)] value: &'static str,
+    #[prop(optional, into)] value: String,
     #[prop(optional)] required: bool,
+    /// `text` unless given (`email`, `password`, `url`).
+    #[prop(optional)]
+    input_type: Option<&'static str>,
+    /// The `id` prefix when one page has several forms with the same field names.
+    #[prop(optional)]
+    form: &'static str,
     max_length: usize,
     #[prop(into)] error: Signal<Option<AppError>>,
 ) -> impl IntoView {
-    let id = format!("field-{name}");
+    let id = format!("field-{form}{name}");
     let message = move || {
         error
             .get()
@@ -27,7 +33,7 @@ pub fn TextField(
             <label for=id.clone()>{label}</label>
             <input
                 id=id
-                type="text"
+                type=input_type.unwrap_or("text")
                 name=name
                 placeholder=placeholder
                 value=value
@@ -51,5 +57,99 @@ pub fn FormError(#[prop(into)] error: Signal<Option<AppError>>) -> impl IntoView
             .get()
             .filter(|e| e.details.is_empty())
             .map(|e| view! { <p class="form-error" role="alert">{e.message}</p> })
+    }
+}
+
+/// Previous / next links for a paged list, keeping the page's other query
+/// parameters (`base` is the path with them, ending in `?` or `&`).
+#[component]
+pub fn Pager(pagination: domain::Pagination, #[prop(into)] base: String) -> impl IntoView {
+    let limit = u64::from(pagination.limit);
+    let offset = pagination.offset;
+    let total = pagination.total;
+    let page = offset / limit.max(1) + 1;
+    let pages = total.div_ceil(limit.max(1)).max(1);
+    let previous = (page > 1).then(|| format!("{base}page={}", page - 1));
+    let next = (page < pages).then(|| format!("{base}page={}", page + 1));
+    view! {
+        <nav class="pager" aria-label="Pages">
+            {previous.map(|href| view! { <a href=href rel="prev">"← Previous"</a> })}
+            <span>{format!("Page {page} of {pages}")}</span>
+            {next.map(|href| view! { <a href=href rel="next">"Next →"</a> })}
+        </nav>
+    }
+}
+
+/// A notice (success) or alert (failure) carrying the server's message.
+#[component]
+pub fn Toast(#[prop(into)] message: Signal<Option<Result<String, String>>>) -> impl IntoView {
+    move || {
+        message.get().map(|result| match result {
+            Ok(text) => view! { <p class="toast notice" role="status">{text}</p> }.into_any(),
+            Err(text) => view! { <p class="toast form-error" role="alert">{text}</p> }.into_any(),
+        })
+    }
+}
+
+/// A labelled `<select>` of factories with its inline validation message.
+#[component]
+pub fn FactorySelect(
+    label: &'static str,
+    name: &'static str,
+    choices: Vec<(uuid::Uuid, String)>,
+    #[prop(optional)] selected: Option<uuid::Uuid>,
+    #[prop(optional)] form: &'static str,
+    #[prop(into)] error: Signal<Option<AppError>>,
+) -> impl IntoView {
+    let id = format!("field-{form}{name}");
+    let message_id = format!("{id}-error");
+    let message = move || {
+        error
+            .get()
+            .and_then(|e| e.field_message(name).map(|m| format!("{label} {m}")))
+    };
+    let options = choices
+        .into_iter()
+        .map(|(value, text)| {
+            view! { <option value=value.to_string() selected=selected == Some(value)>{text}</option> }
+        })
+        .collect_view();
+    view! {
+        <div class="field">
+            <label for=id.clone()>{label}</label>
+            <select
+                id=id
+                name=name
+                required=true
+                aria-invalid=move || message().is_some().then_some("true")
+                aria-describedby=message_id.clone()
+            >
+                <option value="" selected=selected.is_none()>"Choose a factory"</option>
+                {options}
+            </select>
+            <p class="field-error" id=message_id role="alert">
+                {message}
+            </p>
+        </div>
+    }
+}
+
+/// A labelled role `<select>` (viewer first: the safer default).
+#[component]
+pub fn RoleSelect(
+    #[prop(optional)] selected: Option<domain::Role>,
+    #[prop(optional)] form: &'static str,
+    #[prop(optional)] label: Option<&'static str>,
+) -> impl IntoView {
+    let id = format!("field-{form}role");
+    let selected = selected.unwrap_or(domain::Role::Viewer);
+    view! {
+        <div class="field">
+            <label for=id.clone()>{label.unwrap_or("Role")}</label>
+            <select id=id name="role">
+                <option value="viewer" selected=selected == domain::Role::Viewer>"Viewer (read only)"</option>
+                <option value="admin" selected=selected == domain::Role::Admin>"Admin"</option>
+            </select>
+        </div>
     }
 }

@@ -1,7 +1,13 @@
 pub mod factories;
 pub mod gateway_detail;
+pub mod gateways;
+pub mod login;
 pub mod status;
+pub mod tokens;
+pub mod users;
 
+use domain::error::ErrorCode;
+use domain::AppError;
 use leptos::prelude::*;
 use leptos_router::components::A;
 
@@ -18,4 +24,37 @@ pub fn NotFound() -> impl IntoView {
             <A href="/factories">"Back to factories"</A>
         </section>
     }
+}
+
+/// A failed load: the server's message, with the HTTP status it stands for
+/// (so a viewer opening an admin page gets a real 403), and a way to sign in
+/// again when the session has ended.
+pub fn load_error(what: &'static str, err: AppError) -> AnyView {
+    #[cfg(feature = "ssr")]
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        if let Ok(status) = http::StatusCode::from_u16(err.status()) {
+            response.set_status(status);
+        }
+    }
+    let sign_in = (err.code == ErrorCode::Unauthorized).then(|| view! { <a href="/login">"Sign in"</a> });
+    view! {
+        <div class="error-card" role="alert">
+            <h2>{format!("Could not load {what}")}</h2>
+            <p>{err.message}</p>
+            {sign_in}
+        </div>
+    }
+    .into_any()
+}
+
+/// A value from the current URL's query string.
+pub fn query_value(name: &'static str) -> Memo<Option<String>> {
+    let query = leptos_router::hooks::use_query_map();
+    Memo::new(move |_| query.read().get(name).filter(|v| !v.is_empty()))
+}
+
+/// The `page` query parameter as an offset (pages count from 1).
+pub fn page_offset(page: Option<String>) -> u64 {
+    let page = page.and_then(|p| p.parse::<u64>().ok()).unwrap_or(1).max(1);
+    (page - 1) * u64::from(domain::page::DEFAULT_LIMIT)
 }

@@ -101,7 +101,10 @@ mod tests {
         assert_eq!(validate_user_email(" a@b.example ").unwrap(), "a@b.example");
         let err = validate_user_email("nope").unwrap_err();
         assert_eq!(err.field_message("email"), Some("must be a valid email address"));
-        assert_eq!(validate_user_email("").unwrap_err().field_message("email"), Some("is required"));
+        assert_eq!(
+            validate_user_email("").unwrap_err().field_message("email"),
+            Some("is required")
+        );
     }
 
     #[test]

@@ -125,7 +125,10 @@ async fn disabling_a_user_refuses_sign_in_and_ends_their_sessions(pool: PgPool) 
     let disabled = store.disable_user(ada.id).await.unwrap();
     assert!(disabled.disabled_at.is_some());
     assert!(sessions.load(&ada_session.id).await.unwrap().is_none());
-    assert!(sessions.load(&bob_session.id).await.unwrap().is_some(), "other users keep theirs");
+    assert!(
+        sessions.load(&bob_session.id).await.unwrap().is_some(),
+        "other users keep theirs"
+    );
     assert!(store
         .authenticate_user("ada@example.com", &password("correct horse"))
         .await
@@ -151,7 +154,10 @@ async fn resetting_a_password_replaces_it_and_ends_sessions(pool: PgPool) {
     let mut record = signed_in_record(ada.id, time::Duration::hours(1));
     sessions.create(&mut record).await.unwrap();
 
-    store.reset_user_password(ada.id, &password("new and long")).await.unwrap();
+    store
+        .reset_user_password(ada.id, &password("new and long"))
+        .await
+        .unwrap();
     assert!(sessions.load(&record.id).await.unwrap().is_none());
     assert!(store
         .authenticate_user("ada@example.com", &password("correct horse"))
@@ -174,7 +180,10 @@ async fn roles_change_and_unknown_users_are_not_found(pool: PgPool) {
         .create_user("ada@example.com", &password("correct horse"), Role::Viewer)
         .await
         .unwrap();
-    assert_eq!(store.set_user_role(ada.id, Role::Admin).await.unwrap().role, Role::Admin);
+    assert_eq!(
+        store.set_user_role(ada.id, Role::Admin).await.unwrap().role,
+        Role::Admin
+    );
     assert_eq!(store.get_user(ada.id).await.unwrap().unwrap().role, Role::Admin);
     match store.set_user_role(Uuid::new_v4(), Role::Admin).await.unwrap_err() {
         StoreError::Client(app) => assert_eq!(app.code, ErrorCode::NotFound),
@@ -197,11 +206,12 @@ async fn sessions_round_trip_and_expire(pool: PgPool) {
     assert_eq!(loaded.data, live.data);
 
     // The id itself is never stored, only its digest.
-    let stored_plain: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions WHERE encode(id_sha256, 'escape') LIKE $1")
-        .bind(format!("%{}%", live.id))
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let stored_plain: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sessions WHERE encode(id_sha256, 'escape') LIKE $1")
+            .bind(format!("%{}%", live.id))
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
     assert_eq!(stored_plain, 0);
 
     // Idle timeout: the record's expiry has passed.

@@ -1,0 +1,108 @@
+//! Sign-in, sign-out and who is signed in.
+
+use domain::{AppError, User};
+use leptos::server;
+
+#[cfg(feature = "ssr")]
+use crate::ssr;
+
+/// A path on this site to return to after signing in; anything else (another
+/// host, `//evil.example`, a backslash trick) becomes `/`.
+pub fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains(['\\', '\r', '\n']) => {
+            path.to_owned()
+        }
+        _ => "/".to_owned(),
+    }
+}
+
+/// Percent-encodes a query parameter value (RFC 3986 unreserved characters stay).
+pub fn encode_query_value(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[server(prefix = "/rpc", endpoint = "get_current_user")]
+pub async fn get_current_user() -> Result<Option<User>, AppError> {
+    ssr::current_user().await
+}
+
+/// Why a sign-in failed, as the `failed` query parameter of `/login` after a
+/// plain form post (without JavaScript the page cannot receive the error).
+pub const FAILED_CREDENTIALS: &str = "credentials";
+pub const FAILED_THROTTLED: &str = "throttled";
+pub const THROTTLED_MESSAGE: &str = "Too many failed sign-in attempts. Wait 15 minutes and try again.";
+
+#[server(prefix = "/rpc", endpoint = "sign_in")]
+pub async fn sign_in(email: String, password: String, next: Option<String>) -> Result<(), AppError> {
+    use domain::error::ErrorCode;
+    let store = ssr::store()?;
+    let session = ssr::session().await?;
+    let throttle = leptos::prelude::use_context::<ssr::SignInThrottle>().unwrap_or_default();
+    let ip = ssr::client_ip();
+    let next = safe_next(next.as_deref());
+    let fail = |reason: &str, message: &str| {
+        if ssr::is_plain_form_post() {
+            leptos_axum::redirect(&format!("/login?failed={reason}&next={}", encode_query_value(&next)));
+        }
+        Err(AppError::new(ErrorCode::Unauthorized, message))
+    };
+    if !throttle.allows(&email, ip) {
+        tracing::warn!(?ip, "sign-in throttled");
+        return fail(FAILED_THROTTLED, THROTTLED_MESSAGE);
+    }
+    let password = domain::Password::new(password);
+    match store.authenticate_user(&email, &password).await? {
+        None => {
+            throttle.record_failure(&email, ip);
+            tracing::info!(?ip, "sign-in failed");
+            fail(FAILED_CREDENTIALS, domain::auth::SIGN_IN_FAILED)
+        }
+        Some(user) => {
+            throttle.record_success(&email);
+            // A new id at sign-in, so a session id planted before cannot ride along.
+            session.cycle_id().await.map_err(|_| AppError::internal())?;
+            session
+                .insert(store::SESSION_USER_KEY, user.id)
+                .await
+                .map_err(|_| AppError::internal())?;
+            tracing::info!(user_id = %user.id, "signed in");
+            leptos_axum::redirect(&next);
+            Ok(())
+        }
+    }
+}
+
+#[server(prefix = "/rpc", endpoint = "sign_out")]
+pub async fn sign_out() -> Result<(), AppError> {
+    let session = ssr::session().await?;
+    // Deletes the record in the database and expires the cookie.
+    session.flush().await.map_err(|_| AppError::internal())?;
+    leptos_axum::redirect("/login");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        assert_eq!(safe_next(Some("/gateways?page=2")), "/gateways?page=2");
+        assert_eq!(safe_next(Some("//evil.example")), "/");
+        assert_eq!(safe_next(Some("https://evil.example")), "/");
+        assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(None), "/");
+    }
+
+    #[test]
+    fn query_values_are_encoded() {
+        assert_eq!(encode_query_value("/a?b=1&c"), "%2Fa%3Fb%3D1%26c");
+    }
+}

@@ -1,0 +1,128 @@
+use domain::{AppError, Gateway, Page};
+use leptos::server;
+use uuid::Uuid;
+
+#[cfg(feature = "ssr")]
+use crate::ssr;
+
+/// A gateway as the gateways table shows it: with its factory's name.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GatewayListItem {
+    pub gateway: Gateway,
+    pub factory_name: String,
+}
+
+#[server(prefix = "/rpc", endpoint = "list_gateways")]
+pub async fn list_gateways(factory: Option<Uuid>, offset: u64) -> Result<Page<GatewayListItem>, AppError> {
+    ssr::require_user().await?;
+    let store = ssr::store()?;
+    let filter = store::GatewayFilter {
+        factory_id: factory,
+        ..Default::default()
+    };
+    let page = domain::PageRequest {
+        limit: domain::page::DEFAULT_LIMIT,
+        offset,
+    };
+    let page = store.list_gateways(&filter, page).await?;
+    let names = store.factory_names().await?;
+    let name_of = |id: Uuid| {
+        names
+            .iter()
+            .find(|(fid, _)| *fid == id)
+            .map_or_else(|| "—".to_owned(), |(_, name)| name.clone())
+    };
+    Ok(Page {
+        data: page
+            .data
+            .into_iter()
+            .map(|gateway| GatewayListItem {
+                factory_name: name_of(gateway.factory_id),
+                gateway,
+            })
+            .collect(),
+        pagination: page.pagination,
+    })
+}
+
+/// Blank form fields mean "none".
+#[cfg(feature = "ssr")]
+fn optional(value: String) -> Option<String> {
+    Some(value).filter(|v| !v.trim().is_empty())
+}
+
+#[server(prefix = "/rpc", endpoint = "create_gateway")]
+#[allow(clippy::too_many_arguments)]
+pub async fn create_gateway(
+    factory_id: String,
+    gateway_id: String,
+    name: String,
+    url: String,
+    email: String,
+    password: String,
+    model: String,
+    firmware_version: String,
+) -> Result<Gateway, AppError> {
+    let user = ssr::require_admin().await?;
+    let store = ssr::store()?;
+    let input = domain::GatewayInput {
+        factory_id: Some(factory_id),
+        gateway_id: Some(gateway_id),
+        name: Some(name),
+        url: Some(url),
+        email: Some(email),
+        password: Some(domain::Password::new(password)),
+        model: optional(model),
+        firmware_version: optional(firmware_version),
+        ..Default::default()
+    }
+    .validate()?;
+    let gateway = store.create_gateway(input).await?;
+    tracing::info!(gateway = %gateway.id, user_id = %user.id, "gateway created");
+    Ok(gateway)
+}
+
+/// Changes a gateway. A blank (or absent) password keeps the stored one; the
+/// form leaves the field out when it is blank.
+#[server(prefix = "/rpc", endpoint = "update_gateway")]
+#[allow(clippy::too_many_arguments)]
+pub async fn update_gateway(
+    id: Uuid,
+    factory_id: String,
+    gateway_id: String,
+    name: String,
+    url: String,
+    email: String,
+    #[server(default)] password: Option<String>,
+    model: String,
+    firmware_version: String,
+) -> Result<Gateway, AppError> {
+    let user = ssr::require_admin().await?;
+    let store = ssr::store()?;
+    let changes = domain::GatewayPatch {
+        factory_id: Some(factory_id),
+        gateway_id: Some(gateway_id),
+        name: Some(name),
+        url: Some(url),
+        email: Some(email),
+        password: password.filter(|p| !p.is_empty()).map(domain::Password::new),
+        model: Some(optional(model)),
+        firmware_version: Some(optional(firmware_version)),
+        ..Default::default()
+    }
+    .validate()?;
+    let gateway = store.update_gateway(id, changes).await?;
+    tracing::info!(gateway = %gateway.id, user_id = %user.id, "gateway updated");
+    ssr::redirect_plain_form_post("/gateways");
+    Ok(gateway)
+}
+
+#[server(prefix = "/rpc", endpoint = "delete_gateway")]
+pub async fn delete_gateway(id: Uuid) -> Result<String, AppError> {
+    let user = ssr::require_admin().await?;
+    let store = ssr::store()?;
+    let gateway = store.get_gateway(id).await?;
+    store.delete_gateway(id).await?;
+    tracing::info!(gateway = %id, user_id = %user.id, "gateway deleted");
+    Ok(gateway.name)
+}

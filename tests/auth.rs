@@ -1,0 +1,324 @@
+//! Browser sign-in, black box: the real server over HTTP. The session cookie is
+//! accepted by the REST API with the same role rule as tokens; sign-in and
+//! sign-out go through the web app's server functions, as a browser's would.
+
+mod common;
+
+use common::TestServer;
+use domain::{Password, Role};
+use reqwest::header::{COOKIE, LOCATION, ORIGIN, SET_COOKIE};
+use reqwest::{redirect, Client, StatusCode};
+use serde_json::{json, Value};
+
+const ADMIN_EMAIL: &str = "ada@example.com";
+const VIEWER_EMAIL: &str = "vic@example.com";
+const PASSWORD: &str = "correct horse battery";
+
+struct Browser {
+    base: String,
+    http: Client,
+}
+
+/// What a request answered: status, the session cookie it set (if any), body.
+struct Answer {
+    status: StatusCode,
+    set_cookie: Option<String>,
+    location: Option<String>,
+    body: Value,
+}
+
+impl Browser {
+    fn new(server: &TestServer) -> Self {
+        Self {
+            base: server.base.clone(),
+            // Redirects are checked, not followed.
+            http: Client::builder().redirect(redirect::Policy::none()).build().unwrap(),
+        }
+    }
+
+    async fn answer(response: reqwest::Response) -> Answer {
+        let status = response.status();
+        let set_cookie = response
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("fm_session="))
+            .map(str::to_owned);
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response.json().await.unwrap_or(Value::Null);
+        Answer {
+            status,
+            set_cookie,
+            location,
+            body,
+        }
+    }
+
+    async fn sign_in(&self, email: &str, password: &str, cookie: Option<&str>) -> Answer {
+        let mut request = self.http.post(format!("{}/rpc/sign_in", self.base)).form(&[
+            ("email", email),
+            ("password", password),
+            ("next", "/gateways"),
+        ]);
+        if let Some(cookie) = cookie {
+            request = request.header(COOKIE, cookie);
+        }
+        Self::answer(request.send().await.unwrap()).await
+    }
+
+    /// Signs in and returns the `fm_session=…` pair to send back.
+    async fn session(&self, email: &str) -> String {
+        let answer = self.sign_in(email, PASSWORD, None).await;
+        assert!(
+            answer.status.is_success() || answer.status.is_redirection(),
+            "sign-in: {}",
+            answer.status
+        );
+        cookie_pair(&answer.set_cookie.expect("sign-in sets the session cookie"))
+    }
+
+    async fn get(&self, path: &str, cookie: Option<&str>) -> Answer {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(cookie) = cookie {
+            request = request.header(COOKIE, cookie);
+        }
+        Self::answer(request.send().await.unwrap()).await
+    }
+
+    async fn post_json(&self, path: &str, cookie: &str, origin: Option<&str>, body: Value) -> Answer {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(COOKIE, cookie)
+            .json(&body);
+        if let Some(origin) = origin {
+            request = request.header(ORIGIN, origin);
+        }
+        Self::answer(request.send().await.unwrap()).await
+    }
+
+    async fn post_form(&self, path: &str, cookie: &str, form: &[(&str, &str)]) -> Answer {
+        let request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(COOKIE, cookie)
+            .header(ORIGIN, &self.base)
+            .form(form);
+        Self::answer(request.send().await.unwrap()).await
+    }
+}
+
+fn cookie_pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().to_owned()
+}
+
+async fn server_with_users() -> (TestServer, Browser) {
+    let server = TestServer::start().await;
+    for (email, role) in [(ADMIN_EMAIL, Role::Admin), (VIEWER_EMAIL, Role::Viewer)] {
+        server
+            .store
+            .create_user(email, &Password::new(PASSWORD), role)
+            .await
+            .unwrap();
+    }
+    let browser = Browser::new(&server);
+    (server, browser)
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_http_only_same_site_lax_and_not_secure_on_http() {
+    let (_server, browser) = server_with_users().await;
+    let answer = browser.sign_in(ADMIN_EMAIL, PASSWORD, None).await;
+    let cookie = answer.set_cookie.expect("a session cookie");
+    let attributes: Vec<String> = cookie.split(';').map(|a| a.trim().to_ascii_lowercase()).collect();
+    assert!(attributes.contains(&"httponly".to_owned()), "{cookie}");
+    assert!(attributes.contains(&"samesite=lax".to_owned()), "{cookie}");
+    assert!(attributes.contains(&"path=/".to_owned()), "{cookie}");
+    assert!(
+        !attributes.contains(&"secure".to_owned()),
+        "COOKIE_SECURE defaults to false: {cookie}"
+    );
+    assert!(
+        attributes.iter().any(|a| a.starts_with("max-age=")),
+        "idle expiry: {cookie}"
+    );
+}
+
+#[tokio::test]
+async fn an_admin_session_reads_and_writes_the_api() {
+    let (_server, browser) = server_with_users().await;
+    let cookie = browser.session(ADMIN_EMAIL).await;
+    assert_eq!(
+        browser.get("/api/factories", Some(&cookie)).await.status,
+        StatusCode::OK
+    );
+    let created = browser
+        .post_json("/api/factories", &cookie, None, json!({"name": "Session Plant"}))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+}
+
+#[tokio::test]
+async fn a_viewer_session_only_reads() {
+    let (_server, browser) = server_with_users().await;
+    let cookie = browser.session(VIEWER_EMAIL).await;
+    assert_eq!(
+        browser.get("/api/factories", Some(&cookie)).await.status,
+        StatusCode::OK
+    );
+    let refused = browser
+        .post_json("/api/factories", &cookie, None, json!({"name": "Nope"}))
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(refused.body["error"]["code"], "FORBIDDEN");
+}
+
+#[tokio::test]
+async fn a_viewer_calling_an_admin_server_function_directly_is_refused() {
+    let (server, browser) = server_with_users().await;
+    let cookie = browser.session(VIEWER_EMAIL).await;
+    let refused = browser
+        .post_form(
+            "/rpc/create_factory",
+            &cookie,
+            &[("name", "Sneaky"), ("location", ""), ("timezone", "UTC")],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(refused.body["code"], "FORBIDDEN");
+    let users = browser.post_form("/rpc/list_users", &cookie, &[]).await;
+    assert_eq!(users.status, StatusCode::FORBIDDEN);
+    let factories = server.store.list_factories(Default::default(), None).await.unwrap();
+    assert_eq!(factories.pagination.total, 0, "nothing was created");
+}
+
+#[tokio::test]
+async fn without_or_with_a_bad_cookie_the_api_answers_401() {
+    let (_server, browser) = server_with_users().await;
+    assert_eq!(
+        browser.get("/api/factories", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let forged = browser.get("/api/factories", Some("fm_session=forged")).await;
+    assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_wrong_password_and_an_unknown_user_get_the_same_answer() {
+    let (_server, browser) = server_with_users().await;
+    let wrong = browser.sign_in(ADMIN_EMAIL, "wrong password", None).await;
+    let unknown = browser.sign_in("nobody@example.com", PASSWORD, None).await;
+    assert_eq!(wrong.status, unknown.status);
+    assert_eq!(wrong.body, unknown.body);
+    assert_eq!(wrong.body["message"], domain::auth::SIGN_IN_FAILED);
+    assert!(wrong.set_cookie.is_none() && unknown.set_cookie.is_none());
+}
+
+#[tokio::test]
+async fn repeated_failures_throttle_the_account_even_with_the_right_password() {
+    let (_server, browser) = server_with_users().await;
+    for _ in 0..5 {
+        browser.sign_in(VIEWER_EMAIL, "wrong password", None).await;
+    }
+    let throttled = browser.sign_in(VIEWER_EMAIL, PASSWORD, None).await;
+    assert!(throttled.set_cookie.is_none());
+    assert!(
+        throttled.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("Too many failed sign-in attempts"),
+        "{}",
+        throttled.body
+    );
+    // Another account is not affected.
+    assert!(browser.sign_in(ADMIN_EMAIL, PASSWORD, None).await.set_cookie.is_some());
+}
+
+#[tokio::test]
+async fn signing_in_gives_a_new_session_id_and_the_old_one_stops_working() {
+    let (_server, browser) = server_with_users().await;
+    let first = browser.session(VIEWER_EMAIL).await;
+    let again = browser.sign_in(ADMIN_EMAIL, PASSWORD, Some(&first)).await;
+    let second = cookie_pair(&again.set_cookie.expect("a new cookie"));
+    assert_ne!(first, second);
+    assert_eq!(
+        browser.get("/api/factories", Some(&first)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        browser.get("/api/factories", Some(&second)).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_session_on_the_server() {
+    let (_server, browser) = server_with_users().await;
+    let cookie = browser.session(ADMIN_EMAIL).await;
+    let out = browser.post_form("/rpc/sign_out", &cookie, &[]).await;
+    assert!(out.status.is_success() || out.status.is_redirection(), "{}", out.status);
+    // Replaying the old cookie does not work: the record is gone.
+    assert_eq!(
+        browser.get("/api/factories", Some(&cookie)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn disabling_a_user_ends_their_session_at_once() {
+    let (server, browser) = server_with_users().await;
+    let cookie = browser.session(VIEWER_EMAIL).await;
+    let viewer = server
+        .store
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|u| u.email == VIEWER_EMAIL)
+        .unwrap();
+    server.store.disable_user(viewer.id).await.unwrap();
+    assert_eq!(
+        browser.get("/api/factories", Some(&cookie)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let again = browser.sign_in(VIEWER_EMAIL, PASSWORD, None).await;
+    assert!(again.set_cookie.is_none(), "a disabled user cannot sign in");
+}
+
+#[tokio::test]
+async fn cross_site_posts_carrying_the_cookie_are_refused() {
+    let (server, browser) = server_with_users().await;
+    let cookie = browser.session(ADMIN_EMAIL).await;
+    let refused = browser
+        .post_json(
+            "/api/factories",
+            &cookie,
+            Some("https://evil.example"),
+            json!({"name": "Forged"}),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let same_site = browser
+        .post_json("/api/factories", &cookie, Some(&server.base), json!({"name": "Mine"}))
+        .await;
+    assert_eq!(same_site.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn pages_send_signed_out_visitors_to_the_sign_in_page() {
+    let (_server, browser) = server_with_users().await;
+    let away = browser.get("/gateways?factory=x&page=2", None).await;
+    assert_eq!(away.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        away.location.as_deref(),
+        Some("/login?next=%2Fgateways%3Ffactory%3Dx%26page%3D2")
+    );
+    assert_eq!(browser.get("/login", None).await.status, StatusCode::OK);
+    let cookie = browser.session(VIEWER_EMAIL).await;
+    assert_eq!(browser.get("/gateways", Some(&cookie)).await.status, StatusCode::OK);
+}
