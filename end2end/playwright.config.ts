@@ -53,6 +53,8 @@ export default defineConfig({
           DATABASE_URL: "",
           ENCRYPTION_KEY: "",
           RUST_LOG: "info,sqlx=warn",
+          // The first-start administrator's password, known to the tests (helpers.ts).
+          INITIAL_ADMIN_PASSWORD: process.env.E2E_ADMIN_PASSWORD ?? "e2e-admin-password",
         },
       },
 });

@@ -33,22 +33,86 @@ struct DemoGateway {
 
 const FACTORIES: [(&str, &str, &str); 2] = [
     ("Springfield Plant", "Building 3, Springfield, IL", "America/Chicago"),
-    ("Detroit Assembly", "1200 Industrial Pkwy, Detroit, MI", "America/Detroit"),
+    (
+        "Detroit Assembly",
+        "1200 Industrial Pkwy, Detroit, MI",
+        "America/Detroit",
+    ),
 ];
 
 const GATEWAYS: [DemoGateway; 12] = [
-    DemoGateway { factory: 0, gateway_id: "GW-SPR-001", name: "North Wing Gateway", model: "CTC-GW-100" },
-    DemoGateway { factory: 0, gateway_id: "GW-SPR-002", name: "South Wing Gateway", model: "CTC-GW-200" },
-    DemoGateway { factory: 0, gateway_id: "GW-SPR-003", name: "Boiler House Gateway", model: "CTC-GW-100" },
-    DemoGateway { factory: 0, gateway_id: "GW-SPR-004", name: "Cooling Tower Gateway", model: "CTC-GW-200" },
-    DemoGateway { factory: 0, gateway_id: "GW-SPR-005", name: "Pump Station Gateway", model: "CTC-GW-100" },
-    DemoGateway { factory: 0, gateway_id: "GW-SPR-006", name: "Compressor Room Gateway", model: "CTC-GW-200" },
-    DemoGateway { factory: 1, gateway_id: "GW-DET-001", name: "Main Floor Gateway", model: "CTC-GW-100" },
-    DemoGateway { factory: 1, gateway_id: "GW-DET-002", name: "Assembly Line Gateway", model: "CTC-GW-200" },
-    DemoGateway { factory: 1, gateway_id: "GW-DET-003", name: "Paint Shop Gateway", model: "CTC-GW-100" },
-    DemoGateway { factory: 1, gateway_id: "GW-DET-004", name: "Press Line Gateway", model: "CTC-GW-200" },
-    DemoGateway { factory: 1, gateway_id: "GW-DET-005", name: "Welding Cell Gateway", model: "CTC-GW-100" },
-    DemoGateway { factory: 1, gateway_id: "GW-DET-006", name: "Loading Dock Gateway", model: "CTC-GW-200" },
+    DemoGateway {
+        factory: 0,
+        gateway_id: "GW-SPR-001",
+        name: "North Wing Gateway",
+        model: "CTC-GW-100",
+    },
+    DemoGateway {
+        factory: 0,
+        gateway_id: "GW-SPR-002",
+        name: "South Wing Gateway",
+        model: "CTC-GW-200",
+    },
+    DemoGateway {
+        factory: 0,
+        gateway_id: "GW-SPR-003",
+        name: "Boiler House Gateway",
+        model: "CTC-GW-100",
+    },
+    DemoGateway {
+        factory: 0,
+        gateway_id: "GW-SPR-004",
+        name: "Cooling Tower Gateway",
+        model: "CTC-GW-200",
+    },
+    DemoGateway {
+        factory: 0,
+        gateway_id: "GW-SPR-005",
+        name: "Pump Station Gateway",
+        model: "CTC-GW-100",
+    },
+    DemoGateway {
+        factory: 0,
+        gateway_id: "GW-SPR-006",
+        name: "Compressor Room Gateway",
+        model: "CTC-GW-200",
+    },
+    DemoGateway {
+        factory: 1,
+        gateway_id: "GW-DET-001",
+        name: "Main Floor Gateway",
+        model: "CTC-GW-100",
+    },
+    DemoGateway {
+        factory: 1,
+        gateway_id: "GW-DET-002",
+        name: "Assembly Line Gateway",
+        model: "CTC-GW-200",
+    },
+    DemoGateway {
+        factory: 1,
+        gateway_id: "GW-DET-003",
+        name: "Paint Shop Gateway",
+        model: "CTC-GW-100",
+    },
+    DemoGateway {
+        factory: 1,
+        gateway_id: "GW-DET-004",
+        name: "Press Line Gateway",
+        model: "CTC-GW-200",
+    },
+    DemoGateway {
+        factory: 1,
+        gateway_id: "GW-DET-005",
+        name: "Welding Cell Gateway",
+        model: "CTC-GW-100",
+    },
+    DemoGateway {
+        factory: 1,
+        gateway_id: "GW-DET-006",
+        name: "Loading Dock Gateway",
+        model: "CTC-GW-200",
+    },
 ];
 /// Index in GATEWAYS of the gateway stored with a wrong password.
 const WRONG_PASSWORD_GATEWAY: usize = 3;
@@ -61,7 +125,10 @@ const DISABLED_GATEWAY: usize = 11;
 /// gearbox (mesh frequency), at 25.6 kHz with 6,400 samples per axis.
 fn sensors(index: usize) -> Vec<SimSensor> {
     let base = 40_000 + (index as u64) * 10;
-    let tone = |frequency_hz: f64, amplitude_g: f64| Tone { frequency_hz, amplitude_g };
+    let tone = |frequency_hz: f64, amplitude_g: f64| Tone {
+        frequency_hz,
+        amplitude_g,
+    };
     vec![
         SimSensor {
             name: Some("Motor DE bearing".into()),
@@ -157,7 +224,11 @@ async fn ensure_gateway(
             }
         }
         None => {
-            let password = if index == WRONG_PASSWORD_GATEWAY { WRONG_PASSWORD } else { DEMO_PASSWORD };
+            let password = if index == WRONG_PASSWORD_GATEWAY {
+                WRONG_PASSWORD
+            } else {
+                DEMO_PASSWORD
+            };
             let input: GatewayInput = serde_json::from_value(json!({
                 "factory_id": factories[demo.factory].to_string(),
                 "gateway_id": demo.gateway_id,

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod config;
 pub mod database;
+pub mod demo;
 pub mod security;
 pub mod sessions;
 pub mod web;

@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the web server (the default).
-    Serve,
+    Serve(ServeArgs),
     /// Apply database migrations and exit.
     Migrate,
     /// Encryption key management.
@@ -40,10 +40,37 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Field checks of a gateway.
+    Gateway {
+        #[command(subcommand)]
+        command: GatewayCommand,
+    },
     /// Control a private PostgreSQL cluster (what the server starts when DATABASE_URL is unset).
     Db {
         #[command(subcommand)]
         command: DbCommand,
+    },
+}
+
+#[derive(clap::Args, Default)]
+struct ServeArgs {
+    /// Demo mode: seed a demo plant and serve its gateways from an in-process simulator.
+    #[arg(long)]
+    demo: bool,
+}
+
+#[derive(Subcommand)]
+enum GatewayCommand {
+    /// Log in to a gateway, list its sensors, optionally take one reading.
+    /// The password comes from GATEWAY_PASSWORD or, if unset, one line of stdin.
+    Probe {
+        /// ws://HOST:PORT
+        url: String,
+        #[arg(long)]
+        email: String,
+        /// Take one reading of this sensor and print its statistics.
+        #[arg(long)]
+        reading: Option<u64>,
     },
 }
 
@@ -105,6 +132,13 @@ fn init_tracing() {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The probe is a field tool: it needs no database and no server configuration.
+    if let Some(Command::Gateway {
+        command: GatewayCommand::Probe { url, email, reading },
+    }) = cli.command
+    {
+        return probe(url, email, reading).await;
+    }
     let config = match Config::from_env(cli.production) {
         Ok(config) => config,
         Err(err) => {
@@ -113,7 +147,7 @@ async fn main() -> ExitCode {
         }
     };
     init_tracing();
-    match run(cli.command.unwrap_or(Command::Serve), config).await {
+    match run(cli.command.unwrap_or(Command::Serve(ServeArgs::default())), config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("factory-monitor: {err:#}");
@@ -124,7 +158,8 @@ async fn main() -> ExitCode {
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
-        Command::Serve => serve(config).await,
+        Command::Serve(args) => serve(config, args).await,
+        Command::Gateway { .. } => unreachable!("handled before configuration is read"),
         Command::Migrate => {
             let db = Database::open(&config).await?;
             tracing::info!("migrations applied");
@@ -178,7 +213,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     let db = Database::open(&config).await?;
     let listener = match tokio::net::TcpListener::bind(config.listen_addr).await {
         Ok(listener) => listener,
@@ -201,10 +236,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         println!("  Sign in at http://{addr}/login and create your own accounts under Users.");
         println!();
     }
-    let state = AppState::new(db.store.clone(), addr);
+    if args.demo {
+        factory_monitor::demo::start(&db.store).await?;
+    }
+    let orchestrator = orchestrator::Orchestrator::start(db.store.clone(), Default::default()).await?;
+    let state = AppState::new(db.store.clone(), addr, orchestrator.clone());
     let state = state.with_cookie_secure(config.cookie_secure);
     tracing::info!("serving http://{addr}");
     let served = web::serve(listener, state, &config.cors_origins, web::shutdown_signal()).await;
+    orchestrator.shutdown().await;
     db.close().await;
     served.map_err(Into::into)
 }
@@ -241,13 +281,40 @@ async fn token_command(store: &store::Store, command: TokenCommand) -> anyhow::R
     Ok(())
 }
 
+/// `gateway probe`: exit 0 when everything asked for worked, 1 with a one-line reason.
+async fn probe(url: String, email: String, reading: Option<u64>) -> ExitCode {
+    let password = match std::env::var("GATEWAY_PASSWORD") {
+        Ok(password) if !password.is_empty() => password,
+        _ => {
+            let mut line = String::new();
+            if std::io::stdin().read_line(&mut line).is_err() || line.trim_end_matches(['\r', '\n']).is_empty() {
+                eprintln!("gateway probe: no password (set GATEWAY_PASSWORD or pass it on stdin)");
+                return ExitCode::FAILURE;
+            }
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    let mut options = ctc::probe::ProbeOptions::new(url, email, ctc::Password::new(password));
+    options.reading = reading.map(ctc::Serial);
+    let mut out = std::io::stdout();
+    match ctc::probe::probe(&options, &mut out).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("gateway probe: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// One line of stdin without its line ending, as a password.
 fn read_password_line() -> anyhow::Result<domain::Password> {
     let mut line = zeroize::Zeroizing::new(String::new());
     std::io::stdin().read_line(&mut line)?;
     let password = line.trim_end_matches(['\r', '\n']);
     if password.is_empty() {
-        anyhow::bail!("no password: pass it on stdin, e.g. `read -s PW; echo \"$PW\" | factory-monitor user create ...`");
+        anyhow::bail!(
+            "no password: pass it on stdin, e.g. `read -s PW; echo \"$PW\" | factory-monitor user create ...`"
+        );
     }
     Ok(domain::Password::new(password))
 }

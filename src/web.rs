@@ -12,6 +12,7 @@ use axum::middleware;
 use axum::Router;
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
+use orchestrator::Orchestrator;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -27,10 +28,11 @@ pub struct AppState {
     /// `COOKIE_SECURE`: mark the session cookie Secure (the site is served over HTTPS).
     pub cookie_secure: bool,
     pub sign_in_throttle: SignInThrottle,
+    pub orchestrator: Orchestrator,
 }
 
 impl AppState {
-    pub fn new(store: Store, addr: SocketAddr) -> Self {
+    pub fn new(store: Store, addr: SocketAddr, orchestrator: Orchestrator) -> Self {
         Self {
             store,
             leptos: leptos_options(addr),
@@ -38,6 +40,7 @@ impl AppState {
             tokens: TokenCache::default(),
             cookie_secure: false,
             sign_in_throttle: SignInThrottle::default(),
+            orchestrator,
         }
     }
 }
@@ -78,6 +81,7 @@ pub fn router(state: AppState, cors: &CorsOrigins) -> Router {
     let routes = generate_route_list(App);
     let store = state.store.clone();
     let throttle = state.sign_in_throttle.clone();
+    let orchestrator = state.orchestrator.clone();
     let leptos = state.leptos.clone();
     let app = Router::new()
         .merge(api::router(state.clone()))
@@ -87,6 +91,7 @@ pub fn router(state: AppState, cors: &CorsOrigins) -> Router {
             move || {
                 provide_context(store.clone());
                 provide_context(throttle.clone());
+                provide_context(orchestrator.clone());
             },
             move || shell(leptos.clone()),
         )
@@ -109,9 +114,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     // The peer address is what sign-in throttling counts per client.
     let app = router(state, cors).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
 /// Completes on Ctrl-C or SIGTERM.

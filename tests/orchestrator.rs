@@ -35,7 +35,9 @@ async fn gateway_on(s: &TestServer, sim: &SimHandle, gateway_id: &str) -> (Strin
 }
 
 async fn status(s: &TestServer, id: &str) -> Value {
-    s.call(Method::GET, &format!("/api/gateways/{id}/status"), None).await.body
+    s.call(Method::GET, &format!("/api/gateways/{id}/status"), None)
+        .await
+        .body
 }
 
 /// Polls the gateway's status until `state`, failing with the last status seen.
@@ -65,7 +67,10 @@ async fn create_connects_and_records_connection_sensors_and_last_seen() {
     assert_eq!(online["sensors"][0]["serial"], 40417);
     assert_eq!(online["sensors"][0]["connected"], true);
     // The simulator saw a clean login, subscription and discovery, in that order.
-    assert_eq!(sim.received_types()[..3], ["POST_LOGIN", "POST_SUB_CHANGES", "GET_DYN_CONNECTED"]);
+    assert_eq!(
+        sim.received_types()[..3],
+        ["POST_LOGIN", "POST_SUB_CHANGES", "GET_DYN_CONNECTED"]
+    );
 
     let deadline = Instant::now() + QUICK;
     loop {
@@ -73,13 +78,23 @@ async fn create_connects_and_records_connection_sensors_and_last_seen() {
         let events = s.call(Method::GET, &format!("/api/gateways/{id}/events"), None).await;
         let gateway = s.call(Method::GET, &format!("/api/gateways/{id}"), None).await;
         let persisted = sensors.body.as_array().is_some_and(|a| a.len() == 1)
-            && events.body["data"].as_array().unwrap().iter().any(|e| e["kind"] == "connected")
+            && events.body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["kind"] == "connected")
             && gateway.body["last_seen_at"].is_string();
         if persisted {
             assert_eq!(sensors.body[0]["part_number"], "CTC-WV-3A");
             break;
         }
-        assert!(Instant::now() < deadline, "not persisted: {} / {} / {}", sensors.text, events.text, gateway.text);
+        assert!(
+            Instant::now() < deadline,
+            "not persisted: {} / {} / {}",
+            sensors.text,
+            events.text,
+            gateway.text
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let fleet = s.call(Method::GET, "/api/status", None).await;
@@ -97,7 +112,10 @@ async fn wrong_password_is_auth_failed_until_fixed() {
     s.call(Method::PATCH, &path, Some(json!({"password": "wrong"}))).await;
     let failed = wait_for_state(&s, &id, "auth_failed", QUICK).await;
     assert!(failed["next_attempt_at"].is_string());
-    assert!(!failed.to_string().contains("wrong"), "the password never appears in the status");
+    assert!(
+        !failed.to_string().contains("wrong"),
+        "the password never appears in the status"
+    );
 
     s.call(Method::PATCH, &path, Some(json!({"password": PASSWORD}))).await;
     wait_for_state(&s, &id, "online", QUICK).await;
@@ -111,7 +129,11 @@ async fn other_edits_do_not_disturb_the_connection() {
     wait_for_state(&s, &id, "online", QUICK).await;
     let connections = sim.total_connections();
     let renamed = s
-        .call(Method::PATCH, &format!("/api/gateways/{id}"), Some(json!({"name": "Renamed", "model": "X"})))
+        .call(
+            Method::PATCH,
+            &format!("/api/gateways/{id}"),
+            Some(json!({"name": "Renamed", "model": "X"})),
+        )
         .await;
     assert_eq!(renamed.status, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -126,14 +148,22 @@ async fn disable_disconnects_and_stays_disconnected_until_connect() {
     let (id, _) = gateway_on(&s, &sim, "GW-DIS-1").await;
     wait_for_state(&s, &id, "online", QUICK).await;
 
-    let r = s.call(Method::POST, &format!("/api/gateways/{id}/disconnect"), None).await;
+    let r = s
+        .call(Method::POST, &format!("/api/gateways/{id}/disconnect"), None)
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     wait_for_state(&s, &id, "disabled", QUICK).await;
     assert!(sim.wait_until(QUICK, |sim| sim.connections() == 0).await);
-    assert!(sim.received_closes().iter().any(|c| c.code == Some(1000)), "clean close");
+    assert!(
+        sim.received_closes().iter().any(|c| c.code == Some(1000)),
+        "clean close"
+    );
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(sim.connections(), 0, "stays disconnected");
-    assert_eq!(s.call(Method::GET, &format!("/api/gateways/{id}"), None).await.body["enabled"], false);
+    assert_eq!(
+        s.call(Method::GET, &format!("/api/gateways/{id}"), None).await.body["enabled"],
+        false
+    );
 
     s.call(Method::POST, &format!("/api/gateways/{id}/connect"), None).await;
     wait_for_state(&s, &id, "online", QUICK).await;
@@ -161,7 +191,10 @@ async fn factory_delete_disconnects_all_its_gateways() {
     let (id_a, factory) = gateway_on(&s, &a, "GW-FAC-1").await;
     let mut body = gateway_body(&factory, "GW-FAC-2", "Second");
     body["url"] = json!(b.url());
-    let id_b = s.call(Method::POST, "/api/gateways", Some(body)).await.body["id"].as_str().unwrap().to_owned();
+    let id_b = s.call(Method::POST, "/api/gateways", Some(body)).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     wait_for_state(&s, &id_a, "online", QUICK).await;
     wait_for_state(&s, &id_b, "online", QUICK).await;
     s.call(Method::DELETE, &format!("/api/factories/{factory}"), None).await;
@@ -185,7 +218,11 @@ async fn silent_gateway_is_shown_down_within_the_liveness_timeout_then_recovers(
             assert!(current["last_error"].is_string(), "{current}");
             break;
         }
-        assert!(Instant::now() < deadline, "still online {:?} after going silent", started.elapsed());
+        assert!(
+            Instant::now() < deadline,
+            "still online {:?} after going silent",
+            started.elapsed()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     sim.clear_faults();
@@ -223,13 +260,31 @@ async fn a_reading_end_to_end_stores_what_the_gateway_sent() {
     let (id, _) = gateway_on(&s, &sim, "GW-READ-1").await;
     wait_for_state(&s, &id, "online", QUICK).await;
 
-    let unknown = s.call(Method::POST, &format!("/api/gateways/{id}/sensors/999/readings"), None).await;
-    assert_eq!((unknown.status, unknown.code()), (StatusCode::NOT_FOUND, "SENSOR_NOT_FOUND"));
+    let unknown = s
+        .call(Method::POST, &format!("/api/gateways/{id}/sensors/999/readings"), None)
+        .await;
+    assert_eq!(
+        (unknown.status, unknown.code()),
+        (StatusCode::NOT_FOUND, "SENSOR_NOT_FOUND")
+    );
     let viewer = s.viewer.clone();
-    let forbidden = s.call_as(&viewer, Method::POST, &format!("/api/gateways/{id}/sensors/40417/readings"), None).await;
+    let forbidden = s
+        .call_as(
+            &viewer,
+            Method::POST,
+            &format!("/api/gateways/{id}/sensors/40417/readings"),
+            None,
+        )
+        .await;
     assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
 
-    let accepted = s.call(Method::POST, &format!("/api/gateways/{id}/sensors/40417/readings"), None).await;
+    let accepted = s
+        .call(
+            Method::POST,
+            &format!("/api/gateways/{id}/sensors/40417/readings"),
+            None,
+        )
+        .await;
     assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.text);
     let reading_id = accepted.body["reading_id"].as_str().unwrap().to_owned();
     let deadline = Instant::now() + QUICK;
@@ -246,7 +301,12 @@ async fn a_reading_end_to_end_stores_what_the_gateway_sent() {
     assert_eq!(reading["temperature"], 31.2);
     let sent = sim.last_waveform(40417).expect("the simulator sent a waveform");
     for (axis, samples) in [("x", &sent.x), ("y", &sent.y), ("z", &sent.z)] {
-        let stored: Vec<f64> = reading[axis].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let stored: Vec<f64> = reading[axis]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
         assert_eq!(stored.len(), samples.len(), "{axis}");
         for (i, (a, b)) in stored.iter().zip(samples.iter()).enumerate() {
             assert!((a - f64::from(*b)).abs() < 1e-4, "{axis}[{i}]: stored {a}, sent {b}");
@@ -254,13 +314,17 @@ async fn a_reading_end_to_end_stores_what_the_gateway_sent() {
     }
     assert_eq!(reading["statistics"]["x"]["count"], 2048);
 
-    let small = s.call(Method::GET, &format!("/api/readings/{reading_id}?points=100"), None).await;
+    let small = s
+        .call(Method::GET, &format!("/api/readings/{reading_id}?points=100"), None)
+        .await;
     assert_eq!(small.body["downsampled"], true);
     assert!(small.body["x"].as_array().unwrap().len() <= 100);
     let listed = s.call(Method::GET, &format!("/api/gateways/{id}/readings"), None).await;
     assert_eq!(listed.body["pagination"]["total"], 1);
     assert!(listed.body["data"][0].get("x").is_none(), "lists carry no samples");
-    let bad_points = s.call(Method::GET, &format!("/api/readings/{reading_id}?points=1"), None).await;
+    let bad_points = s
+        .call(Method::GET, &format!("/api/readings/{reading_id}?points=1"), None)
+        .await;
     assert_eq!(bad_points.status, StatusCode::BAD_REQUEST);
 }
 
@@ -272,13 +336,18 @@ struct SseReader {
 
 impl SseReader {
     async fn open(s: &TestServer, query: &str, last_id: Option<&str>) -> Self {
-        let mut request = s.request(Method::GET, &format!("/api/events{query}")).bearer_auth(&s.admin);
+        let mut request = s
+            .request(Method::GET, &format!("/api/events{query}"))
+            .bearer_auth(&s.admin);
         if let Some(id) = last_id {
             request = request.header("last-event-id", id);
         }
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
-        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+        assert!(response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"));
         Self {
             response,
             buffer: String::new(),
@@ -337,16 +406,35 @@ async fn event_stream_sends_a_snapshot_then_ordered_deltas_and_resumes() {
 
     let (id, factory) = gateway_on(&s, &sim, "GW-SSE-1").await;
     let online_id = stream.until_state(&id, "online").await;
-    assert!(online_id.parse::<u64>().unwrap() > snapshot_id.parse::<u64>().unwrap(), "ids increase");
+    assert!(
+        online_id.parse::<u64>().unwrap() > snapshot_id.parse::<u64>().unwrap(),
+        "ids increase"
+    );
 
     // Changes made while a client is away are replayed after its last id.
     drop(stream);
-    s.call(Method::PATCH, &format!("/api/gateways/{id}"), Some(json!({"name": "Renamed while away"}))).await;
+    s.call(
+        Method::PATCH,
+        &format!("/api/gateways/{id}"),
+        Some(json!({"name": "Renamed while away"})),
+    )
+    .await;
     let mut resumed = SseReader::open(&s, "", Some(&online_id)).await;
-    let (event, replay_id, data) = resumed.next().await;
-    assert_eq!(event, "gateway", "a resumed stream starts with what was missed, not a snapshot");
-    assert!(replay_id.parse::<u64>().unwrap() > online_id.parse::<u64>().unwrap());
-    assert_eq!(data["gateway"]["name"], "Renamed while away");
+    let (event, replay_id, mut data) = resumed.next().await;
+    assert_eq!(
+        event, "gateway",
+        "a resumed stream starts with what was missed, not a snapshot"
+    );
+    let mut previous = replay_id.parse::<u64>().unwrap();
+    assert!(previous > online_id.parse::<u64>().unwrap());
+    while data["gateway"]["name"] != "Renamed while away" {
+        let (event, next_id, next) = resumed.next().await;
+        assert_eq!(event, "gateway");
+        let next_id = next_id.parse::<u64>().unwrap();
+        assert!(next_id > previous, "replayed in order");
+        previous = next_id;
+        data = next;
+    }
 
     // An id the server no longer has gets a fresh snapshot.
     let mut stale = SseReader::open(&s, "", Some("999999999")).await;
@@ -357,10 +445,19 @@ async fn event_stream_sends_a_snapshot_then_ordered_deltas_and_resumes() {
     let (_, _, snapshot) = filtered.next().await;
     assert_eq!(snapshot["gateways"].as_array().unwrap().len(), 1);
     let other = sim_pair_gateway(&s).await;
-    s.call(Method::PATCH, &format!("/api/gateways/{id}"), Some(json!({"name": "Own factory change"}))).await;
+    s.call(
+        Method::PATCH,
+        &format!("/api/gateways/{id}"),
+        Some(json!({"name": "Own factory change"})),
+    )
+    .await;
     let (event, _, data) = filtered.next().await;
     assert_eq!(event, "gateway");
-    assert_eq!(data["gateway"]["id"], id.as_str(), "only this factory's events ({other} is elsewhere)");
+    assert_eq!(
+        data["gateway"]["id"],
+        id.as_str(),
+        "only this factory's events ({other} is elsewhere)"
+    );
 }
 
 async fn sim_pair_gateway(s: &TestServer) -> String {
@@ -385,7 +482,8 @@ async fn a_stream_client_that_does_not_read_does_not_stall_others() {
     fast.next().await;
     let path = format!("/api/gateways/{id}");
     for i in 0..300 {
-        s.call(Method::PATCH, &path, Some(json!({"name": format!("Name {i}")}))).await;
+        s.call(Method::PATCH, &path, Some(json!({"name": format!("Name {i}")})))
+            .await;
     }
     let mut last_name = String::new();
     while last_name != "Name 299" {
@@ -404,7 +502,11 @@ async fn metrics_report_the_fleet() {
     wait_for_state(&s, &id, "online", QUICK).await;
     let r = s.send(s.request(Method::GET, "/metrics")).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert!(r.text.contains("factory_monitor_gateways{state=\"online\"} 1"), "{}", r.text);
+    assert!(
+        r.text.contains("factory_monitor_gateways{state=\"online\"} 1"),
+        "{}",
+        r.text
+    );
     assert!(r.text.contains("factory_monitor_frames_received_total"));
     assert!(r.text.contains("factory_monitor_reading_seconds_bucket{le=\"+Inf\"}"));
 }

@@ -3,6 +3,9 @@
 //! server's HTML). Pages live in `pages/`, server functions in `api/`; code that
 //! only the server may run is in `ssr` and nowhere else.
 
+// Large page views are deeply nested types; the wasm build needs a deeper limit.
+#![recursion_limit = "256"]
+
 pub mod api;
 mod components;
 mod live;

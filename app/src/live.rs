@@ -46,7 +46,9 @@ pub fn follow(
         };
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |message: MessageEvent| {
             let Some(text) = message.data().as_string() else { return };
-            let Ok(event) = serde_json::from_str::<LiveEvent>(&text) else { return };
+            let Ok(event) = serde_json::from_str::<LiveEvent>(&text) else {
+                return;
+            };
             link.set(Link::Live);
             match event {
                 LiveEvent::Reading { reading } => on_reading(reading),

@@ -1,5 +1,10 @@
 import { expect, test } from "@playwright/test";
-import { failOnPageErrors, screenshot, unique, waitForHydration } from "./helpers";
+import { createFactory, failOnPageErrors, screenshot, signIn, unique, waitForHydration } from "./helpers";
+
+// Every page but /login needs a signed-in user.
+test.beforeEach(async ({ page }) => {
+  await signIn(page);
+});
 
 test.describe("factories page", () => {
   test("creates a factory without reloading and keeps it after a reload", async ({ page }) => {
@@ -68,6 +73,76 @@ test.describe("without JavaScript", () => {
     await page.getByRole("button", { name: "Add factory" }).click();
     await page.waitForURL("**/factories**");
     await expect(page.getByRole("row", { name: new RegExp(name) })).toBeVisible();
+  });
+});
+
+test.describe("editing and deleting", () => {
+  test("edits a factory inline and shows the server's message for a bad value", async ({ page }) => {
+    failOnPageErrors(page);
+    const name = unique("Edit Me");
+    await createFactory(page, name);
+    await page.goto(`/factories?q=${encodeURIComponent(name)}`);
+    await waitForHydration(page);
+    await page.getByRole("row", { name: new RegExp(name) }).getByRole("link", { name: "Edit" }).click();
+    const form = page.getByRole("form", { name: "Edit factory" });
+    await expect(form.getByLabel("Factory name")).toHaveValue(name);
+    await form.getByLabel("Time zone").fill("Not/AZone");
+    await form.getByRole("button", { name: "Save changes" }).click();
+    await expect(form.getByText("must be an IANA time zone")).toBeVisible();
+    // The rejected value is still there to correct: nothing typed is lost.
+    await expect(form.getByLabel("Time zone")).toHaveValue("Not/AZone");
+    const renamed = `${name} renamed`;
+    await form.getByLabel("Factory name").fill(renamed);
+    await form.getByLabel("Time zone").fill("Europe/Berlin");
+    await form.getByRole("button", { name: "Save changes" }).click();
+    await expect(page.getByRole("status")).toContainText(`Factory “${renamed}” saved.`);
+    await expect(page).not.toHaveURL(/edit=/);
+    await page.goto(`/factories?q=${encodeURIComponent(renamed)}`);
+    await expect(page.getByRole("row", { name: new RegExp(renamed) })).toContainText("Europe/Berlin");
+  });
+
+  test("deletes a factory after a confirmation that counts its gateways", async ({ page }) => {
+    failOnPageErrors(page);
+    const name = unique("Doomed Plant");
+    const factoryId = await createFactory(page, name);
+    for (const n of [1, 2]) {
+      const response = await page.request.post("/rpc/create_gateway", {
+        form: {
+          factory_id: factoryId,
+          gateway_id: unique(`GW-DEL-${n}`).replace(/ /g, "-"),
+          name: `Doomed gateway ${n}`,
+          url: "ws://192.168.1.10:5000",
+          email: "admin@gateway.local",
+          password: "gateway-pass",
+          model: "",
+          firmware_version: "",
+        },
+        headers: { Accept: "application/json" },
+      });
+      expect(response.status(), await response.text()).toBe(200);
+    }
+    await page.goto(`/factories?q=${encodeURIComponent(name)}`);
+    await waitForHydration(page);
+    const row = page.getByRole("row", { name: new RegExp(name) });
+    await row.getByText("Delete", { exact: true }).click();
+    await expect(row).toContainText(`Delete “${name}” and its 2 gateways? This cannot be undone.`);
+    await row.getByRole("button", { name: "Delete factory" }).click();
+    await expect(page.getByRole("status")).toContainText(`Factory “${name}” and its 2 gateways deleted.`);
+    await expect(page.getByRole("row", { name: new RegExp(name) })).toHaveCount(0);
+  });
+
+  test("the search is in the URL and survives a reload", async ({ page }) => {
+    const name = unique("Searchable");
+    await createFactory(page, name);
+    await createFactory(page, unique("Other"));
+    await page.goto("/factories");
+    await waitForHydration(page);
+    await page.getByLabel("Search factories").fill(name);
+    await page.getByRole("button", { name: "Search" }).click();
+    await expect(page).toHaveURL(new RegExp(`q=${encodeURIComponent(name).replace(/%20/g, "(\\+|%20)")}`));
+    await page.reload();
+    await expect(page.getByLabel("Search factories")).toHaveValue(name);
+    await expect(page.getByRole("table", { name: "Factories" }).getByRole("row")).toHaveCount(2);
   });
 });
 

@@ -149,7 +149,11 @@ pub async fn gateway_readings(
     responses((status = 200, body = ReadingDetail), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn reading(State(state): State<AppState>, IdPath(id): IdPath, query: QueryMap) -> ApiResult<Json<ReadingDetail>> {
+pub async fn reading(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    query: QueryMap,
+) -> ApiResult<Json<ReadingDetail>> {
     let points = match query.text("points") {
         None => None,
         Some(raw) => match raw.trim().parse::<usize>() {
@@ -168,7 +172,11 @@ pub async fn reading(State(state): State<AppState>, IdPath(id): IdPath, query: Q
     responses((status = 200, description = "text/event-stream of LiveEvent", content_type = "text/event-stream", body = LiveEvent),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn events(State(state): State<AppState>, headers: HeaderMap, query: QueryMap) -> ApiResult<impl IntoResponse> {
+pub async fn events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: QueryMap,
+) -> ApiResult<impl IntoResponse> {
     let factory = query.uuid("factory_id")?;
     let last_id = headers
         .get("last-event-id")
@@ -232,23 +240,69 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     }
     let sum = |f: fn(&GatewayLive) -> u64| gateways.iter().map(f).sum::<u64>();
     for (name, help, value) in [
-        ("reconnects_total", "Connection attempts after the first, all gateways.", sum(|g| g.counters.reconnects)),
-        ("frames_received_total", "WebSocket frames received from gateways.", sum(|g| g.counters.frames_in)),
-        ("frames_sent_total", "Protocol frames sent to gateways.", sum(|g| g.counters.frames_out)),
-        ("readings_requested_total", "Readings requested.", m.readings_requested.load(Ordering::Relaxed)),
-        ("readings_finished_total", "Readings received.", m.readings_finished.load(Ordering::Relaxed)),
-        ("readings_failed_total", "Readings that failed.", m.readings_failed.load(Ordering::Relaxed)),
-        ("writes_dropped_total", "Records dropped because the database writer was behind.", m.writes_dropped.load(Ordering::Relaxed)),
+        (
+            "reconnects_total",
+            "Connection attempts after the first, all gateways.",
+            sum(|g| g.counters.reconnects),
+        ),
+        (
+            "frames_received_total",
+            "WebSocket frames received from gateways.",
+            sum(|g| g.counters.frames_in),
+        ),
+        (
+            "frames_sent_total",
+            "Protocol frames sent to gateways.",
+            sum(|g| g.counters.frames_out),
+        ),
+        (
+            "readings_requested_total",
+            "Readings requested.",
+            m.readings_requested.load(Ordering::Relaxed),
+        ),
+        (
+            "readings_finished_total",
+            "Readings received.",
+            m.readings_finished.load(Ordering::Relaxed),
+        ),
+        (
+            "readings_failed_total",
+            "Readings that failed.",
+            m.readings_failed.load(Ordering::Relaxed),
+        ),
+        (
+            "writes_dropped_total",
+            "Records dropped because the database writer was behind.",
+            m.writes_dropped.load(Ordering::Relaxed),
+        ),
     ] {
-        let _ = writeln!(out, "# HELP factory_monitor_{name} {help}\n# TYPE factory_monitor_{name} counter");
+        let _ = writeln!(
+            out,
+            "# HELP factory_monitor_{name} {help}\n# TYPE factory_monitor_{name} counter"
+        );
         let _ = writeln!(out, "factory_monitor_{name} {value}");
     }
     for (name, help, value) in [
-        ("handshakes_in_progress", "Gateway connection handshakes in progress.", m.handshakes_in_progress.load(Ordering::Relaxed)),
-        ("handshakes_peak", "Most handshakes in progress at once since start.", m.handshakes_peak.load(Ordering::Relaxed)),
-        ("sse_clients", "Connected event-stream clients.", state.orchestrator.stream_clients()),
+        (
+            "handshakes_in_progress",
+            "Gateway connection handshakes in progress.",
+            m.handshakes_in_progress.load(Ordering::Relaxed),
+        ),
+        (
+            "handshakes_peak",
+            "Most handshakes in progress at once since start.",
+            m.handshakes_peak.load(Ordering::Relaxed),
+        ),
+        (
+            "sse_clients",
+            "Connected event-stream clients.",
+            state.orchestrator.stream_clients(),
+        ),
     ] {
-        let _ = writeln!(out, "# HELP factory_monitor_{name} {help}\n# TYPE factory_monitor_{name} gauge");
+        let _ = writeln!(
+            out,
+            "# HELP factory_monitor_{name} {help}\n# TYPE factory_monitor_{name} gauge"
+        );
         let _ = writeln!(out, "factory_monitor_{name} {value}");
     }
     let h = &m.reading_latency;
@@ -257,11 +311,19 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "# HELP factory_monitor_reading_seconds Time from a reading request to its result.\n# TYPE factory_monitor_reading_seconds histogram"
     );
     for (bound, count) in h.bounds.iter().zip(&h.counts) {
-        let _ = writeln!(out, "factory_monitor_reading_seconds_bucket{{le=\"{bound}\"}} {}", count.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "factory_monitor_reading_seconds_bucket{{le=\"{bound}\"}} {}",
+            count.load(Ordering::Relaxed)
+        );
     }
     let total = h.count.load(Ordering::Relaxed);
     let _ = writeln!(out, "factory_monitor_reading_seconds_bucket{{le=\"+Inf\"}} {total}");
-    let _ = writeln!(out, "factory_monitor_reading_seconds_sum {}", h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
+    let _ = writeln!(
+        out,
+        "factory_monitor_reading_seconds_sum {}",
+        h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+    );
     let _ = writeln!(out, "factory_monitor_reading_seconds_count {total}");
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

@@ -8,11 +8,12 @@ pub mod error;
 pub mod extract;
 mod health;
 mod inventory;
+mod live;
 
 use crate::web::AppState;
 use axum::http::{Method, Uri};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
 use domain::error::ErrorCode;
 use error::ApiError;
@@ -31,6 +32,8 @@ use utoipa::{Modify, OpenApi};
         inventory::update_factory, inventory::patch_factory, inventory::delete_factory,
         inventory::create_gateway, inventory::list_gateways, inventory::get_gateway,
         inventory::update_gateway, inventory::patch_gateway, inventory::delete_gateway,
+        live::fleet_status, live::gateway_status, live::connect, live::disconnect, live::gateway_events,
+        live::gateway_sensors, live::take_reading, live::gateway_readings, live::reading, live::events,
     ),
     modifiers(&BearerAuth)
 )]
@@ -71,6 +74,16 @@ pub fn router(state: AppState) -> Router<AppState> {
                 .patch(patch_gateway)
                 .delete(delete_gateway),
         )
+        .route("/status", get(live::fleet_status))
+        .route("/gateways/{id}/status", get(live::gateway_status))
+        .route("/gateways/{id}/connect", post(live::connect))
+        .route("/gateways/{id}/disconnect", post(live::disconnect))
+        .route("/gateways/{id}/events", get(live::gateway_events))
+        .route("/gateways/{id}/sensors", get(live::gateway_sensors))
+        .route("/gateways/{id}/sensors/{serial}/readings", post(live::take_reading))
+        .route("/gateways/{id}/readings", get(live::gateway_readings))
+        .route("/readings/{id}", get(live::reading))
+        .route("/events", get(live::events))
         .route_layer(middleware::from_fn_with_state(state, auth::require_token));
     let api = Router::new()
         .route("/health", get(health::health))
@@ -78,7 +91,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(protected)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
-    Router::new().nest("/api", api)
+    Router::new().nest("/api", api).route("/metrics", get(live::metrics))
 }
 
 async fn openapi_json() -> impl IntoResponse {

@@ -12,6 +12,22 @@ use utoipa::OpenApi;
 
 pub const CORS_ORIGIN: &str = "https://ui.plant.example";
 
+/// Short timeouts so fault tests finish in seconds.
+pub fn test_orchestrator_config() -> orchestrator::OrchestratorConfig {
+    let mut config = orchestrator::OrchestratorConfig {
+        start_spread: std::time::Duration::ZERO,
+        last_seen_interval: std::time::Duration::from_millis(300),
+        ..Default::default()
+    };
+    config.backoff.initial = std::time::Duration::from_millis(100);
+    config.backoff.max = std::time::Duration::from_millis(400);
+    config.backoff.auth_failure_delay = std::time::Duration::from_millis(500);
+    config.client.ping_interval = Some(std::time::Duration::from_millis(300));
+    config.client.dead_after = std::time::Duration::from_millis(1500);
+    config.client.command_timeout = std::time::Duration::from_secs(3);
+    config
+}
+
 pub struct TestServer {
     pub base: String,
     pub http: reqwest::Client,
@@ -60,7 +76,10 @@ impl TestServer {
             .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let state = AppState::new(store.clone(), addr);
+        let orchestrator = orchestrator::Orchestrator::start(store.clone(), test_orchestrator_config())
+            .await
+            .unwrap();
+        let state = AppState::new(store.clone(), addr, orchestrator);
         let cors = CorsOrigins::List(vec![CORS_ORIGIN.parse().unwrap()]);
         tokio::spawn(async move {
             web::serve(listener, state, &cors, std::future::pending())

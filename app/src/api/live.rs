@@ -56,7 +56,11 @@ pub async fn gateway_view(id: Uuid) -> Result<GatewayPageData, AppError> {
     let user = ssr::require_user().await?;
     let store = ssr::store()?;
     let gateway = store.get_gateway(id).await?;
-    let factory_name = store.get_factory(gateway.factory_id).await.map(|f| f.name).unwrap_or_default();
+    let factory_name = store
+        .get_factory(gateway.factory_id)
+        .await
+        .map(|f| f.name)
+        .unwrap_or_default();
     let page = domain::PageRequest { limit: 20, offset: 0 };
     Ok(GatewayPageData {
         live: orchestrator()?.status(id),
@@ -81,4 +85,127 @@ pub async fn load_reading(id: Uuid, points: u32) -> Result<ReadingDetail, AppErr
     ssr::require_user().await?;
     let points = (points as usize).clamp(2, 65_536);
     Ok(ssr::store()?.get_reading(id, Some(points)).await?)
+}
+
+/// One axis ready to plot: the waveform (min/max-decimated) and its spectrum.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AxisPlot {
+    pub name: String,
+    /// Seconds per plotted waveform point (after decimation).
+    pub seconds: f64,
+    pub waveform: Vec<f32>,
+    /// Frequency of the last spectrum point, Hz (points are evenly spaced from 0).
+    pub max_hz: f64,
+    /// Single-sided amplitude spectrum, g, decimated by max per bucket.
+    pub spectrum: Vec<f32>,
+    /// The strongest peaks: (Hz, g).
+    pub peaks: Vec<(f64, f64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReadingCharts {
+    pub summary: ReadingSummary,
+    pub axes: Vec<AxisPlot>,
+}
+
+/// A reading's plots: each axis's waveform and FFT spectrum, decimated on the
+/// server to `points` so 65,536 samples draw fast.
+#[server(prefix = "/rpc")]
+pub async fn reading_plots(id: Uuid, points: u32) -> Result<ReadingCharts, AppError> {
+    ssr::require_user().await?;
+    let points = (points as usize).clamp(16, 8192);
+    let reading = ssr::store()?.get_reading(id, None).await?;
+    let rate = reading.summary.sample_rate.unwrap_or(25_600.0);
+    let axes = [("X", &reading.x), ("Y", &reading.y), ("Z", &reading.z)]
+        .into_iter()
+        .map(|(name, samples)| spectrum::axis_plot(name, samples, rate, points))
+        .collect();
+    Ok(ReadingCharts {
+        summary: reading.summary,
+        axes,
+    })
+}
+
+#[cfg(feature = "ssr")]
+mod spectrum {
+    use super::AxisPlot;
+    use rustfft::num_complex::Complex;
+    use rustfft::FftPlanner;
+
+    pub fn axis_plot(name: &str, samples: &[f32], rate: f64, points: usize) -> AxisPlot {
+        let n = samples.len();
+        let waveform = domain::live::downsample_min_max(samples, points);
+        let duration = n as f64 / rate;
+        let seconds = if waveform.is_empty() {
+            0.0
+        } else {
+            duration / waveform.len() as f64
+        };
+        if n < 2 {
+            return AxisPlot {
+                name: name.into(),
+                seconds,
+                waveform,
+                max_hz: 0.0,
+                spectrum: vec![],
+                peaks: vec![],
+            };
+        }
+        // Remove the mean (gravity, offsets) so the 0 Hz bin does not dwarf the rest.
+        let mean = samples.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
+        let mut buffer: Vec<Complex<f64>> = samples
+            .iter()
+            .map(|&v| Complex::new(f64::from(v) - mean, 0.0))
+            .collect();
+        FftPlanner::new().plan_fft_forward(n).process(&mut buffer);
+        let half = n / 2;
+        let amplitude: Vec<f64> = buffer[..=half]
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let scale = if i == 0 || i == half { 1.0 } else { 2.0 };
+                c.norm() * scale / n as f64
+            })
+            .collect();
+        let bin_hz = rate / n as f64;
+        let mut peaks: Vec<(f64, f64)> = (1..amplitude.len().saturating_sub(1))
+            .filter(|&i| amplitude[i] > amplitude[i - 1] && amplitude[i] >= amplitude[i + 1])
+            .map(|i| (i as f64 * bin_hz, amplitude[i]))
+            .collect();
+        peaks.sort_by(|a, b| b.1.total_cmp(&a.1));
+        peaks.truncate(3);
+        let buckets = points.min(amplitude.len());
+        let spectrum = (0..buckets)
+            .map(|b| {
+                let start = b * amplitude.len() / buckets;
+                let end = ((b + 1) * amplitude.len() / buckets).max(start + 1);
+                amplitude[start..end].iter().copied().fold(0.0, f64::max) as f32
+            })
+            .collect();
+        AxisPlot {
+            name: name.into(),
+            seconds,
+            waveform,
+            max_hz: half as f64 * bin_hz,
+            spectrum,
+            peaks,
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn the_strongest_peak_is_the_tone() {
+            let rate = 25_600.0;
+            let samples: Vec<f32> = (0..6400)
+                .map(|i| (2.0 * std::f64::consts::PI * 500.0 * i as f64 / rate).sin() as f32 * 0.7 + 1.0)
+                .collect();
+            let plot = super::axis_plot("X", &samples, rate, 1000);
+            let (hz, g) = plot.peaks[0];
+            assert!((hz - 500.0).abs() < 4.0, "{hz}");
+            assert!((g - 0.7).abs() < 0.05, "{g}");
+            assert!(plot.spectrum.len() <= 1000 && plot.waveform.len() <= 1000);
+            assert!((plot.max_hz - 12_800.0).abs() < 1.0);
+        }
+    }
 }

@@ -276,11 +276,21 @@ const HEIGHT: f64 = 180.0;
 /// `x,y x,y …` for an SVG polyline scaled into the plot box.
 fn polyline(values: &[f32], min: f64, max: f64) -> String {
     let span = if max > min { max - min } else { 1.0 };
-    let step = if values.len() > 1 { WIDTH / (values.len() - 1) as f64 } else { 0.0 };
+    let step = if values.len() > 1 {
+        WIDTH / (values.len() - 1) as f64
+    } else {
+        0.0
+    };
     values
         .iter()
         .enumerate()
-        .map(|(i, v)| format!("{:.1},{:.1}", i as f64 * step, HEIGHT - (f64::from(*v) - min) / span * HEIGHT))
+        .map(|(i, v)| {
+            format!(
+                "{:.1},{:.1}",
+                i as f64 * step,
+                HEIGHT - (f64::from(*v) - min) / span * HEIGHT
+            )
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -301,10 +311,9 @@ fn Plots(plots: ReadingCharts) -> impl IntoView {
 }
 
 fn axis_plots(axis: AxisPlot) -> impl IntoView {
-    let (min, max) = axis
-        .waveform
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(f64::from(*v)), hi.max(f64::from(*v))));
+    let (min, max) = axis.waveform.iter().fold((f64::MAX, f64::MIN), |(lo, hi), v| {
+        (lo.min(f64::from(*v)), hi.max(f64::from(*v)))
+    });
     let duration_ms = axis.seconds * axis.waveform.len() as f64 * 1000.0;
     let spectrum_max = axis.spectrum.iter().copied().fold(0.0f32, f32::max) as f64;
     let peaks = axis.peaks.clone();

@@ -105,7 +105,8 @@ fn LiveFleet(initial: FleetData) -> impl IntoView {
         factories
             .iter()
             .filter_map(|(factory_id, factory_name)| {
-                let mut rows: Vec<GatewayLive> = shown.iter().filter(|g| g.factory_id == *factory_id).cloned().collect();
+                let mut rows: Vec<GatewayLive> =
+                    shown.iter().filter(|g| g.factory_id == *factory_id).cloned().collect();
                 if rows.is_empty() {
                     return None;
                 }

@@ -156,12 +156,21 @@ pub struct ReadingProgress {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LiveEvent {
     /// Every gateway (of the requested factory), sent first and after a gap.
-    Snapshot { gateways: Vec<GatewayLive> },
+    Snapshot {
+        gateways: Vec<GatewayLive>,
+    },
     /// One gateway's record changed (state, sensors, counters…): the full record.
-    Gateway { gateway: GatewayLive },
+    Gateway {
+        gateway: GatewayLive,
+    },
     /// A gateway was deleted (or moved out of the requested factory).
-    Removed { id: Uuid, factory_id: Uuid },
-    Reading { reading: ReadingProgress },
+    Removed {
+        id: Uuid,
+        factory_id: Uuid,
+    },
+    Reading {
+        reading: ReadingProgress,
+    },
 }
 
 impl LiveEvent {

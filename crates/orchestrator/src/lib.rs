@@ -21,9 +21,7 @@ use ctc::{
     Serial, SupervisorConfig,
 };
 use domain::error::ErrorCode;
-use domain::live::{
-    ConnectionState, GatewayLive, LiveCounters, LiveEvent, ReadingProgress, ReadingStage, SensorLive,
-};
+use domain::live::{ConnectionState, GatewayLive, LiveCounters, LiveEvent, ReadingProgress, ReadingStage, SensorLive};
 use domain::{AppError, Gateway};
 use rand::Rng;
 use std::collections::HashMap;
@@ -312,15 +310,19 @@ impl Orchestrator {
             entry.supervisor = Some(self.supervise(&entry.gateway, at_start_up));
         }
         let record = entry.live.clone();
-        self.inner.registry.write().expect("registry lock").insert(record.id, entry);
+        self.inner
+            .registry
+            .write()
+            .expect("registry lock")
+            .insert(record.id, entry);
         self.inner.stream.publish(LiveEvent::Gateway { gateway: record });
     }
 
     fn supervise(&self, gateway: &Gateway, at_start_up: bool) -> Supervised {
         let permit = Arc::new(Mutex::new(None));
         let spread = self.inner.config.start_spread;
-        let first_delay = (at_start_up && !spread.is_zero())
-            .then(|| rand::thread_rng().gen_range(Duration::ZERO..spread));
+        let first_delay =
+            (at_start_up && !spread.is_zero()).then(|| rand::thread_rng().gen_range(Duration::ZERO..spread));
         let credentials = StoreCredentials {
             store: self.inner.store.clone(),
             gateway: gateway.id,
@@ -418,7 +420,10 @@ impl Orchestrator {
             let entry = registry.get(&gateway).ok_or_else(AppError::gateway_not_found)?;
             let sensor = entry.live.sensors.iter().find(|s| s.serial == serial).cloned();
             let sensor = sensor.ok_or_else(|| {
-                AppError::new(ErrorCode::SensorNotFound, format!("Sensor {serial} is not known on this gateway"))
+                AppError::new(
+                    ErrorCode::SensorNotFound,
+                    format!("Sensor {serial} is not known on this gateway"),
+                )
             })?;
             if entry.live.state != ConnectionState::Online {
                 return Err(AppError::new(
@@ -781,7 +786,9 @@ fn close_code_of(message: &str) -> Option<i32> {
 
 /// Periodic work: `last_seen_at` for every online gateway in one statement, and retention.
 async fn tick(inner: std::sync::Weak<Inner>) {
-    let Some(interval) = inner.upgrade().map(|i| i.config.last_seen_interval) else { return };
+    let Some(interval) = inner.upgrade().map(|i| i.config.last_seen_interval) else {
+        return;
+    };
     let mut ticker = tokio::time::interval(interval);
     ticker.tick().await;
     let mut last_purge = std::time::Instant::now() - Duration::from_secs(3600);

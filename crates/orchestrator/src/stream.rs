@@ -93,7 +93,10 @@ mod tests {
             stream.publish(removed());
             assert!(fast.recv().await.is_ok(), "a reading client keeps up");
         }
-        assert!(matches!(slow.recv().await, Err(RecvError::Lagged(_))), "the slow one lagged");
+        assert!(
+            matches!(slow.recv().await, Err(RecvError::Lagged(_))),
+            "the slow one lagged"
+        );
     }
 
     #[tokio::test]
@@ -107,8 +110,14 @@ mod tests {
             Resume::Snapshot { .. } => panic!("ids 4 and 5 are still in history"),
         }
         assert!(matches!(stream.subscribe(Some(5)).0, Resume::Replay(ref e) if e.is_empty()));
-        assert!(matches!(stream.subscribe(Some(1)).0, Resume::Snapshot { as_of: 5 }), "1 is too old");
-        assert!(matches!(stream.subscribe(Some(99)).0, Resume::Snapshot { .. }), "unknown id");
+        assert!(
+            matches!(stream.subscribe(Some(1)).0, Resume::Snapshot { as_of: 5 }),
+            "1 is too old"
+        );
+        assert!(
+            matches!(stream.subscribe(Some(99)).0, Resume::Snapshot { .. }),
+            "unknown id"
+        );
         assert!(matches!(stream.subscribe(None).0, Resume::Snapshot { as_of: 5 }));
     }
 }

@@ -2,8 +2,8 @@
 //! gateway credential cipher. The web app's server functions, the REST API and
 //! the orchestrator all go through [`Store`], so each query and rule exists once.
 
-pub mod cipher;
 mod choices;
+pub mod cipher;
 mod error;
 mod factories;
 mod gateways;
@@ -41,7 +41,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("keys", &self.keys).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
     }
 }
 

@@ -3,9 +3,7 @@
 
 use crate::{Store, StoreError};
 use chrono::{DateTime, Utc};
-use domain::live::{
-    GatewayEventRecord, ReadingDetail, ReadingStage, ReadingStatistics, ReadingSummary, SensorRecord,
-};
+use domain::live::{GatewayEventRecord, ReadingDetail, ReadingStage, ReadingStatistics, ReadingSummary, SensorRecord};
 use domain::{AppError, Gateway, Page, PageRequest};
 use sqlx::types::Json;
 use uuid::Uuid;
@@ -102,10 +100,7 @@ impl Store {
     /// Every gateway that is not deleted (enabled or not), for the orchestrator.
     pub async fn all_gateways(&self) -> Result<Vec<Gateway>, StoreError> {
         let mut all = Vec::new();
-        let mut page = PageRequest {
-            limit: 100,
-            offset: 0,
-        };
+        let mut page = PageRequest { limit: 100, offset: 0 };
         loop {
             let batch = self.list_gateways(&Default::default(), page).await?;
             let done = !batch.pagination.has_next;
@@ -288,7 +283,12 @@ impl Store {
         Ok(())
     }
 
-    pub async fn reading_finished(&self, id: Uuid, at: DateTime<Utc>, result: ReadingResult<'_>) -> Result<(), StoreError> {
+    pub async fn reading_finished(
+        &self,
+        id: Uuid,
+        at: DateTime<Utc>,
+        result: ReadingResult<'_>,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE readings SET status = 'finished', finished_at = $2, started_at = COALESCE(started_at, $2),
                  gateway_reading_id = $3, gateway_time = $4, sample_rate = COALESCE($5, sample_rate),
@@ -373,7 +373,11 @@ impl Store {
             .bind(gateway)
             .fetch_one(&self.pool)
             .await?;
-        Ok(Page::new(rows.into_iter().map(Into::into).collect(), total as u64, page))
+        Ok(Page::new(
+            rows.into_iter().map(Into::into).collect(),
+            total as u64,
+            page,
+        ))
     }
 
     /// Deletes events and readings older than the retention periods; returns how many of each.
