@@ -195,7 +195,7 @@ fn factory_table(
         }
         .into_any();
     }
-    let pagination = page.pagination.clone();
+    let pagination = page.pagination;
     let rows = page
         .data
         .into_iter()

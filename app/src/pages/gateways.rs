@@ -223,7 +223,7 @@ fn gateway_table(
         }
         .into_any();
     }
-    let pagination = page.pagination.clone();
+    let pagination = page.pagination;
     let rows = page
         .data
         .into_iter()

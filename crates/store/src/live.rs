@@ -159,7 +159,15 @@ impl Store {
         page: PageRequest,
     ) -> Result<Page<GatewayEventRecord>, StoreError> {
         self.get_gateway(gateway).await?;
-        let rows: Vec<(i64, DateTime<Utc>, String, Option<String>, Option<i32>)> = sqlx::query_as(
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            id: i64,
+            at: DateTime<Utc>,
+            kind: String,
+            message: Option<String>,
+            close_code: Option<i32>,
+        }
+        let rows: Vec<Row> = sqlx::query_as(
             "SELECT id, at, kind, message, close_code FROM gateway_events WHERE gateway_id = $1
              ORDER BY at DESC, id DESC LIMIT $2 OFFSET $3",
         )
@@ -174,12 +182,12 @@ impl Store {
             .await?;
         let data = rows
             .into_iter()
-            .map(|(id, at, kind, message, close_code)| GatewayEventRecord {
-                id,
-                at,
-                kind,
-                message,
-                close_code,
+            .map(|r| GatewayEventRecord {
+                id: r.id,
+                at: r.at,
+                kind: r.kind,
+                message: r.message,
+                close_code: r.close_code,
             })
             .collect();
         Ok(Page::new(data, total as u64, page))
