@@ -40,7 +40,9 @@ export default defineConfig({
   webServer: process.env.BASE_URL
     ? undefined
     : {
-        command: `rm -rf target/e2e-data && exec ${process.env.SERVER_BIN ?? "target/debug/factory-monitor"} serve`,
+        // Demo mode: the demo plant's gateways run on in-process simulators, so the
+        // live pages have real connections to show and break.
+        command: `rm -rf target/e2e-data && exec ${process.env.SERVER_BIN ?? "target/debug/factory-monitor"} serve --demo`,
         cwd: "..",
         url: `${baseURL}/api/health`,
         timeout: 120_000,

@@ -1,0 +1,75 @@
+import { expect, test } from "@playwright/test";
+import { ADMIN, failOnPageErrors, screenshot, signIn, waitForHydration } from "./helpers";
+
+// The server runs in demo mode (playwright.config.ts): the demo plant's gateways
+// are served by simulators in the server process, with this password.
+const DEMO_PASSWORD = "demo-gateway-pass";
+
+function origin(): Record<string, string> {
+  return { Origin: test.info().project.use.baseURL as string };
+}
+
+test("the status page follows a gateway going down and coming back, without reloading", async ({ page }) => {
+  failOnPageErrors(page);
+  await signIn(page, ADMIN.email, ADMIN.password, "/");
+  await waitForHydration(page);
+  const row = page.locator('tr[data-gateway="GW-SPR-001"]');
+  await expect(row).toHaveAttribute("data-state", "online", { timeout: 20_000 });
+  await expect(page.locator(".live-indicator")).toHaveAttribute("data-link", "live");
+  await screenshot(page, "status");
+  const id = (await row.getByRole("link").getAttribute("href"))!.split("/").pop();
+  let navigations = 0;
+  page.on("framenavigated", (frame) => {
+    if (frame === page.mainFrame()) navigations += 1;
+  });
+
+  // The gateway refuses us once its stored password is wrong...
+  const broken = await page.request.patch(`/api/gateways/${id}`, { data: { password: "wrong" }, headers: origin() });
+  expect(broken.status(), await broken.text()).toBe(200);
+  await expect(row).toHaveAttribute("data-state", "auth_failed", { timeout: 15_000 });
+  await expect(row).toContainText("Login refused");
+  await expect(row).toContainText("next retry in");
+
+  // ...and is back online once it is fixed.
+  const fixed = await page.request.patch(`/api/gateways/${id}`, { data: { password: DEMO_PASSWORD }, headers: origin() });
+  expect(fixed.status(), await fixed.text()).toBe(200);
+  await expect(row).toHaveAttribute("data-state", "online", { timeout: 15_000 });
+  expect(navigations, "updates arrive without a reload").toBe(0);
+});
+
+test("status filters are kept in the URL", async ({ page }) => {
+  failOnPageErrors(page);
+  await signIn(page, ADMIN.email, ADMIN.password, "/");
+  await waitForHydration(page);
+  await page.getByLabel("State").selectOption("disabled");
+  await page.getByLabel("Search").fill("loading");
+  await page.getByRole("button", { name: "Apply" }).click();
+  await expect(page).toHaveURL(/state=disabled/);
+  await page.reload();
+  await expect(page.getByLabel("State")).toHaveValue("disabled");
+  await expect(page.locator("tr[data-gateway]")).toHaveCount(1);
+  await expect(page.locator('tr[data-gateway="GW-DET-006"]')).toHaveAttribute("data-state", "disabled");
+});
+
+test("taking a reading shows its progress, then the waveform and spectrum", async ({ page }) => {
+  failOnPageErrors(page);
+  await signIn(page, ADMIN.email, ADMIN.password, "/");
+  const row = page.locator('tr[data-gateway="GW-SPR-002"]');
+  await expect(row).toHaveAttribute("data-state", "online", { timeout: 20_000 });
+  await row.getByRole("link").click();
+  await waitForHydration(page);
+  const sensor = page.locator("tr[data-serial]").filter({ has: page.locator("button:enabled") }).first();
+  await sensor.getByRole("button", { name: "Take reading" }).click();
+  await expect(sensor.locator(".reading-progress")).toContainText("received", { timeout: 20_000 });
+
+  await page.reload();
+  await page.getByRole("link", { name: "Plot" }).first().click();
+  await expect(page).toHaveURL(/reading=/);
+  for (const axis of ["X", "Y", "Z"]) {
+    await expect(page.getByRole("img", { name: `${axis} waveform` })).toBeVisible();
+    await expect(page.getByRole("img", { name: `${axis} spectrum` })).toBeVisible();
+  }
+  // The demo motor sensor runs at 29.6 Hz; the spectrum names its peaks.
+  await expect(page.locator("figcaption").filter({ hasText: "spectrum" }).first()).toContainText(" Hz (");
+  await screenshot(page, "waveform");
+});
