@@ -95,7 +95,17 @@ pub fn router(state: AppState, cors: &CorsOrigins) -> Router {
             },
             move || shell(leptos.clone()),
         )
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        // The 404 page renders the layout, whose server functions need the store.
+        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(
+            {
+                let (store, throttle) = (state.store.clone(), state.sign_in_throttle.clone());
+                move || {
+                    provide_context(store.clone());
+                    provide_context(throttle.clone());
+                }
+            },
+            shell,
+        ))
         .with_state(state.clone())
         // Innermost first: the page guard needs the session, which the outermost
         // layer loads; cross-site requests are refused before anything runs.

@@ -34,7 +34,7 @@ export async function signIn(page: Page, email = ADMIN.email, password = ADMIN.p
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.waitForURL((url) => url.pathname === next.split("?")[0]);
-  await expect(page.getByText(email, { exact: true })).toBeVisible();
+  await expect(page.locator(".account-email")).toHaveText(email);
 }
 
 /** Calls a server function directly, as the signed-in browser (form-encoded POST). */

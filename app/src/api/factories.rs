@@ -56,6 +56,7 @@ pub async fn create_factory(name: String, location: String, timezone: String) ->
     .validate()?;
     let factory = store.create_factory(input).await?;
     tracing::info!(factory_id = %factory.id, user_id = %user.id, "factory created");
+    ssr::redirect_plain_form_post("/factories");
     Ok(factory)
 }
 
@@ -92,6 +93,7 @@ pub async fn delete_factory(id: Uuid) -> Result<FactoryDeleted, AppError> {
     let factory = store.get_factory(id).await?;
     let gateways = store.delete_factory(id).await?;
     tracing::info!(factory_id = %id, user_id = %user.id, gateways = gateways.len(), "factory deleted");
+    ssr::redirect_plain_form_post("/factories");
     Ok(FactoryDeleted {
         name: factory.name,
         gateways_deleted: gateways.len(),

@@ -79,6 +79,7 @@ pub async fn create_gateway(
     .validate()?;
     let gateway = store.create_gateway(input).await?;
     tracing::info!(gateway = %gateway.id, user_id = %user.id, "gateway created");
+    ssr::redirect_plain_form_post("/gateways");
     Ok(gateway)
 }
 
@@ -124,5 +125,6 @@ pub async fn delete_gateway(id: Uuid) -> Result<String, AppError> {
     let gateway = store.get_gateway(id).await?;
     store.delete_gateway(id).await?;
     tracing::info!(gateway = %id, user_id = %user.id, "gateway deleted");
+    ssr::redirect_plain_form_post("/gateways");
     Ok(gateway.name)
 }

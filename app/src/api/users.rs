@@ -20,6 +20,7 @@ pub async fn create_user(email: String, password: String, role: Role) -> Result<
         .create_user(&email, &domain::Password::new(password), role)
         .await?;
     tracing::info!(user_id = %user.id, by = %admin.id, role = %user.role, "user created");
+    ssr::redirect_plain_form_post("/users");
     Ok(user)
 }
 
@@ -42,6 +43,7 @@ pub async fn set_user_role(id: Uuid, role: Role) -> Result<User, AppError> {
     not_yourself(&admin, id, "change the role of")?;
     let user = ssr::store()?.set_user_role(id, role).await?;
     tracing::info!(user_id = %id, by = %admin.id, role = %role, "user role changed");
+    ssr::redirect_plain_form_post("/users");
     Ok(user)
 }
 
@@ -58,6 +60,7 @@ pub async fn set_user_disabled(id: Uuid, disabled: bool) -> Result<User, AppErro
         store.enable_user(id).await?
     };
     tracing::info!(user_id = %id, by = %admin.id, disabled, "user access changed");
+    ssr::redirect_plain_form_post("/users");
     Ok(user)
 }
 
@@ -68,6 +71,7 @@ pub async fn reset_user_password(id: Uuid, password: String) -> Result<User, App
         .reset_user_password(id, &domain::Password::new(password))
         .await?;
     tracing::info!(user_id = %id, by = %admin.id, "user password reset");
+    ssr::redirect_plain_form_post("/users");
     Ok(user)
 }
 
@@ -142,5 +146,6 @@ pub async fn revoke_token(id: Uuid) -> Result<(), AppError> {
         ));
     }
     tracing::info!(token_id = %id, by = %admin.id, "API token revoked");
+    ssr::redirect_plain_form_post("/tokens");
     Ok(())
 }

@@ -93,6 +93,7 @@ pub fn GatewaysPage() -> impl IntoView {
         <section class="card">
             <Transition fallback=|| ()>
                 {move || {
+                    let selected = factory_id.get();
                     choices
                         .get()
                         .and_then(Result::ok)
@@ -100,11 +101,11 @@ pub fn GatewaysPage() -> impl IntoView {
                             <Form method="GET" action="/gateways" attr:class="search" attr:role="search">
                                 <label for="gateway-factory-filter">"Factory"</label>
                                 <select id="gateway-factory-filter" name="factory">
-                                    <option value="" selected=factory_id.get().is_none()>"All factories"</option>
+                                    <option value="" selected=selected.is_none()>"All factories"</option>
                                     {choices
                                         .into_iter()
                                         .map(|(id, name)| view! {
-                                            <option value=id.to_string() selected=factory_id.get() == Some(id)>{name}</option>
+                                            <option value=id.to_string() selected=selected == Some(id)>{name}</option>
                                         })
                                         .collect_view()}
                                 </select>

@@ -103,7 +103,7 @@ fn user_table(users: Vec<User>, actions: Actions) -> AnyView {
                         <details class="confirm">
                             <summary>"Reset password"</summary>
                             <div class="confirm-box">
-                                <ActionForm action=actions.reset attr:aria-label=format!("New password for {}", user.email)>
+                                <ActionForm action=actions.reset attr:aria-label=format!("Reset password for {}", user.email)>
                                     <input type="hidden" name="id" value=id.to_string() />
                                     <label for=format!("reset-{id}")>"New password"</label>
                                     <input
