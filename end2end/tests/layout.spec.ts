@@ -1,0 +1,47 @@
+import { expect, test } from "@playwright/test";
+import { createFactory, expectNoHorizontalScroll, failOnPageErrors, screenshot, signIn, unique, waitForHydration } from "./helpers";
+
+const sizes = [
+  { name: "desktop", width: 1920, height: 1080 },
+  { name: "tablet", width: 768, height: 1024 },
+  { name: "phone", width: 390, height: 844 },
+];
+
+for (const size of sizes) {
+  test(`no horizontal scroll at ${size.width}×${size.height}`, async ({ page }) => {
+    failOnPageErrors(page);
+    await page.setViewportSize({ width: size.width, height: size.height });
+    await signIn(page);
+    // Long values must wrap, not widen the page.
+    const factoryId = await createFactory(page, unique("A factory with a rather long name to wrap"));
+    await page.request.post("/rpc/create_gateway", {
+      form: {
+        factory_id: factoryId,
+        gateway_id: unique("GW-LAYOUT").replace(/ /g, "-"),
+        name: "Gateway with a long name for the layout check",
+        url: "ws://gateway-with-a-long-host-name.plant.example.com:5000/some/path",
+        email: "admin@gateway.local",
+        password: "gateway-pass",
+        model: "CTC Connect Wireless",
+        firmware_version: "1.2.3",
+      },
+      headers: { Accept: "application/json" },
+    });
+    for (const path of ["/factories", "/gateways", "/users", "/tokens", "/login"]) {
+      await page.goto(path);
+      await waitForHydration(page);
+      await expectNoHorizontalScroll(page);
+      await screenshot(page, `${size.name}${path.replace(/\//g, "-")}`);
+    }
+    // Below 768 px the navigation is a top bar above the content, not a sidebar.
+    await page.goto("/factories");
+    const bar = await page.locator("header.topbar").boundingBox();
+    const content = await page.locator("main.content").boundingBox();
+    if (size.width < 768) {
+      expect(bar!.width).toBeGreaterThanOrEqual(size.width - 1);
+      expect(content!.y).toBeGreaterThanOrEqual(bar!.y + bar!.height - 1);
+    } else {
+      expect(content!.x).toBeGreaterThanOrEqual(bar!.x + bar!.width - 1);
+    }
+  });
+}
