@@ -322,3 +322,61 @@ async fn pages_send_signed_out_visitors_to_the_sign_in_page() {
     let cookie = browser.session(VIEWER_EMAIL).await;
     assert_eq!(browser.get("/gateways", Some(&cookie)).await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn the_first_start_creates_one_administrator_and_only_once() {
+    let store = common::fresh_store().await;
+    let password = factory_monitor::sessions::ensure_initial_admin(&store, None)
+        .await
+        .unwrap()
+        .expect("a password to print");
+    assert!(password.len() >= 20, "random and long: {} characters", password.len());
+    let admin = store
+        .authenticate_user(factory_monitor::sessions::INITIAL_ADMIN_EMAIL, &Password::new(password))
+        .await
+        .unwrap()
+        .expect("the printed password signs in");
+    assert_eq!(admin.role, Role::Admin);
+    let again = factory_monitor::sessions::ensure_initial_admin(&store, Some("ignored-password".into()))
+        .await
+        .unwrap();
+    assert!(again.is_none(), "users exist: nothing is created or printed");
+    assert_eq!(store.count_users().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn user_create_reads_the_password_from_stdin() {
+    use std::io::Write;
+    // A database of its own, whose URL the command line gets too.
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL (make test starts one)");
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    let url = format!("{prefix}/t_{}", uuid::Uuid::new_v4().simple());
+    let pool = store::connect(&url, 2).await.unwrap();
+    let store = store::Store::new(pool, store::KeyRing::new(store::EncryptionKey::generate().0, vec![]));
+    store.migrate().await.unwrap();
+    let run = |email: &str, input: &str| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_factory-monitor"))
+            .args(["user", "create", "--email", email, "--role", "viewer"])
+            .env("DATABASE_URL", &url)
+            .env("DATA_DIR", std::env::temp_dir())
+            .env("ENCRYPTION_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let created = run("cli@example.com", "a password from stdin\n");
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert!(String::from_utf8_lossy(&created.stdout).contains("created viewer user cli@example.com"));
+    assert!(store
+        .authenticate_user("cli@example.com", &Password::new("a password from stdin"))
+        .await
+        .unwrap()
+        .is_some());
+    let short = run("short@example.com", "short\n");
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("password: must be at least 8 characters"));
+}

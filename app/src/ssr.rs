@@ -202,3 +202,46 @@ pub fn redirect_plain_form_post(path: &str) {
         leptos_axum::redirect(path);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IP: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+
+    #[test]
+    fn an_account_is_throttled_after_its_failures_whatever_the_case() {
+        let throttle = SignInThrottle::new(Duration::from_secs(60), 3, 100);
+        for _ in 0..3 {
+            assert!(throttle.allows("ada@example.com", IP));
+            throttle.record_failure("Ada@Example.com", IP);
+        }
+        assert!(!throttle.allows("ada@example.com", IP));
+        assert!(
+            throttle.allows("bob@example.com", IP),
+            "other accounts are not affected"
+        );
+    }
+
+    #[test]
+    fn an_address_is_throttled_across_accounts() {
+        let throttle = SignInThrottle::new(Duration::from_secs(60), 100, 2);
+        throttle.record_failure("a@example.com", IP);
+        throttle.record_failure("b@example.com", IP);
+        assert!(!throttle.allows("c@example.com", IP));
+        let elsewhere = Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)));
+        assert!(throttle.allows("c@example.com", elsewhere));
+    }
+
+    #[test]
+    fn failures_expire_and_success_clears_the_account() {
+        let throttle = SignInThrottle::new(Duration::from_millis(30), 1, 100);
+        throttle.record_failure("ada@example.com", IP);
+        assert!(!throttle.allows("ada@example.com", IP));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(throttle.allows("ada@example.com", IP));
+        throttle.record_failure("ada@example.com", IP);
+        throttle.record_success("ADA@example.com");
+        assert!(throttle.allows("ada@example.com", IP));
+    }
+}
