@@ -380,3 +380,26 @@ async fn user_create_reads_the_password_from_stdin() {
     assert!(!short.status.success());
     assert!(String::from_utf8_lossy(&short.stderr).contains("password: must be at least 8 characters"));
 }
+
+#[tokio::test]
+async fn use_moves_the_idle_expiry_forward() {
+    let (server, browser) = server_with_users().await;
+    let cookie = browser.session(ADMIN_EMAIL).await;
+    let expires_at = || async {
+        sqlx::query_scalar::<_, chrono::DateTime<chrono::Utc>>("SELECT max(expires_at) FROM sessions")
+            .fetch_one(server.store.pool())
+            .await
+            .unwrap()
+    };
+    // As if the session had been idle for an hour.
+    sqlx::query("UPDATE sessions SET expires_at = expires_at - interval '1 hour'")
+        .execute(server.store.pool())
+        .await
+        .unwrap();
+    let before = expires_at().await;
+    let answer = browser.get("/api/factories", Some(&cookie)).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let after = expires_at().await;
+    assert!(after - before > chrono::Duration::minutes(59), "{before} -> {after}");
+    assert!(answer.set_cookie.is_some(), "the cookie's max-age is renewed too");
+}

@@ -53,8 +53,26 @@ pub async fn user_of_session(store: &Store, session: &Session) -> Result<Option<
         AppError::internal()
     })?;
     let Some(user_id) = user_id else { return Ok(None) };
-    let user = store.get_user(user_id).await?;
-    Ok(user.filter(|u| u.disabled_at.is_none()))
+    let user = store.get_user(user_id).await?.filter(|u| u.disabled_at.is_none());
+    if user.is_some() {
+        restart_idle_timer(session).await;
+    }
+    Ok(user)
+}
+
+/// Use keeps a session alive: tower-sessions saves (and so moves the idle
+/// expiry of) modified sessions only, so an active session records when it was
+/// last used, at most once a minute: one write a minute per session, not one
+/// per request.
+async fn restart_idle_timer(session: &Session) {
+    const KEY: &str = "touched_at";
+    let now = chrono::Utc::now().timestamp();
+    let touched: Option<i64> = session.get(KEY).await.ok().flatten();
+    if touched.is_none_or(|at| now - at >= 60) {
+        if let Err(err) = session.insert(KEY, now).await {
+            tracing::warn!(%err, "could not mark the session as used");
+        }
+    }
 }
 
 /// This request's session (the session layer puts it in the request).
