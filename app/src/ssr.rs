@@ -213,12 +213,21 @@ impl SignInThrottle {
     }
 }
 
-/// After a plain form post (no JavaScript) that succeeded, go to `path` rather
-/// than back to the form's page (which may hold an `?edit=` that is done now).
-pub fn redirect_plain_form_post(path: &str) {
+/// The answer to a plain form post (no JavaScript), which cannot show a server
+/// function's JSON: back to the form's `page`, with the error's message as
+/// `?error=` when it failed (the page shows it). Form posts from the hydrated
+/// app and direct calls get the result as it is.
+pub fn answer_form<T>(page: &str, result: Result<T, AppError>) -> Result<T, AppError> {
     if is_plain_form_post() {
-        leptos_axum::redirect(path);
+        match &result {
+            Ok(_) => leptos_axum::redirect(page),
+            Err(err) => leptos_axum::redirect(&format!(
+                "{page}?error={}",
+                crate::api::auth::encode_query_value(&err.message)
+            )),
+        }
     }
+    result
 }
 
 #[cfg(test)]

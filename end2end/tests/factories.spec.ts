@@ -74,6 +74,15 @@ test.describe("without JavaScript", () => {
     await page.waitForURL("**/factories**");
     await expect(page.getByRole("row", { name: new RegExp(name) })).toBeVisible();
   });
+
+  test("a refused form says why", async ({ page }) => {
+    await page.goto("/factories");
+    await page.getByLabel("Factory name").fill(unique("No-JS Bad Zone"));
+    await page.getByLabel("Time zone").fill("Mars/Olympus_Mons");
+    await page.getByRole("button", { name: "Add factory" }).click();
+    await page.waitForURL("**/factories?error=**");
+    await expect(page.getByRole("alert").filter({ hasText: "must be an IANA time zone" })).toBeVisible();
+  });
 });
 
 test.describe("editing and deleting", () => {

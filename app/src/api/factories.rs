@@ -45,6 +45,11 @@ pub async fn factory_names() -> Result<Vec<(Uuid, String)>, AppError> {
 /// organization field until there can be several).
 #[server(prefix = "/rpc", endpoint = "create_factory")]
 pub async fn create_factory(name: String, location: String, timezone: String) -> Result<Factory, AppError> {
+    ssr::answer_form("/factories", create_factory_checked(name, location, timezone).await)
+}
+
+#[cfg(feature = "ssr")]
+async fn create_factory_checked(name: String, location: String, timezone: String) -> Result<Factory, AppError> {
     let user = ssr::require_admin().await?;
     let store = ssr::store()?;
     let input = domain::FactoryInput {
@@ -56,13 +61,22 @@ pub async fn create_factory(name: String, location: String, timezone: String) ->
     .validate()?;
     let factory = store.create_factory(input).await?;
     tracing::info!(factory_id = %factory.id, user_id = %user.id, "factory created");
-    ssr::redirect_plain_form_post("/factories");
     Ok(factory)
 }
 
 /// Changes a factory's name, location (blank clears it) and time zone.
 #[server(prefix = "/rpc", endpoint = "update_factory")]
 pub async fn update_factory(id: Uuid, name: String, location: String, timezone: String) -> Result<Factory, AppError> {
+    ssr::answer_form("/factories", update_factory_checked(id, name, location, timezone).await)
+}
+
+#[cfg(feature = "ssr")]
+async fn update_factory_checked(
+    id: Uuid,
+    name: String,
+    location: String,
+    timezone: String,
+) -> Result<Factory, AppError> {
     let user = ssr::require_admin().await?;
     let store = ssr::store()?;
     let changes = domain::FactoryPatch {
@@ -74,7 +88,6 @@ pub async fn update_factory(id: Uuid, name: String, location: String, timezone: 
     .validate()?;
     let factory = store.update_factory(id, changes).await?;
     tracing::info!(factory_id = %factory.id, user_id = %user.id, "factory updated");
-    ssr::redirect_plain_form_post("/factories");
     Ok(factory)
 }
 
@@ -88,12 +101,16 @@ pub struct FactoryDeleted {
 /// Deletes a factory and, with it, its gateways.
 #[server(prefix = "/rpc", endpoint = "delete_factory")]
 pub async fn delete_factory(id: Uuid) -> Result<FactoryDeleted, AppError> {
+    ssr::answer_form("/factories", delete_factory_checked(id).await)
+}
+
+#[cfg(feature = "ssr")]
+async fn delete_factory_checked(id: Uuid) -> Result<FactoryDeleted, AppError> {
     let user = ssr::require_admin().await?;
     let store = ssr::store()?;
     let factory = store.get_factory(id).await?;
     let gateways = store.delete_factory(id).await?;
     tracing::info!(factory_id = %id, user_id = %user.id, gateways = gateways.len(), "factory deleted");
-    ssr::redirect_plain_form_post("/factories");
     Ok(FactoryDeleted {
         name: factory.name,
         gateways_deleted: gateways.len(),

@@ -63,6 +63,34 @@ pub async fn create_gateway(
     model: String,
     firmware_version: String,
 ) -> Result<Gateway, AppError> {
+    ssr::answer_form(
+        "/gateways",
+        create_gateway_checked(
+            factory_id,
+            gateway_id,
+            name,
+            url,
+            email,
+            password,
+            model,
+            firmware_version,
+        )
+        .await,
+    )
+}
+
+#[cfg(feature = "ssr")]
+#[allow(clippy::too_many_arguments)]
+async fn create_gateway_checked(
+    factory_id: String,
+    gateway_id: String,
+    name: String,
+    url: String,
+    email: String,
+    password: String,
+    model: String,
+    firmware_version: String,
+) -> Result<Gateway, AppError> {
     let user = ssr::require_admin().await?;
     let store = ssr::store()?;
     let input = domain::GatewayInput {
@@ -79,7 +107,6 @@ pub async fn create_gateway(
     .validate()?;
     let gateway = store.create_gateway(input).await?;
     tracing::info!(gateway = %gateway.id, user_id = %user.id, "gateway created");
-    ssr::redirect_plain_form_post("/gateways");
     Ok(gateway)
 }
 
@@ -95,6 +122,36 @@ pub async fn update_gateway(
     url: String,
     email: String,
     #[server(default)] password: Option<String>,
+    model: String,
+    firmware_version: String,
+) -> Result<Gateway, AppError> {
+    ssr::answer_form(
+        "/gateways",
+        update_gateway_checked(
+            id,
+            factory_id,
+            gateway_id,
+            name,
+            url,
+            email,
+            password,
+            model,
+            firmware_version,
+        )
+        .await,
+    )
+}
+
+#[cfg(feature = "ssr")]
+#[allow(clippy::too_many_arguments)]
+async fn update_gateway_checked(
+    id: Uuid,
+    factory_id: String,
+    gateway_id: String,
+    name: String,
+    url: String,
+    email: String,
+    password: Option<String>,
     model: String,
     firmware_version: String,
 ) -> Result<Gateway, AppError> {
@@ -114,17 +171,20 @@ pub async fn update_gateway(
     .validate()?;
     let gateway = store.update_gateway(id, changes).await?;
     tracing::info!(gateway = %gateway.id, user_id = %user.id, "gateway updated");
-    ssr::redirect_plain_form_post("/gateways");
     Ok(gateway)
 }
 
 #[server(prefix = "/rpc", endpoint = "delete_gateway")]
 pub async fn delete_gateway(id: Uuid) -> Result<String, AppError> {
+    ssr::answer_form("/gateways", delete_gateway_checked(id).await)
+}
+
+#[cfg(feature = "ssr")]
+async fn delete_gateway_checked(id: Uuid) -> Result<String, AppError> {
     let user = ssr::require_admin().await?;
     let store = ssr::store()?;
     let gateway = store.get_gateway(id).await?;
     store.delete_gateway(id).await?;
     tracing::info!(gateway = %id, user_id = %user.id, "gateway deleted");
-    ssr::redirect_plain_form_post("/gateways");
     Ok(gateway.name)
 }

@@ -15,12 +15,16 @@ pub async fn list_users() -> Result<Vec<User>, AppError> {
 
 #[server(prefix = "/rpc", endpoint = "create_user")]
 pub async fn create_user(email: String, password: String, role: Role) -> Result<User, AppError> {
+    ssr::answer_form("/users", create_user_checked(email, password, role).await)
+}
+
+#[cfg(feature = "ssr")]
+async fn create_user_checked(email: String, password: String, role: Role) -> Result<User, AppError> {
     let admin = ssr::require_admin().await?;
     let user = ssr::store()?
         .create_user(&email, &domain::Password::new(password), role)
         .await?;
     tracing::info!(user_id = %user.id, by = %admin.id, role = %user.role, "user created");
-    ssr::redirect_plain_form_post("/users");
     Ok(user)
 }
 
@@ -39,11 +43,15 @@ fn not_yourself(admin: &User, id: Uuid, what: &str) -> Result<(), AppError> {
 
 #[server(prefix = "/rpc", endpoint = "set_user_role")]
 pub async fn set_user_role(id: Uuid, role: Role) -> Result<User, AppError> {
+    ssr::answer_form("/users", set_user_role_checked(id, role).await)
+}
+
+#[cfg(feature = "ssr")]
+async fn set_user_role_checked(id: Uuid, role: Role) -> Result<User, AppError> {
     let admin = ssr::require_admin().await?;
     not_yourself(&admin, id, "change the role of")?;
     let user = ssr::store()?.set_user_role(id, role).await?;
     tracing::info!(user_id = %id, by = %admin.id, role = %role, "user role changed");
-    ssr::redirect_plain_form_post("/users");
     Ok(user)
 }
 
@@ -51,6 +59,11 @@ pub async fn set_user_role(id: Uuid, role: Role) -> Result<User, AppError> {
 /// enables them again.
 #[server(prefix = "/rpc", endpoint = "set_user_disabled")]
 pub async fn set_user_disabled(id: Uuid, disabled: bool) -> Result<User, AppError> {
+    ssr::answer_form("/users", set_user_disabled_checked(id, disabled).await)
+}
+
+#[cfg(feature = "ssr")]
+async fn set_user_disabled_checked(id: Uuid, disabled: bool) -> Result<User, AppError> {
     let admin = ssr::require_admin().await?;
     let store = ssr::store()?;
     let user = if disabled {
@@ -60,18 +73,21 @@ pub async fn set_user_disabled(id: Uuid, disabled: bool) -> Result<User, AppErro
         store.enable_user(id).await?
     };
     tracing::info!(user_id = %id, by = %admin.id, disabled, "user access changed");
-    ssr::redirect_plain_form_post("/users");
     Ok(user)
 }
 
 #[server(prefix = "/rpc", endpoint = "reset_user_password")]
 pub async fn reset_user_password(id: Uuid, password: String) -> Result<User, AppError> {
+    ssr::answer_form("/users", reset_user_password_checked(id, password).await)
+}
+
+#[cfg(feature = "ssr")]
+async fn reset_user_password_checked(id: Uuid, password: String) -> Result<User, AppError> {
     let admin = ssr::require_admin().await?;
     let user = ssr::store()?
         .reset_user_password(id, &domain::Password::new(password))
         .await?;
     tracing::info!(user_id = %id, by = %admin.id, "user password reset");
-    ssr::redirect_plain_form_post("/users");
     Ok(user)
 }
 
@@ -138,6 +154,11 @@ pub async fn create_token(name: String, role: Role) -> Result<CreatedToken, AppE
 /// revoked token stops working within that time.
 #[server(prefix = "/rpc", endpoint = "revoke_token")]
 pub async fn revoke_token(id: Uuid) -> Result<(), AppError> {
+    ssr::answer_form("/tokens", revoke_token_checked(id).await)
+}
+
+#[cfg(feature = "ssr")]
+async fn revoke_token_checked(id: Uuid) -> Result<(), AppError> {
     let admin = ssr::require_admin().await?;
     if !ssr::store()?.revoke_api_token(id).await? {
         return Err(AppError::new(
@@ -146,6 +167,5 @@ pub async fn revoke_token(id: Uuid) -> Result<(), AppError> {
         ));
     }
     tracing::info!(token_id = %id, by = %admin.id, "API token revoked");
-    ssr::redirect_plain_form_post("/tokens");
     Ok(())
 }

@@ -153,3 +153,17 @@ pub fn RoleSelect(
         </div>
     }
 }
+
+/// The message of a failed form post that came back as `?error=` (without
+/// JavaScript the page cannot receive the server function's answer).
+#[component]
+pub fn UrlError() -> impl IntoView {
+    let query = leptos_router::hooks::use_query_map();
+    move || {
+        query
+            .read()
+            .get("error")
+            .filter(|message| !message.is_empty())
+            .map(|message| view! { <p class="toast form-error" role="alert">{message}</p> })
+    }
+}

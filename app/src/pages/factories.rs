@@ -6,7 +6,7 @@ use crate::api::auth::encode_query_value;
 use crate::api::factories::{
     get_factory, list_factories, CreateFactory, DeleteFactory, FactoryListItem, UpdateFactory,
 };
-use crate::components::{FormError, Pager, TextField, Toast};
+use crate::components::{FormError, Pager, TextField, Toast, UrlError};
 use crate::use_current_user;
 use domain::inventory::{LOCATION_MAX, NAME_MAX, TIMEZONE_MAX};
 use domain::{AppError, Factory, Page};
@@ -107,6 +107,7 @@ pub fn FactoriesPage() -> impl IntoView {
             <p class="subtitle">"Manage your factory locations"</p>
         </header>
         <Toast message=toast />
+        <UrlError />
         <Transition fallback=|| ()>{form}</Transition>
         <section class="card">
             <Form method="GET" action="/factories" attr:class="search" attr:role="search">

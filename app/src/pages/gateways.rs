@@ -4,7 +4,7 @@
 use super::{load_error, page_offset, query_value};
 use crate::api::factories::factory_names;
 use crate::api::gateways::{list_gateways, CreateGateway, DeleteGateway, GatewayListItem, UpdateGateway};
-use crate::components::{FactorySelect, FormError, Pager, TextField, Toast};
+use crate::components::{FactorySelect, FormError, Pager, TextField, Toast, UrlError};
 use crate::use_current_user;
 use domain::inventory::{EMAIL_MAX, FIRMWARE_MAX, GATEWAY_ID_MAX, MODEL_MAX, NAME_MAX, PASSWORD_MAX, URL_MAX};
 use domain::{AppError, Gateway, Page};
@@ -89,6 +89,7 @@ pub fn GatewaysPage() -> impl IntoView {
             <p class="subtitle">"CTC Connect Wireless gateways in every factory"</p>
         </header>
         <Toast message=toast />
+        <UrlError />
         <Transition fallback=|| ()>{form}</Transition>
         <section class="card">
             <Transition fallback=|| ()>

@@ -3,7 +3,7 @@
 
 use super::load_error;
 use crate::api::users::{list_tokens, CreateToken, RevokeToken, TokenItem};
-use crate::components::{FormError, RoleSelect, TextField, Toast};
+use crate::components::{FormError, RoleSelect, TextField, Toast, UrlError};
 use domain::inventory::NAME_MAX;
 use leptos::form::ActionForm;
 use leptos::prelude::*;
@@ -48,6 +48,7 @@ pub fn TokensPage() -> impl IntoView {
             <p class="subtitle">"For scripts: send Authorization: Bearer <token> to /api"</p>
         </header>
         <Toast message=toast />
+        <UrlError />
         <Transition fallback=|| view! { <p>"Loading tokens…"</p> }>
             {move || tokens.get().map(|result| match result {
                 Ok(tokens) => view! {

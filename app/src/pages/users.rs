@@ -2,7 +2,7 @@
 
 use super::load_error;
 use crate::api::users::{list_users, CreateUser, ResetUserPassword, SetUserDisabled, SetUserRole};
-use crate::components::{FormError, RoleSelect, TextField, Toast};
+use crate::components::{FormError, RoleSelect, TextField, Toast, UrlError};
 use domain::auth::USER_PASSWORD_MAX;
 use domain::inventory::EMAIL_MAX;
 use domain::{AppError, Role, User};
@@ -52,6 +52,7 @@ pub fn UsersPage() -> impl IntoView {
             <p class="subtitle">"Who can sign in, and what they may do"</p>
         </header>
         <Toast message=toast />
+        <UrlError />
         <Transition fallback=|| view! { <p>"Loading users…"</p> }>
             {move || users.get().map(|result| match result {
                 Ok(users) => view! {
