@@ -41,12 +41,12 @@ test("status filters are kept in the URL", async ({ page }) => {
   failOnPageErrors(page);
   await signIn(page, ADMIN.email, ADMIN.password, "/");
   await waitForHydration(page);
-  await page.getByLabel("State").selectOption("disabled");
-  await page.getByLabel("Search").fill("loading");
+  await page.getByLabel("State", { exact: true }).selectOption("disabled");
+  await page.getByLabel("Search", { exact: true }).fill("loading");
   await page.getByRole("button", { name: "Apply" }).click();
   await expect(page).toHaveURL(/state=disabled/);
   await page.reload();
-  await expect(page.getByLabel("State")).toHaveValue("disabled");
+  await expect(page.getByLabel("State", { exact: true })).toHaveValue("disabled");
   await expect(page.locator("tr[data-gateway]")).toHaveCount(1);
   await expect(page.locator('tr[data-gateway="GW-DET-006"]')).toHaveAttribute("data-state", "disabled");
 });
