@@ -3,6 +3,7 @@
 //! `main.rs` only parses the command line and calls into here.
 
 pub mod api;
+pub mod bench;
 pub mod config;
 pub mod database;
 pub mod demo;

@@ -50,6 +50,27 @@ enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// Load benchmarks against simulated gateways.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Connect N gateways served by `ctc-sim` in other processes, on a fresh database;
+    /// report time to all online, RSS, steady CPU and recovery after a drop of every connection.
+    Fleet {
+        #[arg(long)]
+        gateways: usize,
+        /// Port of the first simulated gateway; the last must stay below 32768.
+        #[arg(long, default_value_t = 20_000)]
+        base_port: u16,
+        /// Seconds of steady state over which CPU is measured.
+        #[arg(long, default_value_t = 60)]
+        steady_secs: u64,
+    },
 }
 
 #[derive(clap::Args, Default)]
@@ -121,8 +142,13 @@ enum DbCommand {
 }
 
 fn init_tracing() {
+    init_tracing_with("info,sqlx=warn");
+}
+
+/// Logs to stderr, filtered by RUST_LOG or else `default`.
+fn init_tracing_with(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -138,6 +164,30 @@ async fn main() -> ExitCode {
     }) = cli.command
     {
         return probe(url, email, reading).await;
+    }
+    // The benchmark brings its own database and configuration.
+    if let Some(Command::Bench {
+        command: BenchCommand::Fleet {
+            gateways,
+            base_port,
+            steady_secs,
+        },
+    }) = cli.command
+    {
+        // Errors only: a fleet-wide drop would log one warning per gateway.
+        init_tracing_with("error");
+        let options = factory_monitor::bench::FleetOptions {
+            gateways,
+            base_port,
+            steady_secs,
+        };
+        return match factory_monitor::bench::fleet(options).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("factory-monitor bench: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let config = match Config::from_env(cli.production) {
         Ok(config) => config,
@@ -159,7 +209,7 @@ async fn main() -> ExitCode {
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => serve(config, args).await,
-        Command::Gateway { .. } => unreachable!("handled before configuration is read"),
+        Command::Gateway { .. } | Command::Bench { .. } => unreachable!("handled before configuration is read"),
         Command::Migrate => {
             let db = Database::open(&config).await?;
             tracing::info!("migrations applied");

@@ -4,6 +4,7 @@
 //! ctc-sim                                   # one gateway on ws://127.0.0.1:5000
 //! ctc-sim --gateways 1000 --base-port 20000 --list > urls.txt
 //! ctc-sim --config plant.toml --encoding base64 --sensors 4
+//! kill -USR1 <pid>                          # drop every open connection, keep listening
 //! ```
 
 use std::net::IpAddr;
@@ -185,7 +186,31 @@ async fn main() -> ExitCode {
         ),
         [] => eprintln!("ctc-sim: no gateways"),
     }
-    let _ = tokio::signal::ctrl_c().await;
+    wait_for_ctrl_c(&fleet).await;
     fleet.shutdown();
     ExitCode::SUCCESS
+}
+
+/// Runs until Ctrl-C; meanwhile SIGUSR1 drops every open connection of every gateway
+/// (a plant-wide network blip; the fleet benchmark uses it to measure recovery).
+async fn wait_for_ctrl_c(fleet: &SimFleet) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut drop_all = match signal(SignalKind::user_defined1()) {
+        Ok(signal) => signal,
+        Err(error) => {
+            eprintln!("ctc-sim: SIGUSR1 unavailable ({error}); Ctrl-C to stop");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            Some(()) = drop_all.recv() => {
+                let open = fleet.connections();
+                fleet.drop_all_connections();
+                eprintln!("ctc-sim: SIGUSR1: dropped {open} connection(s)");
+            }
+        }
+    }
 }

@@ -34,6 +34,9 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 use writer::WriteJob;
 
+/// Persistence jobs queued before new ones are dropped (and counted in `writes_dropped`).
+const WRITE_QUEUE: usize = 65_536;
+
 /// Who owns a gateway's connection. Today one instance owns every gateway; a
 /// later multi-instance deployment answers this from PostgreSQL leases.
 pub trait Ownership: Send + Sync {
@@ -96,6 +99,15 @@ pub struct Metrics {
     pub reading_latency: Histogram,
     /// Persistence jobs dropped because the writer was too far behind.
     pub writes_dropped: AtomicU64,
+}
+
+impl Metrics {
+    /// Restarts peak tracking from the handshakes in progress now, so one phase (say, the
+    /// recovery after a fleet-wide drop) can be measured on its own; returns the old peak.
+    pub fn reset_handshakes_peak(&self) -> usize {
+        let now = self.handshakes_in_progress.load(Ordering::Relaxed);
+        self.handshakes_peak.swap(now, Ordering::Relaxed)
+    }
 }
 
 /// A fixed-bucket histogram (seconds), cheap to update from any task.
@@ -270,7 +282,9 @@ impl Orchestrator {
         ownership: Box<dyn Ownership>,
     ) -> Result<Self, store::StoreError> {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let (writes_tx, writes_rx) = mpsc::channel(16_384);
+        // A connecting gateway queues three jobs (event, last seen, sensors): room for a
+        // 10,000-gateway fleet's start or recovery twice over before jobs are dropped.
+        let (writes_tx, writes_rx) = mpsc::channel(WRITE_QUEUE);
         let inner = Arc::new(Inner {
             stream: LiveStream::new(config.stream_client_buffer, config.stream_history),
             handshakes: Arc::new(Semaphore::new(config.max_handshakes.max(1))),
@@ -520,6 +534,15 @@ impl Orchestrator {
             });
         });
         Ok(reading)
+    }
+
+    /// Waits until every persistence job queued so far (events, sensors, `last_seen_at`)
+    /// is written: before closing the database, or before measuring a steady state.
+    pub async fn flush_writes(&self) {
+        let (done_tx, done_rx) = oneshot::channel();
+        if self.inner.writes.send(WriteJob::Barrier(done_tx)).await.is_ok() {
+            let _ = done_rx.await;
+        }
     }
 
     /// Disconnects every gateway cleanly (unsubscribe, close 1000).

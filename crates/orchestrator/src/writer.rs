@@ -40,20 +40,31 @@ pub async fn run(store: Store, mut jobs: mpsc::Receiver<WriteJob>) {
     while jobs.recv_many(&mut batch, BATCH).await > 0 {
         let mut events = Vec::new();
         let mut seen = Vec::new();
+        let mut sensors = Vec::new();
         let mut barriers = Vec::new();
         for job in batch.drain(..) {
             match job {
                 WriteJob::Event(event) => events.push(event),
                 WriteJob::Seen(id) => seen.push(id),
+                // Sensors rows do not depend on events or `last_seen_at`: they need no flush
+                // of their own (three commits per connecting gateway made a fleet's start-up
+                // queue far behind), only their order per gateway, kept below.
+                WriteJob::Sensors { .. } => sensors.push(job),
                 WriteJob::Barrier(done) => barriers.push(done),
                 other => {
                     // Order matters for a reading's rows: flush what came before.
                     flush(&store, &mut events, &mut seen).await;
+                    for job in sensors.drain(..) {
+                        write_one(&store, job).await;
+                    }
                     write_one(&store, other).await;
                 }
             }
         }
         flush(&store, &mut events, &mut seen).await;
+        for job in sensors.drain(..) {
+            write_one(&store, job).await;
+        }
         for done in barriers {
             let _ = done.send(());
         }
