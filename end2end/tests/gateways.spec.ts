@@ -20,14 +20,14 @@ test("creates, edits (blank password kept, moved to another factory) and deletes
   // The filter's factory is preselected in the form.
   await expect(add.getByLabel("Factory")).toHaveValue(firstId);
   await add.getByLabel("Gateway ID").fill(gatewayId);
-  await add.getByLabel("Name").fill(name);
-  await add.getByLabel("URL").fill("http://not-a-websocket");
+  await add.getByLabel("Gateway name").fill(name);
+  await add.getByLabel("Gateway URL").fill("http://not-a-websocket");
   await add.getByLabel("Email").fill("admin@gateway.local");
   await add.getByLabel("Password").fill("gateway-secret");
   await add.getByRole("button", { name: "Add gateway" }).click();
-  await expect(add.getByText("URL must start with ws:// or wss://")).toBeVisible();
-  await expect(add.getByLabel("Name")).toHaveValue(name);
-  await add.getByLabel("URL").fill("ws://192.168.1.100:5000");
+  await expect(add.getByText("Gateway URL must start with ws:// or wss://")).toBeVisible();
+  await expect(add.getByLabel("Gateway name")).toHaveValue(name);
+  await add.getByLabel("Gateway URL").fill("ws://192.168.1.100:5000");
   await add.getByRole("button", { name: "Add gateway" }).click();
   await expect(page.getByRole("status")).toContainText(`Gateway “${name}” created.`);
   const row = page.getByRole("row", { name: new RegExp(gatewayId) });
@@ -41,7 +41,7 @@ test("creates, edits (blank password kept, moved to another factory) and deletes
   await expect(password).toHaveValue("");
   await expect(password).toHaveAttribute("placeholder", "Leave blank to keep current password");
   await edit.getByLabel("Factory").selectOption(secondId);
-  await edit.getByLabel("Firmware").fill("2.1.0");
+  await edit.getByLabel("Firmware version").fill("2.1.0");
   const [request] = await Promise.all([
     page.waitForRequest((r) => r.url().endsWith("/rpc/update_gateway")),
     edit.getByRole("button", { name: "Save changes" }).click(),

@@ -190,13 +190,20 @@ fn factory_table(
     if page.data.is_empty() {
         return view! {
             <div class="empty">
-                <h2>"No factories found"</h2>
+                <h2>{if list_query.is_empty() { "No factories yet" } else { "No factories match this search" }}</h2>
                 <p>{if admin { "Create your first factory to get started." } else { "An administrator adds factories." }}</p>
             </div>
         }
         .into_any();
     }
     let pagination = page.pagination;
+    // Edit links keep the page the row is on.
+    let page_number = pagination.offset / u64::from(pagination.limit.max(1)) + 1;
+    let page_query = if page_number > 1 {
+        format!("page={page_number}&")
+    } else {
+        String::new()
+    };
     let rows = page
         .data
         .into_iter()
@@ -210,7 +217,7 @@ fn factory_table(
                 );
                 view! {
                     <td class="row-actions">
-                        <A href=format!("/factories?{list_query}edit={}", f.id)>"Edit"</A>
+                        <A href=format!("/factories?{list_query}{page_query}edit={}", f.id)>"Edit"</A>
                         <details class="confirm">
                             <summary>"Delete"</summary>
                             <div class="confirm-box">

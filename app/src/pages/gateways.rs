@@ -86,7 +86,7 @@ pub fn GatewaysPage() -> impl IntoView {
     view! {
         <header class="page-header">
             <h1>"Gateways"</h1>
-            <p class="subtitle">"CTC Connect Wireless gateways in every factory"</p>
+            <p class="subtitle">"Manage gateway connections"</p>
         </header>
         <Toast message=toast />
         <UrlError />
@@ -100,7 +100,7 @@ pub fn GatewaysPage() -> impl IntoView {
                         .and_then(Result::ok)
                         .map(|choices| view! {
                             <Form method="GET" action="/gateways" attr:class="search" attr:role="search">
-                                <label for="gateway-factory-filter">"Factory"</label>
+                                <label for="gateway-factory-filter">"Filter by factory"</label>
                                 <select id="gateway-factory-filter" name="factory">
                                     <option value="" selected=selected.is_none()>"All factories"</option>
                                     {choices
@@ -111,6 +111,7 @@ pub fn GatewaysPage() -> impl IntoView {
                                         .collect_view()}
                                 </select>
                                 <button type="submit">"Filter"</button>
+                                {selected.map(|_| view! { <A href="/gateways">"Clear filter"</A> })}
                             </Form>
                         })
                 }}
@@ -136,13 +137,13 @@ fn create_form(
             <h2>"Add a gateway"</h2>
             <ActionForm action=create attr:class="form" attr:aria-label="Add gateway">
                 <FactorySelect label="Factory" name="factory_id" choices selected=factory.unwrap_or_default() error />
-                <TextField label="Gateway ID" name="gateway_id" placeholder="e.g. GW-001" required=true max_length=GATEWAY_ID_MAX error />
-                <TextField label="Name" name="name" placeholder="Enter gateway name" required=true max_length=NAME_MAX error />
-                <TextField label="URL" name="url" placeholder="ws://192.168.1.100:5000" required=true max_length=URL_MAX error />
+                <TextField label="Gateway ID" name="gateway_id" placeholder="e.g., GW-001" required=true max_length=GATEWAY_ID_MAX error />
+                <TextField label="Gateway name" name="name" placeholder="Enter gateway name" required=true max_length=NAME_MAX error />
+                <TextField label="Gateway URL" name="url" placeholder="ws://192.168.1.100:5000" required=true max_length=URL_MAX error />
                 <TextField label="Email" name="email" input_type="email" placeholder="admin@gateway.local" required=true max_length=EMAIL_MAX error />
                 <TextField label="Password" name="password" input_type="password" required=true max_length=PASSWORD_MAX error />
-                <TextField label="Model" name="model" max_length=MODEL_MAX error />
-                <TextField label="Firmware" name="firmware_version" max_length=FIRMWARE_MAX error />
+                <TextField label="Model" name="model" placeholder="e.g., CTC-W100" max_length=MODEL_MAX error />
+                <TextField label="Firmware version" name="firmware_version" placeholder="e.g., 2.1.0" max_length=FIRMWARE_MAX error />
                 <FormError error />
                 <button type="submit" class="primary" disabled=move || create.pending().get()>
                     {move || if create.pending().get() { "Saving…" } else { "Add gateway" }}
@@ -175,8 +176,8 @@ fn edit_form(
                 <input type="hidden" name="id" value=gateway.id.to_string() />
                 <FactorySelect label="Factory" name="factory_id" choices selected=gateway.factory_id error />
                 <TextField label="Gateway ID" name="gateway_id" value=gateway.gateway_id required=true max_length=GATEWAY_ID_MAX error />
-                <TextField label="Name" name="name" value=gateway.name required=true max_length=NAME_MAX error />
-                <TextField label="URL" name="url" value=gateway.url required=true max_length=URL_MAX error />
+                <TextField label="Gateway name" name="name" value=gateway.name required=true max_length=NAME_MAX error />
+                <TextField label="Gateway URL" name="url" value=gateway.url required=true max_length=URL_MAX error />
                 <TextField label="Email" name="email" input_type="email" value=gateway.email required=true max_length=EMAIL_MAX error />
                 <div class="field">
                     <label for="field-password">"Password"</label>
@@ -191,7 +192,7 @@ fn edit_form(
                     />
                 </div>
                 <TextField label="Model" name="model" value=gateway.model.unwrap_or_default() max_length=MODEL_MAX error />
-                <TextField label="Firmware" name="firmware_version" value=gateway.firmware_version.unwrap_or_default() max_length=FIRMWARE_MAX error />
+                <TextField label="Firmware version" name="firmware_version" value=gateway.firmware_version.unwrap_or_default() max_length=FIRMWARE_MAX error />
                 <FormError error />
                 <div class="actions">
                     <button type="submit" class="primary" disabled=move || update.pending().get()>
@@ -216,11 +217,23 @@ fn gateway_table(
         Err(err) => return load_error("gateways", err),
     };
     let total = page.pagination.total;
+    let filtered = !list_query.is_empty();
     if page.data.is_empty() {
         return view! {
             <div class="empty">
-                <h2>"No gateways found"</h2>
-                <p>{if admin { "Add a gateway to start monitoring." } else { "An administrator adds gateways." }}</p>
+                {if filtered {
+                    view! {
+                        <h2>"No gateways for this factory"</h2>
+                        <p>"Try selecting a different factory or clearing the filter."</p>
+                    }
+                    .into_any()
+                } else {
+                    view! {
+                        <h2>"No gateways yet"</h2>
+                        <p>{if admin { "Create your first gateway to get started." } else { "An administrator adds gateways." }}</p>
+                    }
+                    .into_any()
+                }}
             </div>
         }
         .into_any();
