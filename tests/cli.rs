@@ -38,22 +38,32 @@ async fn gateway_probe_lists_sensors_takes_a_reading_and_fails_with_one_line() {
     let stdout = String::from_utf8_lossy(&ok.stdout);
     assert!(ok.status.success(), "{stdout}{}", String::from_utf8_lossy(&ok.stderr));
     assert!(stdout.contains("40417") && stdout.contains("CTC-WV-3A"), "{stdout}");
-    assert!(stdout.contains("RMS_G") && stdout.contains("Temperature: 31.2"), "{stdout}");
+    assert!(
+        stdout.contains("RMS_G") && stdout.contains("Temperature: 31.2"),
+        "{stdout}"
+    );
 
     for (password, extra, reason) in [
         ("wrong", &[][..], "bad credentials"),
         ("s3cret", &["--reading", "99"][..], "99"),
     ] {
         let url = url.clone();
-        let out = tokio::task::spawn_blocking(move || probe(&url, password, extra)).await.unwrap();
+        let out = tokio::task::spawn_blocking(move || probe(&url, password, extra))
+            .await
+            .unwrap();
         assert_eq!(out.status.code(), Some(1));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
         assert!(stderr.contains(reason), "{stderr}");
-        assert!(!stderr.contains("wrong") || reason != "bad credentials", "the password is not echoed");
+        assert!(
+            !stderr.contains("wrong") || reason != "bad credentials",
+            "the password is not echoed"
+        );
     }
     sim.shutdown();
-    let refused = tokio::task::spawn_blocking(move || probe(&url, "s3cret", &[])).await.unwrap();
+    let refused = tokio::task::spawn_blocking(move || probe(&url, "s3cret", &[]))
+        .await
+        .unwrap();
     assert_eq!(refused.status.code(), Some(1));
 }
 
