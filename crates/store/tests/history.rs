@@ -1,0 +1,130 @@
+//! What the orchestrator persists: events, sensors, readings, last seen, retention.
+
+use chrono::{Duration, Utc};
+use domain::live::{AxisStatistics, ReadingStatistics};
+use domain::{FactoryInput, GatewayInput, PageRequest};
+use serde_json::json;
+use sqlx::PgPool;
+use store::{DiscoveredSensor, EncryptionKey, KeyRing, NewGatewayEvent, ReadingResult, Store};
+
+async fn gateway(store: &Store) -> domain::Gateway {
+    let factory = store
+        .create_factory(
+            FactoryInput {
+                name: Some("F".into()),
+                ..Default::default()
+            }
+            .validate()
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let input: GatewayInput = serde_json::from_value(json!({
+        "factory_id": factory.id.to_string(), "gateway_id": "GW-1", "name": "G",
+        "url": "ws://127.0.0.1:5000", "email": "a@b.example", "password": "pw",
+    }))
+    .unwrap();
+    store.create_gateway(input.validate().unwrap()).await.unwrap()
+}
+
+fn stats() -> AxisStatistics {
+    AxisStatistics {
+        count: 3,
+        min: -1.0,
+        max: 1.0,
+        mean: 0.0,
+        rms: 0.8,
+        peak: 1.0,
+        crest_factor: 1.25,
+    }
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn events_sensors_readings_last_seen_and_retention(pool: PgPool) {
+    let store = Store::new(pool, KeyRing::new(EncryptionKey::generate().0, vec![]));
+    let g = gateway(&store).await;
+    let page = PageRequest { limit: 20, offset: 0 };
+
+    let old = Utc::now() - Duration::days(40);
+    let event = |at, kind| NewGatewayEvent {
+        gateway: g.id,
+        at,
+        kind,
+        message: Some("code 1006".into()),
+        close_code: Some(1006),
+    };
+    store
+        .record_gateway_events(&[event(old, "connected"), event(Utc::now(), "disconnected")])
+        .await
+        .unwrap();
+    let events = store.list_gateway_events(g.id, page).await.unwrap();
+    assert_eq!(events.pagination.total, 2);
+    assert_eq!(events.data[0].kind, "disconnected", "newest first");
+
+    let sensor = |serial, connected| DiscoveredSensor {
+        serial,
+        part_number: Some("CTC-WV-3A".into()),
+        read_rate: Some(25600.0),
+        samples: Some(3),
+        connected,
+        metadata: Default::default(),
+    };
+    store
+        .upsert_sensors(g.id, &[sensor(1, true), sensor(2, true)])
+        .await
+        .unwrap();
+    store.upsert_sensors(g.id, &[sensor(1, true)]).await.unwrap();
+    let sensors = store.list_sensors(g.id).await.unwrap();
+    assert_eq!(
+        sensors.iter().map(|s| (s.serial, s.connected)).collect::<Vec<_>>(),
+        [(1, true), (2, false)]
+    );
+
+    let updated_at = store.get_gateway(g.id).await.unwrap().updated_at;
+    store.touch_last_seen(&[g.id]).await.unwrap();
+    let seen = store.get_gateway(g.id).await.unwrap();
+    assert!(seen.last_seen_at.is_some());
+    assert_eq!(seen.updated_at, updated_at, "last_seen_at is not an edit");
+
+    let reading = store.create_reading(g.id, 1, Some(3), Some(25600.0)).await.unwrap();
+    store.reading_started(reading, Utc::now()).await.unwrap();
+    let samples = [0.5f32, -1.0, 1.0];
+    let result = ReadingResult {
+        gateway_reading_id: Some(7),
+        gateway_time: Some("2026-11-28 01:02:03"),
+        sample_rate: None,
+        temperature: Some(30.5),
+        statistics: ReadingStatistics {
+            x: stats(),
+            y: stats(),
+            z: stats(),
+        },
+        x: &samples,
+        y: &samples,
+        z: &samples,
+    };
+    store.reading_finished(reading, Utc::now(), result).await.unwrap();
+    let detail = store.get_reading(reading, None).await.unwrap();
+    assert_eq!(detail.x, samples, "samples round-trip exactly (f32 little-endian)");
+    assert_eq!(detail.summary.temperature, Some(30.5));
+    assert_eq!(detail.summary.statistics.unwrap().x.rms, 0.8);
+
+    let failed = store.create_reading(g.id, 2, None, None).await.unwrap();
+    store
+        .reading_failed(failed, Utc::now(), "sensor 2 is not connected")
+        .await
+        .unwrap();
+    assert_eq!(store.list_readings(g.id, page).await.unwrap().pagination.total, 2);
+
+    // Retention: only the 40-day-old event goes with a 30-day window.
+    let (events_gone, readings_gone) = store
+        .purge_history(Utc::now() - Duration::days(30), Utc::now() - Duration::days(90))
+        .await
+        .unwrap();
+    assert_eq!((events_gone, readings_gone), (1, 0));
+    let (_, readings_gone) = store
+        .purge_history(Utc::now() - Duration::days(30), Utc::now() + Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(readings_gone, 2);
+}
