@@ -95,6 +95,9 @@ pub async fn require_same_origin(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
+/// The sign-in server function's URL.
+const SIGN_IN_PATH: &str = "/rpc/sign_in";
+
 fn is_cross_site_with_cookie(req: &Request) -> bool {
     let headers = req.headers();
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
@@ -111,7 +114,9 @@ fn is_cross_site_with_cookie(req: &Request) -> bool {
             pair.trim_start()
                 .starts_with(&format!("{}=", crate::sessions::SESSION_COOKIE))
         });
-    if !has_session_cookie {
+    // Signing in is checked without a cookie too: another site must not be able
+    // to sign a visitor in to an account of its choosing (login CSRF).
+    if !has_session_cookie && req.uri().path() != SIGN_IN_PATH {
         return false;
     }
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
@@ -134,7 +139,11 @@ mod tests {
     use axum::body::Body;
 
     fn request(method: Method, headers: &[(&str, &str)]) -> Request {
-        let mut builder = axum::http::Request::builder().method(method).uri("/rpc/delete_factory");
+        request_to("/rpc/delete_factory", method, headers)
+    }
+
+    fn request_to(path: &str, method: Method, headers: &[(&str, &str)]) -> Request {
+        let mut builder = axum::http::Request::builder().method(method).uri(path);
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
@@ -190,6 +199,20 @@ mod tests {
         assert!(!is_cross_site_with_cookie(&request(
             Method::POST,
             &[HOST, ("origin", "https://evil.example")]
+        )));
+    }
+
+    #[test]
+    fn signing_in_from_another_site_is_refused_even_without_a_cookie() {
+        assert!(is_cross_site_with_cookie(&request_to(
+            "/rpc/sign_in",
+            Method::POST,
+            &[HOST, ("sec-fetch-site", "cross-site")]
+        )));
+        assert!(!is_cross_site_with_cookie(&request_to(
+            "/rpc/sign_in",
+            Method::POST,
+            &[HOST, ("sec-fetch-site", "same-origin")]
         )));
     }
 }

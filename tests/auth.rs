@@ -403,3 +403,28 @@ async fn use_moves_the_idle_expiry_forward() {
     assert!(after - before > chrono::Duration::minutes(59), "{before} -> {after}");
     assert!(answer.set_cookie.is_some(), "the cookie's max-age is renewed too");
 }
+
+#[tokio::test]
+async fn an_administrator_cannot_lock_themselves_out() {
+    let (server, browser) = server_with_users().await;
+    let cookie = browser.session(ADMIN_EMAIL).await;
+    let me = server
+        .store
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|u| u.email == ADMIN_EMAIL)
+        .unwrap();
+    let id = me.id.to_string();
+    let disable = browser
+        .post_form("/rpc/set_user_disabled", &cookie, &[("id", &id), ("disabled", "true")])
+        .await;
+    assert_eq!(disable.status, StatusCode::FORBIDDEN);
+    let demote = browser
+        .post_form("/rpc/set_user_role", &cookie, &[("id", &id), ("role", "viewer")])
+        .await;
+    assert_eq!(demote.status, StatusCode::FORBIDDEN);
+    let still = server.store.get_user(me.id).await.unwrap().unwrap();
+    assert_eq!((still.role, still.disabled_at), (Role::Admin, None));
+}

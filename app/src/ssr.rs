@@ -213,11 +213,13 @@ impl SignInThrottle {
     }
 }
 
-/// The answer to a plain form post (no JavaScript), which cannot show a server
+/// Every management action's answer. The answer to a plain form post (no JavaScript), which cannot show a server
 /// function's JSON: back to the form's `page`, with the error's message as
 /// `?error=` when it failed (the page shows it). Form posts from the hydrated
 /// app and direct calls get the result as it is.
 pub fn answer_form<T>(page: &str, result: Result<T, AppError>) -> Result<T, AppError> {
+    // Direct callers see the error's own status (400, 403, 404, 409…), not 500.
+    let result = result.map_err(with_status);
     if is_plain_form_post() {
         match &result {
             Ok(_) => leptos_axum::redirect(page),
