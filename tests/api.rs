@@ -390,7 +390,7 @@ async fn gateway_validation() {
     assert_eq!(r.body["error"]["details"][0]["field"], "password");
     let mut ok = gateway_body(&f, "GW-OK", "OK");
     ok["email"] = json!("admin@gateway.local");
-    ok["url"] = json!("wss://gw.plant.example");
+    ok["url"] = json!("wss://localhost:9");
     assert_eq!(
         s.call(POST, "/api/gateways", Some(ok)).await.status,
         StatusCode::CREATED

@@ -120,7 +120,7 @@ test.describe("editing and deleting", () => {
           factory_id: factoryId,
           gateway_id: unique(`GW-DEL-${n}`).replace(/ /g, "-"),
           name: `Doomed gateway ${n}`,
-          url: "ws://192.168.1.10:5000",
+          url: "ws://127.0.0.1:9",
           email: "admin@gateway.local",
           password: "gateway-pass",
           model: "",

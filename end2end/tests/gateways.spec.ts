@@ -27,7 +27,7 @@ test("creates, edits (blank password kept, moved to another factory) and deletes
   await add.getByRole("button", { name: "Add gateway" }).click();
   await expect(add.getByText("Gateway URL must start with ws:// or wss://")).toBeVisible();
   await expect(add.getByLabel("Gateway name")).toHaveValue(name);
-  await add.getByLabel("Gateway URL").fill("ws://192.168.1.100:5000");
+  await add.getByLabel("Gateway URL").fill("ws://127.0.0.1:9");
   await add.getByRole("button", { name: "Add gateway" }).click();
   await expect(page.getByRole("status")).toContainText(`Gateway “${name}” created.`);
   const row = page.getByRole("row", { name: new RegExp(gatewayId) });
@@ -81,7 +81,7 @@ test("the factory filter and the page are kept in the URL across reloads", async
         factory_id: factoryId,
         gateway_id: unique(`GW-F${i}`).replace(/ /g, "-"),
         name: `Filter gateway ${String(i).padStart(2, "0")}`,
-        url: "ws://10.0.0.1:5000",
+        url: "ws://127.0.0.1:9",
         email: "admin@gateway.local",
         password: "gateway-pass",
         model: "",
@@ -119,7 +119,7 @@ test("a gateway name with markup is shown as text", async ({ page }) => {
       factory_id: factoryId,
       gateway_id: unique("GW-XSS").replace(/ /g, "-"),
       name,
-      url: "ws://10.0.0.2:5000",
+      url: "ws://127.0.0.1:9",
       email: "admin@gateway.local",
       password: "gateway-pass",
       model: "",

@@ -19,7 +19,7 @@ for (const size of sizes) {
         factory_id: factoryId,
         gateway_id: unique("GW-LAYOUT").replace(/ /g, "-"),
         name: "Gateway with a long name for the layout check",
-        url: "ws://gateway-with-a-long-host-name.plant.example.com:5000/some/path",
+        url: "ws://127.0.0.1:9/a-long-path/that-makes-the-url-column-wide/enough-to-test-wrapping",
         email: "admin@gateway.local",
         password: "gateway-pass",
         model: "CTC Connect Wireless",

@@ -285,7 +285,7 @@ pub fn gateway_body(factory_id: &str, gateway_id: &str, name: &str) -> Value {
         "factory_id": factory_id,
         "gateway_id": gateway_id,
         "name": name,
-        "url": "ws://192.168.1.100:5000",
+        "url": "ws://127.0.0.1:9",
         "email": "admin@gateway.local",
         "password": "admin123",
         "model": "CTC-GW-100",

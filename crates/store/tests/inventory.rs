@@ -33,7 +33,7 @@ fn gateway_input(factory_id: Uuid, gateway_id: &str, name: &str) -> domain::NewG
         "factory_id": factory_id.to_string(),
         "gateway_id": gateway_id,
         "name": name,
-        "url": "ws://192.168.1.100:5000",
+        "url": "ws://127.0.0.1:9",
         "email": "admin@gateway.local",
         "password": "admin123",
     }))
