@@ -42,11 +42,13 @@ export default defineConfig({
     : {
         // Demo mode: the demo plant's gateways run on in-process simulators, so the
         // live pages have real connections to show and break.
-        command: `rm -rf target/e2e-data && exec ${process.env.SERVER_BIN ?? "target/debug/factory-monitor"} serve --demo`,
+        command: `(target/debug/factory-monitor db stop --data-dir target/e2e-data/db >/dev/null 2>&1 || true) && rm -rf target/e2e-data && exec ${process.env.SERVER_BIN ?? "target/debug/factory-monitor"} serve --demo`,
         cwd: "..",
         url: `${baseURL}/api/health`,
         timeout: 120_000,
         reuseExistingServer: false,
+        // SIGTERM lets the server stop its embedded PostgreSQL (a kill would leave it running).
+        gracefulShutdown: { signal: "SIGTERM", timeout: 10_000 },
         stdout: "pipe",
         stderr: "pipe",
         env: {

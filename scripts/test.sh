@@ -35,7 +35,10 @@ section "cargo test"
 cargo test --workspace --locked
 
 section "end-to-end (Playwright + Chromium)"
-(cd end2end && npx playwright test)
+# The server stops its embedded PostgreSQL on SIGTERM; this catches a kill.
+e2e_cleanup() { target/debug/factory-monitor db stop --data-dir target/e2e-data/db >/dev/null 2>&1 || true; }
+(cd end2end && npx playwright test) || { e2e_cleanup; exit 1; }
+e2e_cleanup
 
 echo
 echo "make test: all passed in $(( $(date +%s) - started )) s"
