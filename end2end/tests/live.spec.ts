@@ -73,3 +73,17 @@ test("taking a reading shows its progress, then the waveform and spectrum", asyn
   await expect(page.locator("figcaption").filter({ hasText: "spectrum" }).first()).toContainText(" Hz (");
   await screenshot(page, "waveform");
 });
+
+test("the gateways table shows each gateway's live state", async ({ page }) => {
+  failOnPageErrors(page);
+  await signIn(page, ADMIN.email, ADMIN.password, "/gateways");
+  // Other tests add gateways too: look at each demo factory's own list.
+  const factories = await (await page.request.get("/api/factories?search=Detroit%20Assembly")).json();
+  await page.goto(`/gateways?factory=${factories.data[0].id}`);
+  // GW-DET-006 is created disabled; GW-DET-001 connects to its simulator.
+  await expect(page.getByRole("row", { name: /GW-DET-006/ }).locator("[data-state]")).toHaveAttribute("data-state", "disabled");
+  await expect(page.getByRole("row", { name: /GW-DET-001/ }).locator("[data-state]")).toHaveAttribute(
+    "data-state",
+    /online|connecting|authenticating/,
+  );
+});

@@ -10,6 +10,8 @@ use crate::ssr;
 pub struct GatewayListItem {
     pub gateway: Gateway,
     pub factory_name: String,
+    /// Connection state from the orchestrator when the page was loaded.
+    pub state: Option<domain::live::ConnectionState>,
 }
 
 #[server(prefix = "/rpc", endpoint = "list_gateways")]
@@ -32,12 +34,17 @@ pub async fn list_gateways(factory: Option<Uuid>, offset: u64) -> Result<Page<Ga
             .find(|(fid, _)| *fid == id)
             .map_or_else(|| "—".to_owned(), |(_, name)| name.clone())
     };
+    let orchestrator = leptos::prelude::use_context::<orchestrator::Orchestrator>();
     Ok(Page {
         data: page
             .data
             .into_iter()
             .map(|gateway| GatewayListItem {
                 factory_name: name_of(gateway.factory_id),
+                state: orchestrator
+                    .as_ref()
+                    .and_then(|o| o.status(gateway.id))
+                    .map(|live| live.state),
                 gateway,
             })
             .collect(),

@@ -271,8 +271,17 @@ fn gateway_table(
                     <td class="mono">{g.gateway_id}</td>
                     <td class="strong"><A href=format!("/gateways/{}", g.id)>{g.name}</A></td>
                     <td class="mono hide-narrow">{g.url}</td>
-                    // Filled by the live orchestrator work.
-                    <td>"—"</td>
+                    <td>
+                        {match item.state {
+                            Some(state) => view! {
+                                <span class=format!("badge state-{}", state.as_str()) data-state=state.as_str()>
+                                    {state.label()}
+                                </span>
+                            }
+                            .into_any(),
+                            None => "—".into_any(),
+                        }}
+                    </td>
                     <td class="hide-narrow">{last_seen}</td>
                     <td class="hide-narrow">{g.model.unwrap_or_else(|| "—".into())}</td>
                     <td class="hide-narrow">{g.firmware_version.unwrap_or_else(|| "—".into())}</td>
