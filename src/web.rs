@@ -123,8 +123,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     // The peer address is what sign-in throttling counts per client.
+    // Hear changes made by other processes, so the store's read caches and the
+    // token cache can be trusted.
+    let change_listener = state.store.start_change_listener();
     let app = router(state, cors).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    change_listener.abort();
+    served
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -74,6 +74,37 @@ async fn tokens_401_without_or_with_a_bad_token_and_403_for_a_viewer_writing() {
     );
 }
 
+/// Predecessor: none. A token revoked by another process (`factory-monitor token
+/// revoke`) stops working as soon as PostgreSQL's notification arrives, although
+/// its last check is cached.
+#[tokio::test]
+async fn a_token_revoked_by_another_process_stops_working_at_once() {
+    let s = TestServer::start().await;
+    let other_process = store::Store::new(
+        s.store.pool().clone(),
+        store::KeyRing::new(store::EncryptionKey::generate().0, vec![]),
+    );
+    let (token, secret) = other_process
+        .create_api_token("script", domain::Role::Admin)
+        .await
+        .unwrap();
+    while !s.store.changes().is_listening() {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        s.call_as(&secret, GET, "/api/factories", None).await.status,
+        StatusCode::OK
+    );
+    other_process.revoke_api_token(token.id).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut status = StatusCode::OK;
+    // Well under the cache's 10 s lifetime.
+    while status == StatusCode::OK && started.elapsed() < std::time::Duration::from_secs(3) {
+        status = s.call_as(&secret, GET, "/api/factories", None).await.status;
+    }
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
 #[tokio::test]
 async fn organizations_are_listed_so_clients_can_learn_the_id() {
     let s = TestServer::start().await;

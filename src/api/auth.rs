@@ -15,8 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// How long a token check is trusted before the database is asked again; bounds
-/// how long a token revoked from another process keeps working.
+/// How long a token check is trusted before the database is asked again (which
+/// also moves the token's `last_used_at`). Revocations and role changes end a
+/// check at once, through the store's change feed, in this process or another.
 const CACHE_TTL: Duration = Duration::from_secs(10);
 const CACHE_MAX_ENTRIES: usize = 10_000;
 
@@ -41,32 +42,34 @@ pub struct TokenCache {
     entries: Arc<Mutex<HashMap<[u8; 32], CachedCheck>>>,
 }
 
-/// A token check's result (`None`: not a valid token) and when it was made.
-type CachedCheck = (Option<Caller>, Instant);
+/// A token check's result (`None`: not a valid token), when it was made, and the
+/// API tokens' generation it was made under.
+type CachedCheck = (Option<Caller>, Instant, u64);
 
 impl TokenCache {
-    fn get(&self, digest: &[u8; 32]) -> Option<Option<Caller>> {
+    /// The cached check, if it is recent and no token changed since.
+    /// `generation` is `None` while changes could go unheard: nothing is trusted.
+    fn get(&self, digest: &[u8; 32], generation: Option<u64>) -> Option<Option<Caller>> {
+        let generation = generation?;
         let entries = self.entries.lock().expect("token cache lock");
         entries
             .get(digest)
-            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
-            .map(|(caller, _)| *caller)
+            .filter(|(_, at, made_under)| *made_under == generation && at.elapsed() < CACHE_TTL)
+            .map(|(caller, _, _)| *caller)
     }
 
-    fn put(&self, digest: [u8; 32], caller: Option<Caller>) {
+    fn put(&self, digest: [u8; 32], caller: Option<Caller>, generation: Option<u64>) {
+        let Some(generation) = generation else {
+            return;
+        };
         let mut entries = self.entries.lock().expect("token cache lock");
         if entries.len() >= CACHE_MAX_ENTRIES {
-            entries.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+            entries.retain(|_, (_, at, made_under)| *made_under == generation && at.elapsed() < CACHE_TTL);
             if entries.len() >= CACHE_MAX_ENTRIES {
                 entries.clear();
             }
         }
-        entries.insert(digest, (caller, Instant::now()));
-    }
-
-    /// Forgets everything (after a revocation in this process).
-    pub fn clear(&self) {
-        self.entries.lock().expect("token cache lock").clear();
+        entries.insert(digest, (caller, Instant::now(), generation));
     }
 }
 
@@ -90,14 +93,16 @@ pub async fn require_token(State(state): State<AppState>, req: Request, next: Ne
         .filter(|t| !t.is_empty())
         .ok_or_else(|| unauthorized("Authorization must be: Bearer <token>"))?;
     let digest = store::token_digest(token);
-    let caller = match state.tokens.get(&digest) {
+    // Read before the lookup: a revocation committed meanwhile makes the entry stale.
+    let generation = state.store.changes().generation(store::Topic::ApiTokens);
+    let caller = match state.tokens.get(&digest, generation) {
         Some(cached) => cached,
         None => {
             let found = state.store.authenticate_api_token(&digest).await?.map(|t| Caller {
                 subject: Subject::Token(t.id),
                 role: t.role,
             });
-            state.tokens.put(digest, found);
+            state.tokens.put(digest, found, generation);
             found
         }
     };

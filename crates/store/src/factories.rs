@@ -1,4 +1,4 @@
-use crate::{Store, StoreError};
+use crate::{Store, StoreError, Topic};
 use chrono::{DateTime, Utc};
 use domain::error::ErrorCode;
 use domain::{AppError, Factory, FactoryChanges, Metadata, NewFactory, Page, PageRequest};
@@ -64,6 +64,7 @@ impl Store {
         .bind(Json(&input.metadata))
         .fetch_optional(&self.pool)
         .await?;
+        self.changed(Topic::Inventory);
         row.map(Factory::from)
             .ok_or_else(|| StoreError::code(ErrorCode::UnknownOrganization, "Organization not found or deleted"))
     }
@@ -113,7 +114,20 @@ impl Store {
         Ok(Page::new(rows, total, page))
     }
 
+    /// Served from memory until the inventory changes.
     async fn factory_page(
+        &self,
+        page: PageRequest,
+        search: Option<&str>,
+    ) -> Result<(Vec<FactoryWithCount>, u64), StoreError> {
+        let key = (page, search.map(str::to_owned));
+        self.caches
+            .factory_pages
+            .get_or_read(&self.changes, key, self.read_factory_page(page, search))
+            .await
+    }
+
+    async fn read_factory_page(
         &self,
         page: PageRequest,
         search: Option<&str>,
@@ -185,6 +199,7 @@ impl Store {
         .bind(changes.metadata.as_ref().map(Json))
         .fetch_optional(&self.pool)
         .await?;
+        self.changed(Topic::Inventory);
         row.map(Factory::from)
             .ok_or_else(|| AppError::factory_not_found().into())
     }
@@ -207,6 +222,7 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.changed(Topic::Inventory);
         if let (Some(observer), false) = (self.observer(), gateways.is_empty()) {
             observer.gateways_deleted(&gateways);
         }

@@ -1,6 +1,6 @@
 use crate::error::violated_constraint;
 use crate::factories::like_pattern;
-use crate::{ConnectionChange, Store, StoreError};
+use crate::{ConnectionChange, Store, StoreError, Topic};
 use chrono::{DateTime, Utc};
 use domain::error::ErrorCode;
 use domain::{AppError, Gateway, GatewayChanges, Metadata, NewGateway, Page, PageRequest, Password};
@@ -49,7 +49,7 @@ impl From<GatewayRow> for Gateway {
 }
 
 /// Which gateways a list returns.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct GatewayFilter {
     pub factory_id: Option<Uuid>,
     /// Part of the name or the gateway id, any case.
@@ -109,6 +109,7 @@ impl Store {
         .await
         .map_err(map_write_error)?;
         let gateway = row.map(Gateway::from).ok_or_else(unknown_factory)?;
+        self.changed(Topic::Inventory);
         if let Some(observer) = self.observer() {
             observer.gateway_created(&gateway);
         }
@@ -126,8 +127,19 @@ impl Store {
             .ok_or_else(|| AppError::gateway_not_found().into())
     }
 
-    /// Active gateways by name, then id.
+    /// Active gateways by name, then id. Served from memory until the inventory changes.
     pub async fn list_gateways(&self, filter: &GatewayFilter, page: PageRequest) -> Result<Page<Gateway>, StoreError> {
+        self.caches
+            .gateway_pages
+            .get_or_read(
+                &self.changes,
+                (filter.clone(), page),
+                self.read_gateway_page(filter, page),
+            )
+            .await
+    }
+
+    async fn read_gateway_page(&self, filter: &GatewayFilter, page: PageRequest) -> Result<Page<Gateway>, StoreError> {
         #[derive(sqlx::FromRow)]
         struct Row {
             #[sqlx(flatten)]
@@ -234,6 +246,7 @@ impl Store {
         .await
         .map_err(map_write_error)?;
         tx.commit().await?;
+        self.changed(Topic::Inventory);
         let gateway = Gateway::from(row);
         if let Some(observer) = self.observer() {
             let change = ConnectionChange {
@@ -253,6 +266,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(AppError::gateway_not_found().into());
         }
+        self.changed(Topic::Inventory);
         if let Some(observer) = self.observer() {
             observer.gateways_deleted(&[id]);
         }
@@ -297,6 +311,7 @@ impl Store {
             changed += 1;
         }
         tx.commit().await?;
+        self.changed(Topic::Inventory);
         Ok(changed)
     }
 }

@@ -2,6 +2,7 @@
 //! gateway credential cipher. The web app's server functions, the REST API and
 //! the orchestrator all go through [`Store`], so each query and rule exists once.
 
+mod changes;
 mod choices;
 pub mod cipher;
 mod error;
@@ -14,6 +15,7 @@ mod sessions;
 mod tokens;
 mod users;
 
+pub use changes::{ChangeFeed, Topic, API_TOKENS_CHANNEL, INVENTORY_CHANNEL};
 pub use cipher::{CipherError, EncryptionKey, KeyError, KeyRing};
 pub use error::StoreError;
 pub use factories::FactoryWithCount;
@@ -23,6 +25,8 @@ pub use observer::{ConnectionChange, InventoryObserver};
 pub use sessions::{PgSessionStore, SESSION_USER_KEY};
 pub use tokens::{token_digest, ApiToken, TOKEN_PREFIX};
 
+use changes::ReadCache;
+use domain::{Gateway, Page, PageRequest};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 use std::str::FromStr;
@@ -37,6 +41,14 @@ pub struct Store {
     pool: PgPool,
     keys: Arc<KeyRing>,
     observer: Arc<std::sync::OnceLock<Arc<dyn InventoryObserver>>>,
+    changes: Arc<ChangeFeed>,
+    caches: Arc<ReadCaches>,
+}
+
+/// The hot list reads, kept until the inventory changes (see [`changes`]).
+struct ReadCaches {
+    gateway_pages: ReadCache<(GatewayFilter, PageRequest), Page<Gateway>>,
+    factory_pages: ReadCache<(PageRequest, Option<String>), (Vec<FactoryWithCount>, u64)>,
 }
 
 impl std::fmt::Debug for Store {
@@ -53,7 +65,28 @@ impl Store {
             pool,
             keys: Arc::new(keys),
             observer: Arc::default(),
+            changes: Arc::default(),
+            caches: Arc::new(ReadCaches {
+                gateway_pages: ReadCache::new(Topic::Inventory),
+                factory_pages: ReadCache::new(Topic::Inventory),
+            }),
         }
+    }
+
+    /// Starts hearing changes made by other processes (and enables the read
+    /// caches, which need that). One per process; it ends when the pool closes.
+    pub fn start_change_listener(&self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(changes::listen(self.pool.clone(), self.changes.clone()))
+    }
+
+    /// Generation counters of the inventory and the API tokens.
+    pub fn changes(&self) -> &ChangeFeed {
+        &self.changes
+    }
+
+    /// Called by every write, after it committed.
+    pub(crate) fn changed(&self, topic: Topic) {
+        self.changes.bump(topic);
     }
 
     /// Registers the one observer of inventory changes (the orchestrator). Every

@@ -121,6 +121,7 @@ impl Store {
             .bind(gateways)
             .execute(&self.pool)
             .await?;
+        self.changed(crate::Topic::Inventory);
         Ok(())
     }
 

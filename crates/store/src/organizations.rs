@@ -45,6 +45,7 @@ impl Store {
         .bind(name)
         .fetch_one(&self.pool)
         .await?;
+        self.changed(crate::Topic::Inventory);
         Ok(row.into())
     }
 }

@@ -75,6 +75,7 @@ impl Store {
         .bind(token_digest(&token).as_slice())
         .fetch_one(&self.pool)
         .await?;
+        self.changed(crate::Topic::ApiTokens);
         Ok((row.try_into()?, token))
     }
 
@@ -106,6 +107,7 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
+        self.changed(crate::Topic::ApiTokens);
         Ok(done.rows_affected() == 1)
     }
 }
