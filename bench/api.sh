@@ -10,7 +10,7 @@ DURATION=${DURATION:-15}
 PORT=${PORT:-3300}
 BIN=target/release/factory-monitor
 command -v wrk >/dev/null || apt-get install -y -qq wrk >/dev/null
-[ -x "$BIN" ] || cargo leptos build --release
+[ -x "$BIN" ] || cargo leptos build --release --split
 
 data=$(mktemp -d /tmp/fm-bench.XXXXXX)
 chmod 755 "$data"

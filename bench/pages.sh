@@ -9,13 +9,13 @@ export PATH="$PWD/tools/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 PORT=${PORT:-3301}
 REQUESTS=${REQUESTS:-200}
 BIN=target/release/factory-monitor
-[ -x "$BIN" ] || cargo leptos build --release
+[ -x "$BIN" ] || cargo leptos build --release --split
 
 data=$(mktemp -d /tmp/fm-pages.XXXXXX)
 chmod 755 "$data"
 export DATA_DIR="$data" LISTEN_ADDR="127.0.0.1:$PORT" RUST_LOG=warn INITIAL_ADMIN_PASSWORD=bench-admin-password
 "$BIN" serve >/dev/null & server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$data"' EXIT
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$data"' EXIT
 until curl -sf "http://127.0.0.1:$PORT/api/health" >/dev/null; do sleep 0.5; done
 token=$("$BIN" token create --name bench --role admin | tail -n1)
 factory=$(curl -sf -H "authorization: Bearer $token" -H 'content-type: application/json' \

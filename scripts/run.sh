@@ -7,5 +7,5 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/tools/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 
 scripts/bootstrap.sh
-cargo leptos build --release
+cargo leptos build --release --split
 exec target/release/factory-monitor serve --demo "$@"

@@ -21,7 +21,7 @@ section "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 section "build (server + wasm, debug)"
-cargo leptos build
+cargo leptos build --split
 
 section "test database"
 db_dir=target/test-db

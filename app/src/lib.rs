@@ -20,7 +20,7 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes, A};
 use leptos_router::hooks::use_location;
-use leptos_router::{path, SsrMode};
+use leptos_router::{path, Lazy, SsrMode};
 
 /// The name cargo-leptos gives the site's JS, wasm and CSS files.
 pub const OUTPUT_NAME: &str = "factory-monitor";
@@ -128,17 +128,17 @@ fn Layout() -> impl IntoView {
                 // without JavaScript (and for crawlers and screen readers). The server
                 // sends signed-out visitors of every page but /login to /login.
                 <Routes fallback=pages::NotFound>
-                    <Route path=path!("/") view=pages::status::StatusPage ssr=SsrMode::Async />
-                    <Route path=path!("/login") view=pages::login::LoginPage ssr=SsrMode::Async />
-                    <Route path=path!("/factories") view=pages::factories::FactoriesPage ssr=SsrMode::Async />
-                    <Route path=path!("/gateways") view=pages::gateways::GatewaysPage ssr=SsrMode::Async />
+                    <Route path=path!("/") view={Lazy::<pages::status::StatusRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("/login") view={Lazy::<pages::login::LoginRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("/factories") view={Lazy::<pages::factories::FactoriesRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("/gateways") view={Lazy::<pages::gateways::GatewaysRoute>::new()} ssr=SsrMode::Async />
                     <Route
                         path=path!("/gateways/:id")
-                        view=pages::gateway_detail::GatewayDetailPage
+                        view={Lazy::<pages::gateway_detail::GatewayDetailRoute>::new()}
                         ssr=SsrMode::Async
                     />
-                    <Route path=path!("/users") view=pages::users::UsersPage ssr=SsrMode::Async />
-                    <Route path=path!("/tokens") view=pages::tokens::TokensPage ssr=SsrMode::Async />
+                    <Route path=path!("/users") view={Lazy::<pages::users::UsersRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("/tokens") view={Lazy::<pages::tokens::TokensRoute>::new()} ssr=SsrMode::Async />
                 </Routes>
             </main>
         </div>
@@ -149,5 +149,6 @@ fn Layout() -> impl IntoView {
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(App);
+    // Lazy routes: each page's wasm is loaded before its HTML is hydrated.
+    leptos::mount::hydrate_lazy(App);
 }

@@ -1,5 +1,15 @@
 import { expect, test } from "@playwright/test";
-import { createFactory, expectNoHorizontalScroll, failOnPageErrors, screenshot, signIn, unique, waitForHydration } from "./helpers";
+import {
+  ADMIN,
+  callServerFn,
+  createFactory,
+  expectNoHorizontalScroll,
+  failOnPageErrors,
+  screenshot,
+  signIn,
+  unique,
+  waitForHydration,
+} from "./helpers";
 
 const sizes = [
   { name: "desktop", width: 1920, height: 1080 },
@@ -45,3 +55,29 @@ for (const size of sizes) {
     }
   });
 }
+
+// The release wasm is split per page (`cargo leptos build --split`): the browser
+// fetches a page's code when that page is first shown, and only then.
+test("each page's code is loaded on its first visit only", async ({ page }) => {
+  failOnPageErrors(page);
+  // Signed in without loading any page, so no page's code is cached yet.
+  const signedIn = await callServerFn(page, "sign_in", { email: ADMIN.email, password: ADMIN.password });
+  expect(signedIn.ok()).toBe(true);
+  const fetched: string[] = [];
+  page.on("request", (request) => {
+    const file = request.url().split("/").pop() ?? "";
+    if (file.endsWith(".wasm")) fetched.push(file);
+  });
+  await page.goto("/");
+  await waitForHydration(page);
+  await expect(page.locator(".summary")).toBeVisible();
+  expect(fetched.some((f) => f.startsWith("split___status_route_view"))).toBe(true);
+  expect(fetched.some((f) => f.startsWith("split___factories_route_view"))).toBe(false);
+  expect(fetched.some((f) => f.startsWith("split___users_route_view"))).toBe(false);
+
+  // Client-side navigation brings the next page's code, and the page works.
+  await page.getByRole("link", { name: "Factories", exact: true }).click();
+  await expect(page.getByRole("heading", { name: "Factories" })).toBeVisible();
+  await expect.poll(() => fetched.some((f) => f.startsWith("split___factories_route_view"))).toBe(true);
+  expect(fetched.some((f) => f.startsWith("split___users_route_view"))).toBe(false);
+});

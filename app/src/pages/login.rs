@@ -8,6 +8,7 @@ use domain::inventory::EMAIL_MAX;
 use domain::AppError;
 use leptos::form::ActionForm;
 use leptos::prelude::*;
+use leptos_router::{lazy_route, LazyRoute};
 
 #[component]
 pub fn LoginPage() -> impl IntoView {
@@ -49,5 +50,20 @@ pub fn LoginPage() -> impl IntoView {
                 </button>
             </ActionForm>
         </section>
+    }
+}
+
+/// `/login` as a lazily loaded route: with `cargo leptos --split`, the page's wasm
+/// is a separate file that the browser fetches on the first visit.
+pub struct LoginRoute;
+
+#[lazy_route]
+impl LazyRoute for LoginRoute {
+    fn data() -> Self {
+        Self
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <LoginPage /> }.into_any()
     }
 }

@@ -9,6 +9,7 @@ use domain::live::{ConnectionState, GatewayLive};
 use leptos::prelude::*;
 use leptos_router::components::{Form, A};
 use leptos_router::hooks::use_query_map;
+use leptos_router::{lazy_route, LazyRoute};
 use uuid::Uuid;
 
 #[component]
@@ -239,5 +240,20 @@ fn status_row(g: GatewayLive, now: chrono::DateTime<chrono::Utc>) -> impl IntoVi
             <td class="hide-narrow">{last_seen}</td>
             <td class="error-text">{g.last_error.unwrap_or_default()}</td>
         </tr>
+    }
+}
+
+/// `/` as a lazily loaded route: with `cargo leptos --split`, the page's wasm
+/// is a separate file that the browser fetches on the first visit.
+pub struct StatusRoute;
+
+#[lazy_route]
+impl LazyRoute for StatusRoute {
+    fn data() -> Self {
+        Self
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <StatusPage /> }.into_any()
     }
 }

@@ -8,6 +8,7 @@ use domain::inventory::EMAIL_MAX;
 use domain::{AppError, Role, User};
 use leptos::form::ActionForm;
 use leptos::prelude::*;
+use leptos_router::{lazy_route, LazyRoute};
 
 #[derive(Clone, Copy)]
 struct Actions {
@@ -141,4 +142,19 @@ fn user_table(users: Vec<User>, actions: Actions) -> AnyView {
         </div>
     }
     .into_any()
+}
+
+/// `/users` as a lazily loaded route: with `cargo leptos --split`, the page's wasm
+/// is a separate file that the browser fetches on the first visit.
+pub struct UsersRoute;
+
+#[lazy_route]
+impl LazyRoute for UsersRoute {
+    fn data() -> Self {
+        Self
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <UsersPage /> }.into_any()
+    }
 }
