@@ -218,15 +218,37 @@ impl SignInThrottle {
 /// `?error=` when it failed (the page shows it). Form posts from the hydrated
 /// app and direct calls get the result as it is.
 pub fn answer_form<T>(page: &str, result: Result<T, AppError>) -> Result<T, AppError> {
+    answer_form_keeping(page, page, &[], result)
+}
+
+/// Like [`answer_form`], for a form someone typed into: a refused plain form post
+/// goes back to `retry` (the form's own URL) with the error and the fields as they
+/// were typed (`kept`, never a password), so the form comes back filled in and
+/// nothing is lost. [`crate::components::submitted_value`] reads them back.
+pub fn answer_form_keeping<T>(
+    page: &str,
+    retry: &str,
+    kept: &[(&str, String)],
+    result: Result<T, AppError>,
+) -> Result<T, AppError> {
+    use crate::api::auth::encode_query_value;
     // Direct callers see the error's own status (400, 403, 404, 409…), not 500.
     let result = result.map_err(with_status);
     if is_plain_form_post() {
         match &result {
             Ok(_) => leptos_axum::redirect(page),
-            Err(err) => leptos_axum::redirect(&format!(
-                "{page}?error={}",
-                crate::api::auth::encode_query_value(&err.message)
-            )),
+            Err(err) => {
+                let separator = if retry.contains('?') { '&' } else { '?' };
+                let mut url = format!("{retry}{separator}error={}", encode_query_value(&err.message));
+                for (name, value) in kept {
+                    url.push_str(&format!(
+                        "&{}{name}={}",
+                        crate::components::SUBMITTED_PREFIX,
+                        encode_query_value(value)
+                    ));
+                }
+                leptos_axum::redirect(&url)
+            }
         }
     }
     result

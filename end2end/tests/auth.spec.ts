@@ -69,7 +69,10 @@ test.describe("sign-in without JavaScript", () => {
     await page.getByLabel("Password").fill("not the password");
     await page.getByRole("button", { name: "Sign in" }).click();
     await expect(page.getByText("Incorrect email or password.")).toBeVisible();
-    await page.getByLabel("Email").fill(ADMIN.email);
+    // The email is kept; the password is not, and is not in the URL.
+    await expect(page.getByLabel("Email")).toHaveValue(ADMIN.email);
+    await expect(page.getByLabel("Password")).toHaveValue("");
+    expect(page.url()).not.toContain("not%20the%20password");
     await page.getByLabel("Password").fill(ADMIN.password);
     await page.getByRole("button", { name: "Sign in" }).click();
     await expect(page).toHaveURL(/\/factories$/);

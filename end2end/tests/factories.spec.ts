@@ -75,13 +75,22 @@ test.describe("without JavaScript", () => {
     await expect(page.getByRole("row", { name: new RegExp(name) })).toBeVisible();
   });
 
-  test("a refused form says why", async ({ page }) => {
+  test("a refused form says why and keeps what was typed", async ({ page }) => {
     await page.goto("/factories");
-    await page.getByLabel("Factory name").fill(unique("No-JS Bad Zone"));
+    const name = unique("No-JS Bad Zone <b>");
+    await page.getByLabel("Factory name").fill(name);
+    await page.getByLabel("Location").fill("Hall 3 & yard");
     await page.getByLabel("Time zone").fill("Mars/Olympus_Mons");
     await page.getByRole("button", { name: "Add factory" }).click();
     await page.waitForURL("**/factories?error=**");
     await expect(page.getByRole("alert").filter({ hasText: "must be an IANA time zone" })).toBeVisible();
+    await expect(page.getByLabel("Factory name")).toHaveValue(name);
+    await expect(page.getByLabel("Location")).toHaveValue("Hall 3 & yard");
+    await expect(page.getByLabel("Time zone")).toHaveValue("Mars/Olympus_Mons");
+    // Corrected, it goes through.
+    await page.getByLabel("Time zone").fill("Europe/Berlin");
+    await page.getByRole("button", { name: "Add factory" }).click();
+    await expect(page.getByRole("row", { name: new RegExp(name.replace(/[<>]/g, ".")) })).toBeVisible();
   });
 });
 

@@ -133,3 +133,32 @@ test("a gateway name with markup is shown as text", async ({ page }) => {
   await expect(page.getByRole("link", { name, exact: true })).toBeVisible();
   expect(dialogs).toBe(0);
 });
+
+test.describe("without JavaScript", () => {
+  test.use({ javaScriptEnabled: false });
+
+  test("a refused gateway form comes back filled in, except the password", async ({ page }) => {
+    const factoryId = await createFactory(page, unique("No-JS Plant"));
+    await page.goto(`/gateways?factory=${factoryId}`);
+    const add = page.getByRole("form", { name: "Add gateway" });
+    const gatewayId = unique("GW-NOJS").replace(/ /g, "-");
+    await add.getByLabel("Gateway ID").fill(gatewayId);
+    await add.getByLabel("Gateway name").fill("Kiln <fan> gateway");
+    await add.getByLabel("Gateway URL").fill("http://not-a-websocket");
+    await add.getByLabel("Email").fill("admin@gateway.local");
+    await add.getByLabel("Password").fill("gateway-secret");
+    await add.getByLabel("Model").fill("CTC-W100");
+    await add.getByRole("button", { name: "Add gateway" }).click();
+    await page.waitForURL("**/gateways?error=**");
+    expect(page.url()).not.toContain("gateway-secret");
+    await expect(page.getByRole("alert").filter({ hasText: "must start with ws:// or wss://" }).first()).toBeVisible();
+    const again = page.getByRole("form", { name: "Add gateway" });
+    await expect(again.getByLabel("Factory")).toHaveValue(factoryId);
+    await expect(again.getByLabel("Gateway ID")).toHaveValue(gatewayId);
+    await expect(again.getByLabel("Gateway name")).toHaveValue("Kiln <fan> gateway");
+    await expect(again.getByLabel("Gateway URL")).toHaveValue("http://not-a-websocket");
+    await expect(again.getByLabel("Email")).toHaveValue("admin@gateway.local");
+    await expect(again.getByLabel("Model")).toHaveValue("CTC-W100");
+    await expect(again.getByLabel("Password")).toHaveValue("");
+  });
+});

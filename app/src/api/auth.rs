@@ -49,7 +49,13 @@ pub async fn sign_in(email: String, password: String, next: Option<String>) -> R
     let next = safe_next(next.as_deref());
     let fail = |reason: &str, message: &str| {
         if ssr::is_plain_form_post() {
-            leptos_axum::redirect(&format!("/login?failed={reason}&next={}", encode_query_value(&next)));
+            // The email comes back in the form; the password never does.
+            leptos_axum::redirect(&format!(
+                "/login?failed={reason}&next={}&{}email={}",
+                encode_query_value(&next),
+                crate::components::SUBMITTED_PREFIX,
+                encode_query_value(&email)
+            ));
         }
         Err(AppError::new(ErrorCode::Unauthorized, message))
     };

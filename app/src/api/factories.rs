@@ -45,7 +45,13 @@ pub async fn factory_names() -> Result<Vec<(Uuid, String)>, AppError> {
 /// organization field until there can be several).
 #[server(prefix = "/rpc", endpoint = "create_factory")]
 pub async fn create_factory(name: String, location: String, timezone: String) -> Result<Factory, AppError> {
-    ssr::answer_form("/factories", create_factory_checked(name, location, timezone).await)
+    let kept = [
+        ("name", name.clone()),
+        ("location", location.clone()),
+        ("timezone", timezone.clone()),
+    ];
+    let created = create_factory_checked(name, location, timezone).await;
+    ssr::answer_form_keeping("/factories", "/factories", &kept, created)
 }
 
 #[cfg(feature = "ssr")]
@@ -67,7 +73,13 @@ async fn create_factory_checked(name: String, location: String, timezone: String
 /// Changes a factory's name, location (blank clears it) and time zone.
 #[server(prefix = "/rpc", endpoint = "update_factory")]
 pub async fn update_factory(id: Uuid, name: String, location: String, timezone: String) -> Result<Factory, AppError> {
-    ssr::answer_form("/factories", update_factory_checked(id, name, location, timezone).await)
+    let kept = [
+        ("name", name.clone()),
+        ("location", location.clone()),
+        ("timezone", timezone.clone()),
+    ];
+    let updated = update_factory_checked(id, name, location, timezone).await;
+    ssr::answer_form_keeping("/factories", &format!("/factories?edit={id}"), &kept, updated)
 }
 
 #[cfg(feature = "ssr")]

@@ -70,8 +70,19 @@ pub async fn create_gateway(
     model: String,
     firmware_version: String,
 ) -> Result<Gateway, AppError> {
-    ssr::answer_form(
+    let kept = [
+        ("factory_id", factory_id.clone()),
+        ("gateway_id", gateway_id.clone()),
+        ("name", name.clone()),
+        ("url", url.clone()),
+        ("email", email.clone()),
+        ("model", model.clone()),
+        ("firmware_version", firmware_version.clone()),
+    ];
+    ssr::answer_form_keeping(
         "/gateways",
+        "/gateways",
+        &kept,
         create_gateway_checked(
             factory_id,
             gateway_id,
@@ -132,8 +143,19 @@ pub async fn update_gateway(
     model: String,
     firmware_version: String,
 ) -> Result<Gateway, AppError> {
-    ssr::answer_form(
+    let kept = [
+        ("factory_id", factory_id.clone()),
+        ("gateway_id", gateway_id.clone()),
+        ("name", name.clone()),
+        ("url", url.clone()),
+        ("email", email.clone()),
+        ("model", model.clone()),
+        ("firmware_version", firmware_version.clone()),
+    ];
+    ssr::answer_form_keeping(
         "/gateways",
+        &format!("/gateways?edit={id}"),
+        &kept,
         update_gateway_checked(
             id,
             factory_id,

@@ -15,7 +15,9 @@ pub async fn list_users() -> Result<Vec<User>, AppError> {
 
 #[server(prefix = "/rpc", endpoint = "create_user")]
 pub async fn create_user(email: String, password: String, role: Role) -> Result<User, AppError> {
-    ssr::answer_form("/users", create_user_checked(email, password, role).await)
+    let kept = [("email", email.clone()), ("role", role.to_string())];
+    let created = create_user_checked(email, password, role).await;
+    ssr::answer_form_keeping("/users", "/users", &kept, created)
 }
 
 #[cfg(feature = "ssr")]
@@ -150,8 +152,7 @@ pub async fn create_token(name: String, role: Role) -> Result<CreatedToken, AppE
     })
 }
 
-/// Revokes a token. The API caches token checks for up to 10 seconds, so a
-/// revoked token stops working within that time.
+/// Revokes a token; every server refuses it from the next request on.
 #[server(prefix = "/rpc", endpoint = "revoke_token")]
 pub async fn revoke_token(id: Uuid) -> Result<(), AppError> {
     ssr::answer_form("/tokens", revoke_token_checked(id).await)

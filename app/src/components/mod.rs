@@ -3,6 +3,18 @@
 use domain::AppError;
 use leptos::prelude::*;
 
+/// Where a refused plain form post (no JavaScript) puts the fields as they were
+/// typed, in the URL it goes back to: `?form.name=…` (see `ssr::answer_form_keeping`).
+pub const SUBMITTED_PREFIX: &str = "form.";
+
+/// What was typed into field `name` of a form the server refused, when the page
+/// is the answer to a plain form post; fields start from it instead of blank.
+pub fn submitted_value(name: &str) -> Option<String> {
+    leptos_router::hooks::use_query_map()
+        .read_untracked()
+        .get(&format!("{SUBMITTED_PREFIX}{name}"))
+}
+
 /// A labelled text input with its inline validation message from the last
 /// server answer. The input's `name` is the server function's argument name.
 #[component]
@@ -28,6 +40,11 @@ pub fn TextField(
             .and_then(|e| e.field_message(name).map(|m| format!("{label} {m}")))
     };
     let message_id = format!("{id}-error");
+    // A password is never sent back, and never taken from a URL.
+    let value = match input_type {
+        Some("password") => value,
+        _ => submitted_value(name).unwrap_or(value),
+    };
     view! {
         <div class="field">
             <label for=id.clone()>{label}</label>
@@ -108,6 +125,7 @@ pub fn FactorySelect(
             .get()
             .and_then(|e| e.field_message(name).map(|m| format!("{label} {m}")))
     };
+    let selected = submitted_value(name).and_then(|id| id.parse().ok()).or(selected);
     let options = choices
         .into_iter()
         .map(|(value, text)| {
@@ -142,7 +160,9 @@ pub fn RoleSelect(
     #[prop(optional)] label: Option<&'static str>,
 ) -> impl IntoView {
     let id = format!("field-{form}role");
-    let selected = selected.unwrap_or(domain::Role::Viewer);
+    let selected = selected
+        .or_else(|| submitted_value("role").and_then(|role| role.parse().ok()))
+        .unwrap_or(domain::Role::Viewer);
     view! {
         <div class="field">
             <label for=id.clone()>{label.unwrap_or("Role")}</label>
