@@ -87,3 +87,27 @@ test("the gateways table shows each gateway's live state", async ({ page }) => {
     /online|connecting|authenticating/,
   );
 });
+
+test("the gateways table follows a gateway's state without reloading", async ({ page }) => {
+  failOnPageErrors(page);
+  await signIn(page, ADMIN.email, ADMIN.password, "/gateways");
+  const factories = await (await page.request.get("/api/factories?search=Detroit%20Assembly")).json();
+  await page.goto(`/gateways?factory=${factories.data[0].id}`);
+  await waitForHydration(page);
+  const row = page.getByRole("row", { name: /GW-DET-002/ });
+  const badge = row.locator("[data-state]");
+  await expect(badge).toHaveAttribute("data-state", "online", { timeout: 20_000 });
+  const id = (await row.getByRole("link", { name: /./ }).first().getAttribute("href"))!.split("/").pop();
+  let navigations = 0;
+  page.on("framenavigated", (frame) => {
+    if (frame === page.mainFrame()) navigations += 1;
+  });
+
+  const off = await page.request.post(`/api/gateways/${id}/disconnect`, { headers: origin() });
+  expect(off.status(), await off.text()).toBe(200);
+  await expect(badge).toHaveAttribute("data-state", "disabled", { timeout: 15_000 });
+  const on = await page.request.post(`/api/gateways/${id}/connect`, { headers: origin() });
+  expect(on.status(), await on.text()).toBe(200);
+  await expect(badge).toHaveAttribute("data-state", "online", { timeout: 15_000 });
+  expect(navigations, "updates arrive without a reload").toBe(0);
+});

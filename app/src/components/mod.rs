@@ -66,6 +66,17 @@ pub fn TextField(
     }
 }
 
+/// A gateway's connection state as a coloured label; `data-state` carries the
+/// machine-readable value (tests and user styles select on it).
+#[component]
+pub fn StateBadge(state: domain::live::ConnectionState) -> impl IntoView {
+    view! {
+        <span class=format!("badge state-{}", state.as_str()) data-state=state.as_str()>
+            {state.label()}
+        </span>
+    }
+}
+
 /// The server's message for a failed action, when it is not about one field.
 #[component]
 pub fn FormError(#[prop(into)] error: Signal<Option<AppError>>) -> impl IntoView {

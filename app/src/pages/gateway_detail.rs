@@ -3,6 +3,7 @@
 //! reading chosen in the URL (`?reading=ID`) the waveform and spectrum per axis.
 
 use crate::api::live::{gateway_view, reading_plots, AxisPlot, GatewayPageData, ReadingCharts, TakeReading};
+use crate::components::StateBadge;
 use crate::live::{clock, duration_words, follow, Link};
 use domain::live::{GatewayLive, ReadingProgress, ReadingStage, ReadingSummary};
 use leptos::prelude::*;
@@ -87,9 +88,7 @@ fn GatewayDetail(page: GatewayPageData) -> impl IntoView {
                     .map(|t| format!(", next retry in {}", duration_words((t - now).num_seconds())))
                     .unwrap_or_default();
                 view! {
-                    <span class=format!("badge state-{}", l.state.as_str()) data-state=l.state.as_str()>
-                        {l.state.label()}
-                    </span>
+                    <StateBadge state=l.state />
                     <span class="muted">{format!(" for {since}{retry}")}</span>
                     {l.last_error.map(|e| view! { <p class="error-text">{e}</p> })}
                 }

@@ -4,9 +4,11 @@
 use super::{load_error, page_offset, query_value};
 use crate::api::factories::factory_names;
 use crate::api::gateways::{list_gateways, CreateGateway, DeleteGateway, GatewayListItem, UpdateGateway};
-use crate::components::{FactorySelect, FormError, Pager, TextField, Toast, UrlError};
+use crate::components::{FactorySelect, FormError, Pager, StateBadge, TextField, Toast, UrlError};
+use crate::live::{follow, Link};
 use crate::use_current_user;
 use domain::inventory::{EMAIL_MAX, FIRMWARE_MAX, GATEWAY_ID_MAX, MODEL_MAX, NAME_MAX, PASSWORD_MAX, URL_MAX};
+use domain::live::GatewayLive;
 use domain::{AppError, Gateway, Page};
 use leptos::form::ActionForm;
 use leptos::prelude::*;
@@ -52,6 +54,15 @@ pub fn GatewaysPage() -> impl IntoView {
         }
         Some(Err(err)) => toast.set(Some(Err(err.message))),
         None => {}
+    });
+
+    // Live states from the event stream (browser only), over the table's rows.
+    let live = RwSignal::new(Vec::<GatewayLive>::new());
+    let link = RwSignal::new(Link::Connecting);
+    Effect::new(move |started: Option<()>| {
+        if started.is_none() {
+            follow(live, link, |_| {});
+        }
     });
 
     let gateways = Resource::new(
@@ -120,7 +131,7 @@ pub fn GatewaysPage() -> impl IntoView {
             <Transition fallback=|| view! { <p>"Loading gateways…"</p> }>
                 {move || {
                     let admin = user.is_admin();
-                    gateways.get().map(|result| gateway_table(result, admin, delete, list_query()))
+                    gateways.get().map(|result| gateway_table(result, admin, delete, list_query(), live))
                 }}
             </Transition>
         </section>
@@ -212,6 +223,7 @@ fn gateway_table(
     admin: bool,
     delete: ServerAction<DeleteGateway>,
     list_query: String,
+    live: RwSignal<Vec<GatewayLive>>,
 ) -> AnyView {
     let page = match result {
         Ok(page) => page,
@@ -273,14 +285,15 @@ fn gateway_table(
                     <td class="strong"><A href=format!("/gateways/{}", g.id)>{g.name}</A></td>
                     <td class="mono hide-narrow">{g.url}</td>
                     <td>
-                        {match item.state {
-                            Some(state) => view! {
-                                <span class=format!("badge state-{}", state.as_str()) data-state=state.as_str()>
-                                    {state.label()}
-                                </span>
+                        {move || {
+                            // The stream's latest word, else the state at page load (so the
+                            // first render is the same on the server and in the browser).
+                            let id = g.id;
+                            let state = live.with(|all| all.iter().find(|l| l.id == id).map(|l| l.state));
+                            match state.or(item.state) {
+                                Some(state) => view! { <StateBadge state /> }.into_any(),
+                                None => "—".into_any(),
                             }
-                            .into_any(),
-                            None => "—".into_any(),
                         }}
                     </td>
                     <td class="hide-narrow">{last_seen}</td>

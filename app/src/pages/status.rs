@@ -4,6 +4,7 @@
 //! reloads.
 
 use crate::api::live::{fleet_view, FleetData};
+use crate::components::StateBadge;
 use crate::live::{clock, duration_words, follow, Link};
 use domain::live::{ConnectionState, GatewayLive};
 use leptos::prelude::*;
@@ -230,7 +231,7 @@ fn status_row(g: GatewayLive, now: chrono::DateTime<chrono::Utc>) -> impl IntoVi
     view! {
         <tr data-gateway=code data-state=g.state.as_str()>
             <td>
-                <span class=format!("badge state-{}", g.state.as_str())>{g.state.label()}</span>
+                <StateBadge state=g.state />
             </td>
             <td>
                 <A href=href>{g.name}</A>
