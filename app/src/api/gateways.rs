@@ -52,6 +52,30 @@ pub async fn list_gateways(factory: Option<Uuid>, offset: u64) -> Result<Page<Ga
     })
 }
 
+/// The gateway form's fields that a refused plain form post sends back (all but
+/// the password), for `ssr::answer_form_keeping`.
+#[cfg(feature = "ssr")]
+fn kept_fields(
+    factory_id: &str,
+    gateway_id: &str,
+    name: &str,
+    url: &str,
+    email: &str,
+    model: &str,
+    firmware_version: &str,
+) -> [(&'static str, String); 7] {
+    [
+        ("factory_id", factory_id),
+        ("gateway_id", gateway_id),
+        ("name", name),
+        ("url", url),
+        ("email", email),
+        ("model", model),
+        ("firmware_version", firmware_version),
+    ]
+    .map(|(field, value)| (field, value.to_owned()))
+}
+
 /// Blank form fields mean "none".
 #[cfg(feature = "ssr")]
 fn optional(value: String) -> Option<String> {
@@ -70,15 +94,7 @@ pub async fn create_gateway(
     model: String,
     firmware_version: String,
 ) -> Result<Gateway, AppError> {
-    let kept = [
-        ("factory_id", factory_id.clone()),
-        ("gateway_id", gateway_id.clone()),
-        ("name", name.clone()),
-        ("url", url.clone()),
-        ("email", email.clone()),
-        ("model", model.clone()),
-        ("firmware_version", firmware_version.clone()),
-    ];
+    let kept = kept_fields(&factory_id, &gateway_id, &name, &url, &email, &model, &firmware_version);
     ssr::answer_form_keeping(
         "/gateways",
         "/gateways",
@@ -143,15 +159,7 @@ pub async fn update_gateway(
     model: String,
     firmware_version: String,
 ) -> Result<Gateway, AppError> {
-    let kept = [
-        ("factory_id", factory_id.clone()),
-        ("gateway_id", gateway_id.clone()),
-        ("name", name.clone()),
-        ("url", url.clone()),
-        ("email", email.clone()),
-        ("model", model.clone()),
-        ("firmware_version", firmware_version.clone()),
-    ];
+    let kept = kept_fields(&factory_id, &gateway_id, &name, &url, &email, &model, &firmware_version);
     ssr::answer_form_keeping(
         "/gateways",
         &format!("/gateways?edit={id}"),

@@ -14,7 +14,6 @@ use leptos::form::ActionForm;
 use leptos::prelude::*;
 use leptos_router::components::{Form, A};
 use leptos_router::hooks::use_navigate;
-use leptos_router::{lazy_route, LazyRoute};
 use uuid::Uuid;
 
 fn gateways_phrase(count: i64) -> String {
@@ -266,17 +265,4 @@ fn factory_table(
     .into_any()
 }
 
-/// `/factories` as a lazily loaded route: with `cargo leptos --split`, the page's wasm
-/// is a separate file that the browser fetches on the first visit.
-pub struct FactoriesRoute;
-
-#[lazy_route]
-impl LazyRoute for FactoriesRoute {
-    fn data() -> Self {
-        Self
-    }
-
-    fn view(_this: Self) -> AnyView {
-        view! { <FactoriesPage /> }.into_any()
-    }
-}
+lazy_page!(FactoriesRoute, FactoriesPage);

@@ -9,7 +9,6 @@ use domain::live::{GatewayLive, ReadingProgress, ReadingStage, ReadingSummary};
 use leptos::prelude::*;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_params_map, use_query_map};
-use leptos_router::{lazy_route, LazyRoute};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -346,17 +345,4 @@ fn axis_plots(axis: AxisPlot) -> impl IntoView {
     }
 }
 
-/// `/gateways/:id` as a lazily loaded route: with `cargo leptos --split`, the page's wasm
-/// is a separate file that the browser fetches on the first visit.
-pub struct GatewayDetailRoute;
-
-#[lazy_route]
-impl LazyRoute for GatewayDetailRoute {
-    fn data() -> Self {
-        Self
-    }
-
-    fn view(_this: Self) -> AnyView {
-        view! { <GatewayDetailPage /> }.into_any()
-    }
-}
+lazy_page!(GatewayDetailRoute, GatewayDetailPage);

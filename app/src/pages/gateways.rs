@@ -14,7 +14,6 @@ use leptos::form::ActionForm;
 use leptos::prelude::*;
 use leptos_router::components::{Form, A};
 use leptos_router::hooks::use_navigate;
-use leptos_router::{lazy_route, LazyRoute};
 use uuid::Uuid;
 
 type Choices = Vec<(Uuid, String)>;
@@ -329,17 +328,4 @@ fn gateway_table(
     .into_any()
 }
 
-/// `/gateways` as a lazily loaded route: with `cargo leptos --split`, the page's wasm
-/// is a separate file that the browser fetches on the first visit.
-pub struct GatewaysRoute;
-
-#[lazy_route]
-impl LazyRoute for GatewaysRoute {
-    fn data() -> Self {
-        Self
-    }
-
-    fn view(_this: Self) -> AnyView {
-        view! { <GatewaysPage /> }.into_any()
-    }
-}
+lazy_page!(GatewaysRoute, GatewaysPage);

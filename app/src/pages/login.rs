@@ -8,7 +8,6 @@ use domain::inventory::EMAIL_MAX;
 use domain::AppError;
 use leptos::form::ActionForm;
 use leptos::prelude::*;
-use leptos_router::{lazy_route, LazyRoute};
 
 #[component]
 pub fn LoginPage() -> impl IntoView {
@@ -53,17 +52,4 @@ pub fn LoginPage() -> impl IntoView {
     }
 }
 
-/// `/login` as a lazily loaded route: with `cargo leptos --split`, the page's wasm
-/// is a separate file that the browser fetches on the first visit.
-pub struct LoginRoute;
-
-#[lazy_route]
-impl LazyRoute for LoginRoute {
-    fn data() -> Self {
-        Self
-    }
-
-    fn view(_this: Self) -> AnyView {
-        view! { <LoginPage /> }.into_any()
-    }
-}
+lazy_page!(LoginRoute, LoginPage);

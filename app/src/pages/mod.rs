@@ -1,3 +1,23 @@
+/// Makes page component `$page` (no props) the lazily loaded route `$route`: with
+/// `cargo leptos build --split`, the page's wasm is a separate file the browser
+/// fetches on the first visit (see `App`'s routes).
+macro_rules! lazy_page {
+    ($route:ident, $page:ident) => {
+        pub struct $route;
+
+        #[leptos_router::lazy_route]
+        impl leptos_router::LazyRoute for $route {
+            fn data() -> Self {
+                Self
+            }
+
+            fn view(_this: Self) -> AnyView {
+                view! { <$page /> }.into_any()
+            }
+        }
+    };
+}
+
 pub mod factories;
 pub mod gateway_detail;
 pub mod gateways;

@@ -10,7 +10,6 @@ use domain::live::{ConnectionState, GatewayLive};
 use leptos::prelude::*;
 use leptos_router::components::{Form, A};
 use leptos_router::hooks::use_query_map;
-use leptos_router::{lazy_route, LazyRoute};
 use uuid::Uuid;
 
 #[component]
@@ -244,17 +243,4 @@ fn status_row(g: GatewayLive, now: chrono::DateTime<chrono::Utc>) -> impl IntoVi
     }
 }
 
-/// `/` as a lazily loaded route: with `cargo leptos --split`, the page's wasm
-/// is a separate file that the browser fetches on the first visit.
-pub struct StatusRoute;
-
-#[lazy_route]
-impl LazyRoute for StatusRoute {
-    fn data() -> Self {
-        Self
-    }
-
-    fn view(_this: Self) -> AnyView {
-        view! { <StatusPage /> }.into_any()
-    }
-}
+lazy_page!(StatusRoute, StatusPage);

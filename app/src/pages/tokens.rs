@@ -7,7 +7,6 @@ use crate::components::{FormError, RoleSelect, TextField, Toast, UrlError};
 use domain::inventory::NAME_MAX;
 use leptos::form::ActionForm;
 use leptos::prelude::*;
-use leptos_router::{lazy_route, LazyRoute};
 
 #[component]
 pub fn TokensPage() -> impl IntoView {
@@ -128,17 +127,4 @@ fn token_table(tokens: Vec<TokenItem>, revoke: ServerAction<RevokeToken>) -> Any
     .into_any()
 }
 
-/// `/tokens` as a lazily loaded route: with `cargo leptos --split`, the page's wasm
-/// is a separate file that the browser fetches on the first visit.
-pub struct TokensRoute;
-
-#[lazy_route]
-impl LazyRoute for TokensRoute {
-    fn data() -> Self {
-        Self
-    }
-
-    fn view(_this: Self) -> AnyView {
-        view! { <TokensPage /> }.into_any()
-    }
-}
+lazy_page!(TokensRoute, TokensPage);

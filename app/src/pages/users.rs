@@ -8,7 +8,6 @@ use domain::inventory::EMAIL_MAX;
 use domain::{AppError, Role, User};
 use leptos::form::ActionForm;
 use leptos::prelude::*;
-use leptos_router::{lazy_route, LazyRoute};
 
 #[derive(Clone, Copy)]
 struct Actions {
@@ -144,17 +143,4 @@ fn user_table(users: Vec<User>, actions: Actions) -> AnyView {
     .into_any()
 }
 
-/// `/users` as a lazily loaded route: with `cargo leptos --split`, the page's wasm
-/// is a separate file that the browser fetches on the first visit.
-pub struct UsersRoute;
-
-#[lazy_route]
-impl LazyRoute for UsersRoute {
-    fn data() -> Self {
-        Self
-    }
-
-    fn view(_this: Self) -> AnyView {
-        view! { <UsersPage /> }.into_any()
-    }
-}
+lazy_page!(UsersRoute, UsersPage);
