@@ -77,7 +77,7 @@ test("each page's code is loaded on its first visit only", async ({ page }) => {
 
   // Client-side navigation brings the next page's code, and the page works.
   await page.getByRole("link", { name: "Factories", exact: true }).click();
-  await expect(page.getByRole("heading", { name: "Factories" })).toBeVisible();
+  await expect(page.getByRole("heading", { name: "Factories", exact: true })).toBeVisible();
   await expect.poll(() => fetched.some((f) => f.startsWith("split___factories_route_view"))).toBe(true);
   expect(fetched.some((f) => f.startsWith("split___users_route_view"))).toBe(false);
 });

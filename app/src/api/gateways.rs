@@ -52,28 +52,70 @@ pub async fn list_gateways(factory: Option<Uuid>, offset: u64) -> Result<Page<Ga
     })
 }
 
-/// The gateway form's fields that a refused plain form post sends back (all but
-/// the password), for `ssr::answer_form_keeping`.
+/// The gateway form as posted (create and edit share it). Blank optional fields
+/// mean "none"; on edit, a blank or absent password keeps the stored one.
 #[cfg(feature = "ssr")]
-fn kept_fields(
-    factory_id: &str,
-    gateway_id: &str,
-    name: &str,
-    url: &str,
-    email: &str,
-    model: &str,
-    firmware_version: &str,
-) -> [(&'static str, String); 7] {
-    [
-        ("factory_id", factory_id),
-        ("gateway_id", gateway_id),
-        ("name", name),
-        ("url", url),
-        ("email", email),
-        ("model", model),
-        ("firmware_version", firmware_version),
-    ]
-    .map(|(field, value)| (field, value.to_owned()))
+struct GatewayForm {
+    factory_id: String,
+    gateway_id: String,
+    name: String,
+    url: String,
+    email: String,
+    password: Option<String>,
+    model: String,
+    firmware_version: String,
+}
+
+#[cfg(feature = "ssr")]
+impl GatewayForm {
+    /// The fields a refused plain form post sends back: all but the password.
+    fn kept(&self) -> [(&'static str, String); 7] {
+        [
+            ("factory_id", &self.factory_id),
+            ("gateway_id", &self.gateway_id),
+            ("name", &self.name),
+            ("url", &self.url),
+            ("email", &self.email),
+            ("model", &self.model),
+            ("firmware_version", &self.firmware_version),
+        ]
+        .map(|(field, value)| (field, value.clone()))
+    }
+
+    fn password(&mut self) -> Option<domain::Password> {
+        self.password
+            .take()
+            .filter(|p| !p.is_empty())
+            .map(domain::Password::new)
+    }
+
+    fn into_input(mut self) -> domain::GatewayInput {
+        domain::GatewayInput {
+            password: self.password(),
+            factory_id: Some(self.factory_id),
+            gateway_id: Some(self.gateway_id),
+            name: Some(self.name),
+            url: Some(self.url),
+            email: Some(self.email),
+            model: optional(self.model),
+            firmware_version: optional(self.firmware_version),
+            ..Default::default()
+        }
+    }
+
+    fn into_patch(mut self) -> domain::GatewayPatch {
+        domain::GatewayPatch {
+            password: self.password(),
+            factory_id: Some(self.factory_id),
+            gateway_id: Some(self.gateway_id),
+            name: Some(self.name),
+            url: Some(self.url),
+            email: Some(self.email),
+            model: Some(optional(self.model)),
+            firmware_version: Some(optional(self.firmware_version)),
+            ..Default::default()
+        }
+    }
 }
 
 /// Blank form fields mean "none".
@@ -94,52 +136,25 @@ pub async fn create_gateway(
     model: String,
     firmware_version: String,
 ) -> Result<Gateway, AppError> {
-    let kept = kept_fields(&factory_id, &gateway_id, &name, &url, &email, &model, &firmware_version);
-    ssr::answer_form_keeping(
-        "/gateways",
-        "/gateways",
-        &kept,
-        create_gateway_checked(
-            factory_id,
-            gateway_id,
-            name,
-            url,
-            email,
-            password,
-            model,
-            firmware_version,
-        )
-        .await,
-    )
+    let form = GatewayForm {
+        factory_id,
+        gateway_id,
+        name,
+        url,
+        email,
+        password: Some(password),
+        model,
+        firmware_version,
+    };
+    let kept = form.kept();
+    ssr::answer_form_keeping("/gateways", "/gateways", &kept, create_gateway_checked(form).await)
 }
 
 #[cfg(feature = "ssr")]
-#[allow(clippy::too_many_arguments)]
-async fn create_gateway_checked(
-    factory_id: String,
-    gateway_id: String,
-    name: String,
-    url: String,
-    email: String,
-    password: String,
-    model: String,
-    firmware_version: String,
-) -> Result<Gateway, AppError> {
+async fn create_gateway_checked(form: GatewayForm) -> Result<Gateway, AppError> {
     let user = ssr::require_admin().await?;
     let store = ssr::store()?;
-    let input = domain::GatewayInput {
-        factory_id: Some(factory_id),
-        gateway_id: Some(gateway_id),
-        name: Some(name),
-        url: Some(url),
-        email: Some(email),
-        password: Some(domain::Password::new(password)),
-        model: optional(model),
-        firmware_version: optional(firmware_version),
-        ..Default::default()
-    }
-    .validate()?;
-    let gateway = store.create_gateway(input).await?;
+    let gateway = store.create_gateway(form.into_input().validate()?).await?;
     tracing::info!(gateway = %gateway.id, user_id = %user.id, "gateway created");
     Ok(gateway)
 }
@@ -159,54 +174,26 @@ pub async fn update_gateway(
     model: String,
     firmware_version: String,
 ) -> Result<Gateway, AppError> {
-    let kept = kept_fields(&factory_id, &gateway_id, &name, &url, &email, &model, &firmware_version);
-    ssr::answer_form_keeping(
-        "/gateways",
-        &format!("/gateways?edit={id}"),
-        &kept,
-        update_gateway_checked(
-            id,
-            factory_id,
-            gateway_id,
-            name,
-            url,
-            email,
-            password,
-            model,
-            firmware_version,
-        )
-        .await,
-    )
+    let form = GatewayForm {
+        factory_id,
+        gateway_id,
+        name,
+        url,
+        email,
+        password,
+        model,
+        firmware_version,
+    };
+    let kept = form.kept();
+    let retry = format!("/gateways?edit={id}");
+    ssr::answer_form_keeping("/gateways", &retry, &kept, update_gateway_checked(id, form).await)
 }
 
 #[cfg(feature = "ssr")]
-#[allow(clippy::too_many_arguments)]
-async fn update_gateway_checked(
-    id: Uuid,
-    factory_id: String,
-    gateway_id: String,
-    name: String,
-    url: String,
-    email: String,
-    password: Option<String>,
-    model: String,
-    firmware_version: String,
-) -> Result<Gateway, AppError> {
+async fn update_gateway_checked(id: Uuid, form: GatewayForm) -> Result<Gateway, AppError> {
     let user = ssr::require_admin().await?;
     let store = ssr::store()?;
-    let changes = domain::GatewayPatch {
-        factory_id: Some(factory_id),
-        gateway_id: Some(gateway_id),
-        name: Some(name),
-        url: Some(url),
-        email: Some(email),
-        password: password.filter(|p| !p.is_empty()).map(domain::Password::new),
-        model: Some(optional(model)),
-        firmware_version: Some(optional(firmware_version)),
-        ..Default::default()
-    }
-    .validate()?;
-    let gateway = store.update_gateway(id, changes).await?;
+    let gateway = store.update_gateway(id, form.into_patch().validate()?).await?;
     tracing::info!(gateway = %gateway.id, user_id = %user.id, "gateway updated");
     Ok(gateway)
 }
