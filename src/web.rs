@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 use store::Store;
 use tokio::net::TcpListener;
+use tower_http::services::ServeDir;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -95,17 +96,11 @@ pub fn router(state: AppState, cors: &CorsOrigins) -> Router {
             },
             move || shell(leptos.clone()),
         )
-        // The 404 page renders the layout, whose server functions need the store.
-        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(
-            {
-                let (store, throttle) = (state.store.clone(), state.sign_in_throttle.clone());
-                move || {
-                    provide_context(store.clone());
-                    provide_context(throttle.clone());
-                }
-            },
-            shell,
-        ))
+        // Site files (wasm, JS, CSS, public/) are served by tower-http, and anything
+        // else gets the app's 404 page. Not leptos_axum's file handler: it looks up
+        // ResponseOptions from whatever reactive owner is current on its thread, and
+        // could take the headers (the CSP) of a page being rendered beside it.
+        .fallback_service(ServeDir::new(state.leptos.site_root.to_string()).fallback(not_found_page(&state)))
         .with_state(state.clone())
         // Innermost first: the page guard needs the session, which the outermost
         // layer loads; cross-site requests are refused before anything runs.
@@ -113,6 +108,19 @@ pub fn router(state: AppState, cors: &CorsOrigins) -> Router {
         .layer(middleware::from_fn(require_same_origin))
         .layer(session_layer(state.store.clone(), state.cookie_secure));
     with_security_headers(app, cors)
+}
+
+/// The 404 page: the layout with "Page not found" (its server functions need the store).
+fn not_found_page(state: &AppState) -> axum::routing::MethodRouter {
+    let (store, throttle) = (state.store.clone(), state.sign_in_throttle.clone());
+    let handler = leptos_axum::file_and_error_handler_with_context::<AppState, _>(
+        move || {
+            provide_context(store.clone());
+            provide_context(throttle.clone());
+        },
+        shell,
+    );
+    axum::routing::any(handler).with_state(state.clone())
 }
 
 /// Serves until `shutdown` completes, then finishes in-flight requests.

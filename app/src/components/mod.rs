@@ -77,6 +77,35 @@ pub fn StateBadge(state: domain::live::ConnectionState) -> impl IntoView {
     }
 }
 
+/// A column heading of a [`DataTable`]: its text and class (`num` aligns numbers
+/// right, `hide-narrow` hides the column on phones; empty for neither).
+pub type Column = (&'static str, &'static str);
+
+/// A data table inside its horizontal scroller; the children are the body's rows.
+#[component]
+pub fn DataTable(
+    /// The accessible name (tests and screen readers find the table by it).
+    #[prop(optional)]
+    label: Option<&'static str>,
+    columns: Vec<Column>,
+    children: Children,
+) -> impl IntoView {
+    let headings = columns
+        .into_iter()
+        .map(|(text, class)| view! { <th scope="col" class=(!class.is_empty()).then_some(class)>{text}</th> })
+        .collect_view();
+    view! {
+        <div class="table-scroll">
+            <table class="data" aria-label=label>
+                <thead>
+                    <tr>{headings}</tr>
+                </thead>
+                <tbody>{children()}</tbody>
+            </table>
+        </div>
+    }
+}
+
 /// The server's message for a failed action, when it is not about one field.
 #[component]
 pub fn FormError(#[prop(into)] error: Signal<Option<AppError>>) -> impl IntoView {

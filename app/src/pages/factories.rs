@@ -6,7 +6,7 @@ use crate::api::auth::encode_query_value;
 use crate::api::factories::{
     get_factory, list_factories, CreateFactory, DeleteFactory, FactoryListItem, UpdateFactory,
 };
-use crate::components::{FormError, Pager, TextField, Toast, UrlError};
+use crate::components::{DataTable, FormError, Pager, TextField, Toast, UrlError};
 use crate::use_current_user;
 use domain::inventory::{LOCATION_MAX, NAME_MAX, TIMEZONE_MAX};
 use domain::{AppError, Factory, Page};
@@ -243,23 +243,21 @@ fn factory_table(
             }
         })
         .collect_view();
+    let mut columns = vec![
+        ("Name", ""),
+        ("Location", ""),
+        ("Time zone", ""),
+        ("Gateways", "num"),
+        ("Created", "hide-narrow"),
+    ];
+    if admin {
+        columns.push(("Actions", ""));
+    }
     view! {
         <h2>{format!("{total} {}", if total == 1 { "factory" } else { "factories" })}</h2>
-        <div class="table-scroll">
-            <table class="data" aria-label="Factories">
-                <thead>
-                    <tr>
-                        <th scope="col">"Name"</th>
-                        <th scope="col">"Location"</th>
-                        <th scope="col">"Time zone"</th>
-                        <th scope="col" class="num">"Gateways"</th>
-                        <th scope="col" class="hide-narrow">"Created"</th>
-                        {admin.then(|| view! { <th scope="col">"Actions"</th> })}
-                    </tr>
-                </thead>
-                <tbody>{rows}</tbody>
-            </table>
-        </div>
+        <DataTable label="Factories" columns>
+            {rows}
+        </DataTable>
         <Pager pagination base=format!("/factories?{list_query}") />
     }
     .into_any()

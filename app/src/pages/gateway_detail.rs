@@ -3,7 +3,7 @@
 //! reading chosen in the URL (`?reading=ID`) the waveform and spectrum per axis.
 
 use crate::api::live::{gateway_view, reading_plots, AxisPlot, GatewayPageData, ReadingCharts, TakeReading};
-use crate::components::StateBadge;
+use crate::components::{DataTable, StateBadge};
 use crate::live::{clock, duration_words, follow, Link};
 use domain::live::{GatewayLive, ReadingProgress, ReadingStage, ReadingSummary};
 use leptos::prelude::*;
@@ -158,22 +158,20 @@ fn GatewayDetail(page: GatewayPageData) -> impl IntoView {
         <section class="card" aria-label="Sensors">
             <h2>"Sensors"</h2>
             {move || take_error().map(|m| view! { <p class="form-error" role="alert">{m}</p> })}
-            <div class="table-scroll">
-                <table class="data">
-                    <thead>
-                        <tr>
-                            <th scope="col">"Serial"</th>
-                            <th scope="col">"Part number"</th>
-                            <th scope="col" class="num">"Rate"</th>
-                            <th scope="col" class="num">"Samples"</th>
-                            <th scope="col">"Connected"</th>
-                            <th scope="col" class="hide-narrow">"Last seen"</th>
-                            <th scope="col">"Reading"</th>
-                        </tr>
-                    </thead>
-                    <tbody>{sensor_rows}</tbody>
-                </table>
-            </div>
+            <DataTable
+                label="Sensors"
+                columns=vec![
+                    ("Serial", ""),
+                    ("Part number", ""),
+                    ("Rate", "num"),
+                    ("Samples", "num"),
+                    ("Connected", ""),
+                    ("Last seen", "hide-narrow"),
+                    ("Reading", ""),
+                ]
+            >
+                {sensor_rows}
+            </DataTable>
         </section>
         <section class="card" aria-label="Readings">
             <h2>"Readings"</h2>
@@ -192,17 +190,8 @@ fn GatewayDetail(page: GatewayPageData) -> impl IntoView {
         </Transition>
         <section class="card" aria-label="Connection history">
             <h2>"History"</h2>
-            <div class="table-scroll">
-                <table class="data">
-                    <thead>
-                        <tr>
-                            <th scope="col">"When"</th>
-                            <th scope="col">"Event"</th>
-                            <th scope="col">"Detail"</th>
-                        </tr>
-                    </thead>
-                    <tbody>
-                        {page
+            <DataTable label="Connection history" columns=vec![("When", ""), ("Event", ""), ("Detail", "")]>
+                {page
                             .events
                             .data
                             .iter()
@@ -216,9 +205,7 @@ fn GatewayDetail(page: GatewayPageData) -> impl IntoView {
                                 }
                             })
                             .collect_view()}
-                    </tbody>
-                </table>
-            </div>
+            </DataTable>
         </section>
     }
 }
@@ -250,21 +237,19 @@ fn readings_table(readings: Vec<ReadingSummary>, gateway: Uuid) -> impl IntoView
         })
         .collect_view();
     view! {
-        <div class="table-scroll">
-            <table class="data">
-                <thead>
-                    <tr>
-                        <th scope="col">"Requested (UTC)"</th>
-                        <th scope="col">"Sensor"</th>
-                        <th scope="col">"Status"</th>
-                        <th scope="col" class="num">"Temperature"</th>
-                        <th scope="col" class="num">"RMS X / Y / Z (g)"</th>
-                        <th scope="col"></th>
-                    </tr>
-                </thead>
-                <tbody>{rows}</tbody>
-            </table>
-        </div>
+        <DataTable
+            label="Readings"
+            columns=vec![
+                ("Requested (UTC)", ""),
+                ("Sensor", ""),
+                ("Status", ""),
+                ("Temperature", "num"),
+                ("RMS X / Y / Z (g)", "num"),
+                ("", ""),
+            ]
+        >
+            {rows}
+        </DataTable>
     }
     .into_any()
 }

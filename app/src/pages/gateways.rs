@@ -4,7 +4,7 @@
 use super::{load_error, page_offset, query_value};
 use crate::api::factories::factory_names;
 use crate::api::gateways::{list_gateways, CreateGateway, DeleteGateway, GatewayListItem, UpdateGateway};
-use crate::components::{FactorySelect, FormError, Pager, StateBadge, TextField, Toast, UrlError};
+use crate::components::{DataTable, FactorySelect, FormError, Pager, StateBadge, TextField, Toast, UrlError};
 use crate::live::{follow, Link};
 use crate::use_current_user;
 use domain::inventory::{EMAIL_MAX, FIRMWARE_MAX, GATEWAY_ID_MAX, MODEL_MAX, NAME_MAX, PASSWORD_MAX, URL_MAX};
@@ -303,26 +303,24 @@ fn gateway_table(
             }
         })
         .collect_view();
+    let mut columns = vec![
+        ("Factory", ""),
+        ("Gateway ID", ""),
+        ("Name", ""),
+        ("URL", "hide-narrow"),
+        ("State", ""),
+        ("Last seen", "hide-narrow"),
+        ("Model", "hide-narrow"),
+        ("Firmware", "hide-narrow"),
+    ];
+    if admin {
+        columns.push(("Actions", ""));
+    }
     view! {
         <h2>{format!("{total} {}", if total == 1 { "gateway" } else { "gateways" })}</h2>
-        <div class="table-scroll">
-            <table class="data" aria-label="Gateways">
-                <thead>
-                    <tr>
-                        <th scope="col">"Factory"</th>
-                        <th scope="col">"Gateway ID"</th>
-                        <th scope="col">"Name"</th>
-                        <th scope="col" class="hide-narrow">"URL"</th>
-                        <th scope="col">"State"</th>
-                        <th scope="col" class="hide-narrow">"Last seen"</th>
-                        <th scope="col" class="hide-narrow">"Model"</th>
-                        <th scope="col" class="hide-narrow">"Firmware"</th>
-                        {admin.then(|| view! { <th scope="col">"Actions"</th> })}
-                    </tr>
-                </thead>
-                <tbody>{rows}</tbody>
-            </table>
-        </div>
+        <DataTable label="Gateways" columns>
+            {rows}
+        </DataTable>
         <Pager pagination base=format!("/gateways?{list_query}") />
     }
     .into_any()

@@ -3,7 +3,7 @@
 
 use super::load_error;
 use crate::api::users::{list_tokens, CreateToken, RevokeToken, TokenItem};
-use crate::components::{FormError, RoleSelect, TextField, Toast, UrlError};
+use crate::components::{DataTable, FormError, RoleSelect, TextField, Toast, UrlError};
 use domain::inventory::NAME_MAX;
 use leptos::form::ActionForm;
 use leptos::prelude::*;
@@ -108,21 +108,19 @@ fn token_table(tokens: Vec<TokenItem>, revoke: ServerAction<RevokeToken>) -> Any
         })
         .collect_view();
     view! {
-        <div class="table-scroll">
-            <table class="data" aria-label="API tokens">
-                <thead>
-                    <tr>
-                        <th scope="col">"Name"</th>
-                        <th scope="col">"Role"</th>
-                        <th scope="col">"Status"</th>
-                        <th scope="col" class="hide-narrow">"Created"</th>
-                        <th scope="col" class="hide-narrow">"Last used"</th>
-                        <th scope="col">"Actions"</th>
-                    </tr>
-                </thead>
-                <tbody>{rows}</tbody>
-            </table>
-        </div>
+        <DataTable
+            label="API tokens"
+            columns=vec![
+                ("Name", ""),
+                ("Role", ""),
+                ("Status", ""),
+                ("Created", "hide-narrow"),
+                ("Last used", "hide-narrow"),
+                ("Actions", ""),
+            ]
+        >
+            {rows}
+        </DataTable>
     }
     .into_any()
 }

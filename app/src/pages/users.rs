@@ -2,7 +2,7 @@
 
 use super::load_error;
 use crate::api::users::{list_users, CreateUser, ResetUserPassword, SetUserDisabled, SetUserRole};
-use crate::components::{FormError, RoleSelect, TextField, Toast, UrlError};
+use crate::components::{DataTable, FormError, RoleSelect, TextField, Toast, UrlError};
 use domain::auth::USER_PASSWORD_MAX;
 use domain::inventory::EMAIL_MAX;
 use domain::{AppError, Role, User};
@@ -125,20 +125,12 @@ fn user_table(users: Vec<User>, actions: Actions) -> AnyView {
         })
         .collect_view();
     view! {
-        <div class="table-scroll">
-            <table class="data" aria-label="Users">
-                <thead>
-                    <tr>
-                        <th scope="col">"Email"</th>
-                        <th scope="col">"Role"</th>
-                        <th scope="col">"Status"</th>
-                        <th scope="col" class="hide-narrow">"Created"</th>
-                        <th scope="col">"Actions"</th>
-                    </tr>
-                </thead>
-                <tbody>{rows}</tbody>
-            </table>
-        </div>
+        <DataTable
+            label="Users"
+            columns=vec![("Email", ""), ("Role", ""), ("Status", ""), ("Created", "hide-narrow"), ("Actions", "")]
+        >
+            {rows}
+        </DataTable>
     }
     .into_any()
 }
