@@ -125,7 +125,8 @@ pub(crate) struct ReadCache<K, V> {
     entries: Mutex<HashMap<K, (u64, V)>>,
 }
 
-const READ_CACHE_MAX_ENTRIES: usize = 1024;
+// A page holds at most 100 rows (~50 KB): this bounds a cache at about 13 MB.
+const READ_CACHE_MAX_ENTRIES: usize = 256;
 
 impl<K: Hash + Eq, V: Clone> ReadCache<K, V> {
     pub(crate) fn new(topic: Topic) -> Self {
