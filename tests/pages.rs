@@ -4,6 +4,32 @@ mod common;
 
 use common::TestServer;
 use reqwest::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE};
+use serde_json::{json, Value};
+
+/// A session cookie of a freshly created viewer.
+async fn signed_in(server: &TestServer) -> String {
+    let password = domain::Password::new("correct horse battery");
+    server
+        .store
+        .create_user("ada@example.com", &password, domain::Role::Viewer)
+        .await
+        .unwrap();
+    let answer = server
+        .request(reqwest::Method::POST, "/rpc/sign_in")
+        .header("accept", "application/json")
+        .form(&[("email", "ada@example.com"), ("password", "correct horse battery")])
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success(), "{}", answer.status());
+    answer.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
 
 /// Every page carries its own CSP (with the script nonce), however many site
 /// files are fetched at the same time. leptos_axum's static-file handler used
@@ -28,27 +54,7 @@ async fn pages_keep_their_csp_while_site_files_are_served() {
         }
     }
     // Signed in, an unknown path is the app's 404 page (signed out, it is /login).
-    let password = domain::Password::new("correct horse battery");
-    server
-        .store
-        .create_user("ada@example.com", &password, domain::Role::Viewer)
-        .await
-        .unwrap();
-    let signed_in = server
-        .request(reqwest::Method::POST, "/rpc/sign_in")
-        .header("accept", "application/json")
-        .form(&[("email", "ada@example.com"), ("password", "correct horse battery")])
-        .send()
-        .await
-        .unwrap();
-    assert!(signed_in.status().is_success(), "{}", signed_in.status());
-    let cookie = signed_in.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = signed_in(&server).await;
     let missing = server
         .request(reqwest::Method::GET, "/no-such-page")
         .header("cookie", cookie)
@@ -61,4 +67,47 @@ async fn pages_keep_their_csp_while_site_files_are_served() {
         .unwrap()
         .contains("'nonce-"));
     assert!(missing.text().await.unwrap().contains("Page not found"));
+}
+
+/// The status page groups gateways by factory: it must know every factory (it
+/// once asked for the first 100 only, hiding the gateways of the others), and
+/// it leaves out the sensor lists it does not show.
+#[tokio::test]
+async fn the_status_page_data_covers_every_factory() {
+    let server = TestServer::start().await;
+    for n in 0..101 {
+        server.create_factory(&format!("Plant {n:03}")).await;
+    }
+    let last = server.create_factory("Zulu plant").await;
+    let gateway = server
+        .call(
+            reqwest::Method::POST,
+            "/api/gateways",
+            Some(
+                json!({"factory_id": last["id"], "gateway_id": "GW-Z", "name": "Zulu gateway",
+                "url": "ws://127.0.0.1:9", "email": "a@b.example", "password": "pw"}),
+            ),
+        )
+        .await;
+    assert_eq!(gateway.status, reqwest::StatusCode::CREATED);
+    let cookie = signed_in(&server).await;
+    let answer = server
+        .request(reqwest::Method::POST, "/rpc/fleet_view")
+        .header("accept", "application/json")
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), reqwest::StatusCode::OK);
+    let data: Value = answer.json().await.unwrap();
+    let factories = data["factories"].as_array().unwrap();
+    assert_eq!(factories.len(), 102);
+    assert!(factories.iter().any(|f| f[0] == last["id"] && f[1] == "Zulu plant"));
+    let gateways = data["gateways"].as_array().unwrap();
+    let zulu = gateways
+        .iter()
+        .find(|g| g["gateway_id"] == "GW-Z")
+        .expect("the gateway is listed");
+    assert_eq!(zulu["factory_id"], last["id"]);
+    assert_eq!(zulu["sensors"], json!([]));
 }

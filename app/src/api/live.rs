@@ -22,21 +22,19 @@ pub struct FleetData {
     pub factories: Vec<(Uuid, String)>,
 }
 
-#[server(prefix = "/rpc")]
+#[server(prefix = "/rpc", endpoint = "fleet_view")]
 pub async fn fleet_view() -> Result<FleetData, AppError> {
     ssr::require_user().await?;
     let store = ssr::store()?;
-    let factories = store
-        .list_factories(domain::PageRequest { limit: 100, offset: 0 }, None)
-        .await?
-        .data
-        .into_iter()
-        .map(|f| (f.id, f.name))
-        .collect();
-    Ok(FleetData {
-        gateways: orchestrator()?.snapshot(None),
-        factories,
-    })
+    // Every factory: a gateway whose factory is not listed would not be shown.
+    let factories = store.factory_names().await?;
+    let mut gateways = orchestrator()?.snapshot(None);
+    // The page does not show sensors; sent for every gateway they would be most
+    // of the page's weight. Stream updates bring them back, unused.
+    for gateway in &mut gateways {
+        gateway.sensors.clear();
+    }
+    Ok(FleetData { gateways, factories })
 }
 
 /// Everything the gateway detail page shows.
@@ -51,7 +49,7 @@ pub struct GatewayPageData {
     pub can_take_readings: bool,
 }
 
-#[server(prefix = "/rpc")]
+#[server(prefix = "/rpc", endpoint = "gateway_view")]
 pub async fn gateway_view(id: Uuid) -> Result<GatewayPageData, AppError> {
     let user = ssr::require_user().await?;
     let store = ssr::store()?;
@@ -73,14 +71,14 @@ pub async fn gateway_view(id: Uuid) -> Result<GatewayPageData, AppError> {
     })
 }
 
-#[server(prefix = "/rpc")]
+#[server(prefix = "/rpc", endpoint = "take_reading")]
 pub async fn take_reading(gateway: Uuid, serial: u64) -> Result<Uuid, AppError> {
     ssr::require_admin().await?;
     orchestrator()?.request_reading(gateway, serial).await
 }
 
 /// A reading with each axis min/max-downsampled to `points` for plotting.
-#[server(prefix = "/rpc")]
+#[server(prefix = "/rpc", endpoint = "load_reading")]
 pub async fn load_reading(id: Uuid, points: u32) -> Result<ReadingDetail, AppError> {
     ssr::require_user().await?;
     let points = (points as usize).clamp(2, 65_536);
@@ -110,7 +108,7 @@ pub struct ReadingCharts {
 
 /// A reading's plots: each axis's waveform and FFT spectrum, decimated on the
 /// server to `points` so 65,536 samples draw fast.
-#[server(prefix = "/rpc")]
+#[server(prefix = "/rpc", endpoint = "reading_plots")]
 pub async fn reading_plots(id: Uuid, points: u32) -> Result<ReadingCharts, AppError> {
     ssr::require_user().await?;
     let points = (points as usize).clamp(16, 8192);
