@@ -112,6 +112,7 @@ pub(crate) async fn listen(pool: PgPool, feed: Arc<ChangeFeed>) {
     }
 }
 
+/// Holds one of the pool's connections for as long as it listens.
 async fn connect_listener(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen_all([INVENTORY_CHANNEL, API_TOKENS_CHANNEL]).await?;
