@@ -305,7 +305,7 @@ impl Orchestrator {
         for gateway in gateways {
             orchestrator.add(gateway, true);
         }
-        store.set_observer(Arc::new(orchestrator.clone()));
+        store.set_observer(Arc::new(InventoryHook(Arc::downgrade(&orchestrator.inner))));
         tracing::info!(gateways = count, "orchestrator started");
         Ok(orchestrator)
     }
@@ -653,6 +653,37 @@ impl InventoryObserver for Orchestrator {
                 id: entry.gateway.id,
                 factory_id: entry.gateway.factory_id,
             });
+        }
+    }
+}
+
+/// What the store calls. It holds the orchestrator weakly: the orchestrator
+/// holds the store, so a strong handle here was a cycle that kept both, and
+/// their database pool, alive after the last user dropped them.
+struct InventoryHook(std::sync::Weak<Inner>);
+
+impl InventoryHook {
+    fn orchestrator(&self) -> Option<Orchestrator> {
+        self.0.upgrade().map(|inner| Orchestrator { inner })
+    }
+}
+
+impl InventoryObserver for InventoryHook {
+    fn gateway_created(&self, gateway: &Gateway) {
+        if let Some(orchestrator) = self.orchestrator() {
+            orchestrator.gateway_created(gateway);
+        }
+    }
+
+    fn gateway_updated(&self, gateway: &Gateway, change: ConnectionChange) {
+        if let Some(orchestrator) = self.orchestrator() {
+            orchestrator.gateway_updated(gateway, change);
+        }
+    }
+
+    fn gateways_deleted(&self, ids: &[Uuid]) {
+        if let Some(orchestrator) = self.orchestrator() {
+            orchestrator.gateways_deleted(ids);
         }
     }
 }

@@ -1,12 +1,10 @@
 //! The `ctc` client against the simulator over real sockets: every message, every quirk of
 //! §1.5, every fault, with the right error and no panic or leaked task.
 
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use ctc::frame::Command;
 use ctc::{Credentials, Error, Serial, Session};
 use ctc_sim::{Fault, LoginFailure, SimConfig, WaveEncoding};

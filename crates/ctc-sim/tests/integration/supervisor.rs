@@ -1,12 +1,10 @@
 //! The supervisor loop against the simulator: states, events, reconnection, re-subscription,
 //! authentication back-off, commands and clean shutdown.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use common::*;
+use crate::common::*;
 use ctc::{Credentials, Error, EventSink, GatewayCommand, GatewayEvent, GatewayState, GatewaySupervisor, Serial};
 use ctc_sim::{Fault, SimFleet};
 use tokio::sync::mpsc::UnboundedReceiver;

@@ -1,6 +1,5 @@
 //! Black-box harness: the real server on port 0, a fresh database per test,
 //! called over HTTP. Every response is checked against the OpenAPI document.
-#![allow(dead_code)]
 
 use factory_monitor::api::ApiDoc;
 use factory_monitor::security::CorsOrigins;

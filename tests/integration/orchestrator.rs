@@ -1,9 +1,7 @@
 //! The orchestrator end to end: the real server and PostgreSQL, simulated
 //! gateways over real WebSockets, everything observed through the HTTP API.
 
-mod common;
-
-use common::{gateway_body, TestServer};
+use crate::common::{gateway_body, TestServer};
 use ctc_sim::{Fault, SimConfig, SimGateway, SimHandle, SimSensor};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -509,4 +507,33 @@ async fn metrics_report_the_fleet() {
     );
     assert!(r.text.contains("factory_monitor_frames_received_total"));
     assert!(r.text.contains("factory_monitor_reading_seconds_bucket{le=\"+Inf\"}"));
+}
+
+/// The orchestrator holds the store and the store calls the orchestrator; once
+/// both are dropped, their pool must close. (A strong handle each way once leaked
+/// every connection, which only showed when many servers shared one process.)
+#[tokio::test]
+async fn a_dropped_orchestrator_and_store_close_their_connections() {
+    let store = crate::common::fresh_store().await;
+    let database = store.pool().connect_options().get_database().unwrap().to_owned();
+    let orchestrator = orchestrator::Orchestrator::start(store.clone(), crate::common::test_orchestrator_config())
+        .await
+        .unwrap();
+    let observer = std::env::var("DATABASE_URL").unwrap();
+    let observer = store::connect(&observer, 1).await.unwrap();
+    let connections_to_it = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pg_stat_activity WHERE datname = $1")
+            .bind(&database)
+            .fetch_one(&observer)
+            .await
+            .unwrap()
+    };
+    assert!(connections_to_it().await > 0, "the store is connected while in use");
+    drop(orchestrator);
+    drop(store);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while connections_to_it().await > 0 {
+        assert!(Instant::now() < deadline, "connections to {database} stayed open");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -1,5 +1,4 @@
 //! Shared helpers of the client-against-simulator tests.
-#![allow(dead_code)]
 
 use std::time::Duration;
 
@@ -124,20 +123,6 @@ impl RawClient {
                 .expect("frame ok");
             if let Message::Text(text) = message {
                 return serde_json::from_str(text.as_str()).expect("simulator sends JSON");
-            }
-        }
-    }
-
-    /// The next text frame's raw text, within 2 s.
-    pub async fn next_text(&mut self) -> String {
-        loop {
-            let message = tokio::time::timeout(Duration::from_secs(2), self.socket.next())
-                .await
-                .expect("a frame within 2 s")
-                .expect("stream open")
-                .expect("frame ok");
-            if let Message::Text(text) = message {
-                return text.to_string();
             }
         }
     }

@@ -1,16 +1,13 @@
 //! Every repository operation against a real PostgreSQL: a fresh database per
 //! test (`#[sqlx::test]`, needs DATABASE_URL; `make test` provides one).
 
+use crate::new_store;
 use domain::error::ErrorCode;
 use domain::{FactoryInput, FactoryPatch, GatewayInput, GatewayPatch, PageRequest};
 use serde_json::json;
 use sqlx::PgPool;
 use store::{EncryptionKey, GatewayFilter, KeyRing, Store, StoreError};
 use uuid::Uuid;
-
-fn store(pool: PgPool) -> Store {
-    Store::new(pool, KeyRing::new(EncryptionKey::generate().0, vec![]))
-}
 
 fn code(err: StoreError) -> ErrorCode {
     match err {
@@ -44,7 +41,7 @@ fn gateway_input(factory_id: Uuid, gateway_id: &str, name: &str) -> domain::NewG
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn default_organization_exists_and_is_used(pool: PgPool) {
-    let store = store(pool);
+    let store = new_store(pool);
     let orgs = store.list_organizations().await.unwrap();
     assert_eq!(orgs.len(), 1);
     let f = factory(&store, "Springfield Plant").await;
@@ -63,7 +60,7 @@ async fn default_organization_exists_and_is_used(pool: PgPool) {
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn unknown_organization_is_a_typed_error(pool: PgPool) {
-    let store = store(pool);
+    let store = new_store(pool);
     let input = FactoryInput {
         organization_id: Some(Uuid::new_v4().to_string()),
         name: Some("X".into()),
@@ -75,7 +72,7 @@ async fn unknown_organization_is_a_typed_error(pool: PgPool) {
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn factory_crud_and_soft_delete(pool: PgPool) {
-    let store = store(pool.clone());
+    let store = new_store(pool.clone());
     let f = factory(&store, "Detroit").await;
     assert_eq!(store.get_factory(f.id).await.unwrap(), f);
 
@@ -118,7 +115,7 @@ async fn factory_crud_and_soft_delete(pool: PgPool) {
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn pagination_edges_and_stable_order(pool: PgPool) {
-    let store = store(pool);
+    let store = new_store(pool);
     for name in ["Charlie", "alpha", "Bravo", "Bravo"] {
         factory(&store, name).await;
     }
@@ -150,7 +147,7 @@ async fn pagination_edges_and_stable_order(pool: PgPool) {
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn gateway_crud_never_exposes_the_password(pool: PgPool) {
-    let store = store(pool.clone());
+    let store = new_store(pool.clone());
     let f = factory(&store, "Austin").await;
     let g = store
         .create_gateway(gateway_input(f.id, "GW-AUS-001", "Lab"))
@@ -205,7 +202,7 @@ async fn gateway_crud_never_exposes_the_password(pool: PgPool) {
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn gateway_id_is_unique_among_active_rows_only(pool: PgPool) {
-    let store = store(pool);
+    let store = new_store(pool);
     let f = factory(&store, "F").await;
     let first = store.create_gateway(gateway_input(f.id, "GW-1", "A")).await.unwrap();
     let dup = store
@@ -234,7 +231,7 @@ async fn gateway_id_is_unique_among_active_rows_only(pool: PgPool) {
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn unknown_or_deleted_factory_is_refused(pool: PgPool) {
-    let store = store(pool);
+    let store = new_store(pool);
     let err = store
         .create_gateway(gateway_input(Uuid::new_v4(), "GW-1", "A"))
         .await
@@ -251,7 +248,7 @@ async fn unknown_or_deleted_factory_is_refused(pool: PgPool) {
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn moving_a_gateway_between_factories(pool: PgPool) {
-    let store = store(pool);
+    let store = new_store(pool);
     let from = factory(&store, "From").await;
     let to = factory(&store, "To").await;
     let g = store.create_gateway(gateway_input(from.id, "GW-1", "A")).await.unwrap();
@@ -284,7 +281,7 @@ async fn moving_a_gateway_between_factories(pool: PgPool) {
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn deleting_a_factory_deletes_its_gateways(pool: PgPool) {
-    let store = store(pool);
+    let store = new_store(pool);
     let doomed = factory(&store, "Doomed").await;
     let kept = factory(&store, "Kept").await;
     let a = store
@@ -314,7 +311,7 @@ async fn deleting_a_factory_deletes_its_gateways(pool: PgPool) {
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn gateway_list_filters_and_orders_by_name(pool: PgPool) {
-    let store = store(pool);
+    let store = new_store(pool);
     let f1 = factory(&store, "One").await;
     let f2 = factory(&store, "Two").await;
     store

@@ -1,15 +1,12 @@
 //! The read caches: served from memory while nothing changed, and dropped when
 //! anything changes, here or in another process (PostgreSQL NOTIFY).
 
+use crate::new_store;
 use domain::{FactoryInput, GatewayInput, GatewayPatch, PageRequest};
 use serde_json::json;
 use sqlx::PgPool;
 use std::time::Duration;
-use store::{EncryptionKey, GatewayFilter, KeyRing, Store};
-
-fn store(pool: PgPool) -> Store {
-    Store::new(pool, KeyRing::new(EncryptionKey::generate().0, vec![]))
-}
+use store::{GatewayFilter, Store};
 
 async fn listening(store: &Store) {
     store.start_change_listener();
@@ -72,7 +69,7 @@ async fn rename_behind_the_stores_back(pool: &PgPool, name: &str, notify: bool) 
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn lists_are_served_from_memory_until_the_inventory_changes(pool: PgPool) {
-    let store = store(pool.clone());
+    let store = new_store(pool.clone());
     let gateway = seed(&store).await;
     listening(&store).await;
     assert_eq!(first_name(&store).await, "Before");
@@ -92,7 +89,7 @@ async fn lists_are_served_from_memory_until_the_inventory_changes(pool: PgPool) 
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn a_change_made_by_another_process_reaches_the_cache(pool: PgPool) {
-    let store = store(pool.clone());
+    let store = new_store(pool.clone());
     seed(&store).await;
     listening(&store).await;
     assert_eq!(first_name(&store).await, "Before");
@@ -111,7 +108,7 @@ async fn a_change_made_by_another_process_reaches_the_cache(pool: PgPool) {
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn without_a_listener_every_read_goes_to_the_database(pool: PgPool) {
-    let store = store(pool.clone());
+    let store = new_store(pool.clone());
     seed(&store).await;
     assert_eq!(first_name(&store).await, "Before");
     rename_behind_the_stores_back(&pool, "Unannounced", false).await;
@@ -120,7 +117,7 @@ async fn without_a_listener_every_read_goes_to_the_database(pool: PgPool) {
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn factory_pages_follow_gateway_counts(pool: PgPool) {
-    let store = store(pool.clone());
+    let store = new_store(pool.clone());
     let gateway = seed(&store).await;
     listening(&store).await;
     let count = |store: Store| async move {

@@ -1,8 +1,6 @@
 //! `ctc::probe` (behind `factory-monitor gateway probe`) against the simulator.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use ctc::probe::{probe, ProbeError, ProbeOptions};
 use ctc::{Password, Serial};
 use ctc_sim::Fault;

@@ -1,8 +1,6 @@
 //! Page responses over HTTP: headers that the browser needs to run the app.
 
-mod common;
-
-use common::TestServer;
+use crate::common::TestServer;
 use reqwest::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use serde_json::{json, Value};
 

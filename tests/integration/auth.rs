@@ -2,9 +2,7 @@
 //! accepted by the REST API with the same role rule as tokens; sign-in and
 //! sign-out go through the web app's server functions, as a browser's would.
 
-mod common;
-
-use common::TestServer;
+use crate::common::TestServer;
 use domain::{Password, Role};
 use reqwest::header::{COOKIE, LOCATION, ORIGIN, SET_COOKIE};
 use reqwest::{redirect, Client, StatusCode};
@@ -325,7 +323,7 @@ async fn pages_send_signed_out_visitors_to_the_sign_in_page() {
 
 #[tokio::test]
 async fn the_first_start_creates_one_administrator_and_only_once() {
-    let store = common::fresh_store().await;
+    let store = crate::common::fresh_store().await;
     let password = factory_monitor::sessions::ensure_initial_admin(&store, None)
         .await
         .unwrap()

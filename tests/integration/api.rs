@@ -1,9 +1,7 @@
 //! The REST API, black box: the real server over HTTP against a fresh database.
 //! Where we differ from the predecessor on purpose, the test name or a comment says so.
 
-mod common;
-
-use common::{gateway_body, TestServer, CORS_ORIGIN};
+use crate::common::{gateway_body, TestServer, CORS_ORIGIN};
 use reqwest::header::{ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};

@@ -1,11 +1,12 @@
 //! What the orchestrator persists: events, sensors, readings, last seen, retention.
 
+use crate::new_store;
 use chrono::{Duration, Utc};
 use domain::live::{AxisStatistics, ReadingStatistics};
 use domain::{FactoryInput, GatewayInput, PageRequest};
 use serde_json::json;
 use sqlx::PgPool;
-use store::{DiscoveredSensor, EncryptionKey, KeyRing, NewGatewayEvent, ReadingResult, Store};
+use store::{DiscoveredSensor, NewGatewayEvent, ReadingResult, Store};
 
 async fn gateway(store: &Store) -> domain::Gateway {
     let factory = store
@@ -41,7 +42,7 @@ fn stats() -> AxisStatistics {
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn events_sensors_readings_last_seen_and_retention(pool: PgPool) {
-    let store = Store::new(pool, KeyRing::new(EncryptionKey::generate().0, vec![]));
+    let store = new_store(pool);
     let g = gateway(&store).await;
     let page = PageRequest { limit: 20, offset: 0 };
 

@@ -1,18 +1,15 @@
 //! Users and sessions against a real PostgreSQL (`#[sqlx::test]`, needs DATABASE_URL).
 
+use crate::new_store;
 use domain::error::ErrorCode;
 use domain::{Password, Role};
 use sqlx::PgPool;
 use std::time::Duration;
-use store::{EncryptionKey, KeyRing, PgSessionStore, Store, StoreError, SESSION_USER_KEY};
+use store::{PgSessionStore, StoreError, SESSION_USER_KEY};
 use time::OffsetDateTime;
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::SessionStore;
 use uuid::Uuid;
-
-fn store(pool: PgPool) -> Store {
-    Store::new(pool, KeyRing::new(EncryptionKey::generate().0, vec![]))
-}
 
 fn password(text: &str) -> Password {
     Password::new(text)
@@ -40,7 +37,7 @@ fn signed_in_record(user: Uuid, expires_in: time::Duration) -> Record {
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn users_sign_in_with_a_case_insensitive_email(pool: PgPool) {
-    let store = store(pool);
+    let store = new_store(pool);
     let user = store
         .create_user(" Ada@Example.com ", &password("correct horse"), Role::Viewer)
         .await
@@ -66,7 +63,7 @@ async fn users_sign_in_with_a_case_insensitive_email(pool: PgPool) {
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn emails_are_unique_regardless_of_case_and_inputs_are_checked(pool: PgPool) {
-    let store = store(pool);
+    let store = new_store(pool);
     store
         .create_user("ada@example.com", &password("correct horse"), Role::Admin)
         .await
@@ -91,7 +88,7 @@ async fn emails_are_unique_regardless_of_case_and_inputs_are_checked(pool: PgPoo
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn the_stored_hash_is_argon2id_not_the_password(pool: PgPool) {
-    let store = store(pool);
+    let store = new_store(pool);
     store
         .create_user("ada@example.com", &password("correct horse"), Role::Admin)
         .await
@@ -106,7 +103,7 @@ async fn the_stored_hash_is_argon2id_not_the_password(pool: PgPool) {
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn disabling_a_user_refuses_sign_in_and_ends_their_sessions(pool: PgPool) {
-    let store = store(pool);
+    let store = new_store(pool);
     let ada = store
         .create_user("ada@example.com", &password("correct horse"), Role::Admin)
         .await
@@ -145,7 +142,7 @@ async fn disabling_a_user_refuses_sign_in_and_ends_their_sessions(pool: PgPool) 
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn resetting_a_password_replaces_it_and_ends_sessions(pool: PgPool) {
-    let store = store(pool);
+    let store = new_store(pool);
     let ada = store
         .create_user("ada@example.com", &password("correct horse"), Role::Admin)
         .await
@@ -175,7 +172,7 @@ async fn resetting_a_password_replaces_it_and_ends_sessions(pool: PgPool) {
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn roles_change_and_unknown_users_are_not_found(pool: PgPool) {
-    let store = store(pool);
+    let store = new_store(pool);
     let ada = store
         .create_user("ada@example.com", &password("correct horse"), Role::Viewer)
         .await
@@ -194,7 +191,7 @@ async fn roles_change_and_unknown_users_are_not_found(pool: PgPool) {
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn sessions_round_trip_and_expire(pool: PgPool) {
-    let store = store(pool);
+    let store = new_store(pool);
     let ada = store
         .create_user("ada@example.com", &password("correct horse"), Role::Admin)
         .await

@@ -1,11 +1,9 @@
 //! The simulator's wire behaviour, checked frame by frame with a bare WebSocket client:
 //! it must behave as ctc-protocol.md §1 describes, quirks included.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use ctc_sim::{Fault, LoginFailure, SimConfig, WaveEncoding};
 use serde_json::{json, Value};
 

@@ -1,0 +1,10 @@
+//! The server's integration tests, in one binary: each extra test binary would
+//! link the whole server again (tens of MB and seconds of linking on 2 cores).
+
+mod common;
+
+mod api;
+mod auth;
+mod cli;
+mod orchestrator;
+mod pages;
