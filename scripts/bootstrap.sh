@@ -17,6 +17,17 @@ step() { echo "bootstrap: $*" >&2; }
 
 is_root() { [ "$(id -u)" = 0 ]; }
 
+# A first build (debug server, wasm and tests) peaks at about 3 GB in target/,
+# measured on a clean clone; say so up front instead of failing minutes later
+# with "No space left on device".
+if [ ! -d "$repo/target/debug" ]; then
+  free_gb=$(df -Pk "$repo" | awk 'NR == 2 { print int($4 / 1048576) }')
+  if [ "$free_gb" -lt 4 ]; then
+    echo "bootstrap: only ${free_gb} GB free on $repo's disk; a first build needs about 4 GB" >&2
+    exit 1
+  fi
+fi
+
 apt_updated=0
 apt_install() {
   if ! is_root; then
