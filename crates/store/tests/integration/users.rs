@@ -2,10 +2,10 @@
 
 use crate::new_store;
 use domain::error::ErrorCode;
-use domain::{Password, Role};
+use domain::{Password, Role, User};
 use sqlx::PgPool;
 use std::time::Duration;
-use store::{PgSessionStore, StoreError, SESSION_USER_KEY};
+use store::{PgSessionStore, Store, StoreError, SESSION_USER_KEY};
 use time::OffsetDateTime;
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::SessionStore;
@@ -33,6 +33,22 @@ fn signed_in_record(user: Uuid, expires_in: time::Duration) -> Record {
         data,
         expiry_date: OffsetDateTime::now_utc() + expires_in,
     }
+}
+
+/// A session store over `store` and a signed-in session of `user`, saved in it.
+async fn session_of(store: &Store, user: Uuid) -> (PgSessionStore, Record) {
+    let sessions = PgSessionStore::new(store.clone(), Duration::from_secs(3600));
+    let mut record = signed_in_record(user, time::Duration::hours(1));
+    sessions.create(&mut record).await.unwrap();
+    (sessions, record)
+}
+
+/// Ada, with the password "correct horse".
+async fn ada(store: &Store, role: Role) -> User {
+    store
+        .create_user("ada@example.com", &password("correct horse"), role)
+        .await
+        .unwrap()
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
@@ -89,10 +105,7 @@ async fn emails_are_unique_regardless_of_case_and_inputs_are_checked(pool: PgPoo
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn the_stored_hash_is_argon2id_not_the_password(pool: PgPool) {
     let store = new_store(pool);
-    store
-        .create_user("ada@example.com", &password("correct horse"), Role::Admin)
-        .await
-        .unwrap();
+    ada(&store, Role::Admin).await;
     let hash: String = sqlx::query_scalar("SELECT password_hash FROM users")
         .fetch_one(store.pool())
         .await
@@ -104,19 +117,13 @@ async fn the_stored_hash_is_argon2id_not_the_password(pool: PgPool) {
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn disabling_a_user_refuses_sign_in_and_ends_their_sessions(pool: PgPool) {
     let store = new_store(pool);
-    let ada = store
-        .create_user("ada@example.com", &password("correct horse"), Role::Admin)
-        .await
-        .unwrap();
+    let ada = ada(&store, Role::Admin).await;
     let bob = store
         .create_user("bob@example.com", &password("battery staple"), Role::Viewer)
         .await
         .unwrap();
-    let sessions = PgSessionStore::new(store.clone(), Duration::from_secs(3600));
-    let mut ada_session = signed_in_record(ada.id, time::Duration::hours(1));
-    let mut bob_session = signed_in_record(bob.id, time::Duration::hours(1));
-    sessions.create(&mut ada_session).await.unwrap();
-    sessions.create(&mut bob_session).await.unwrap();
+    let (sessions, ada_session) = session_of(&store, ada.id).await;
+    let (_, bob_session) = session_of(&store, bob.id).await;
     assert_eq!(store.count_user_sessions(ada.id).await.unwrap(), 1);
 
     let disabled = store.disable_user(ada.id).await.unwrap();
@@ -143,13 +150,8 @@ async fn disabling_a_user_refuses_sign_in_and_ends_their_sessions(pool: PgPool) 
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn resetting_a_password_replaces_it_and_ends_sessions(pool: PgPool) {
     let store = new_store(pool);
-    let ada = store
-        .create_user("ada@example.com", &password("correct horse"), Role::Admin)
-        .await
-        .unwrap();
-    let sessions = PgSessionStore::new(store.clone(), Duration::from_secs(3600));
-    let mut record = signed_in_record(ada.id, time::Duration::hours(1));
-    sessions.create(&mut record).await.unwrap();
+    let ada = ada(&store, Role::Admin).await;
+    let (sessions, record) = session_of(&store, ada.id).await;
 
     store
         .reset_user_password(ada.id, &password("new and long"))
@@ -173,10 +175,7 @@ async fn resetting_a_password_replaces_it_and_ends_sessions(pool: PgPool) {
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn roles_change_and_unknown_users_are_not_found(pool: PgPool) {
     let store = new_store(pool);
-    let ada = store
-        .create_user("ada@example.com", &password("correct horse"), Role::Viewer)
-        .await
-        .unwrap();
+    let ada = ada(&store, Role::Viewer).await;
     assert_eq!(
         store.set_user_role(ada.id, Role::Admin).await.unwrap().role,
         Role::Admin
@@ -192,13 +191,8 @@ async fn roles_change_and_unknown_users_are_not_found(pool: PgPool) {
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn sessions_round_trip_and_expire(pool: PgPool) {
     let store = new_store(pool);
-    let ada = store
-        .create_user("ada@example.com", &password("correct horse"), Role::Admin)
-        .await
-        .unwrap();
-    let sessions = PgSessionStore::new(store.clone(), Duration::from_secs(3600));
-    let mut live = signed_in_record(ada.id, time::Duration::hours(1));
-    sessions.create(&mut live).await.unwrap();
+    let ada = ada(&store, Role::Admin).await;
+    let (sessions, live) = session_of(&store, ada.id).await;
     let loaded = sessions.load(&live.id).await.unwrap().expect("a live session loads");
     assert_eq!(loaded.data, live.data);
 
