@@ -84,12 +84,27 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             return Err(validation("body", format!("must be a JSON object, got {kind}")));
         }
         serde_path_to_error::deserialize(value).map(ApiJson).map_err(|err| {
-            let message = err.inner().to_string();
+            let message = without_value(&err.inner().to_string());
             let path = err.path().to_string();
             let field = unknown_field_name(&message).unwrap_or(if path == "." { "body" } else { &path });
             validation(field, message.clone())
         })
     }
+}
+
+/// serde quotes the offending value (`invalid type: integer `12345`, expected a
+/// string`); that value may be a password, so only its kind is kept.
+fn without_value(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some((found, expected)) = message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split_once(", expected "))
+        {
+            let kind = found.split_whitespace().next().unwrap_or(found);
+            return format!("{prefix}{kind}, expected {expected}");
+        }
+    }
+    message.to_owned()
 }
 
 fn is_json(content_type: &str) -> bool {
@@ -150,14 +165,31 @@ impl QueryMap {
         }
     }
 
-    pub fn text(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str).filter(|s| !s.trim().is_empty())
+    /// A free-text parameter such as `search`; blank means absent.
+    pub fn text(&self, key: &str) -> Result<Option<&str>, ApiError> {
+        match self.0.get(key).map(String::as_str).filter(|s| !s.trim().is_empty()) {
+            Some(text) if text.contains('\0') => Err(validation(key, domain::validate::NUL_MESSAGE)),
+            text => Ok(text),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_do_not_quote_the_value() {
+        assert_eq!(
+            without_value("invalid type: integer `12345`, expected a string"),
+            "invalid type: integer, expected a string"
+        );
+        assert_eq!(
+            without_value("invalid type: string \"hunter2\", expected a boolean"),
+            "invalid type: string, expected a boolean"
+        );
+        assert_eq!(without_value("missing field `name`"), "missing field `name`");
+    }
 
     #[test]
     fn json_media_types() {

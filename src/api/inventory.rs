@@ -53,7 +53,7 @@ pub async fn create_factory(
     security(("bearer" = [])))]
 pub async fn list_factories(State(state): State<AppState>, query: QueryMap) -> ApiResult<Json<Page<Factory>>> {
     let page = query.page()?;
-    Ok(Json(state.store.list_factories(page, query.text("search")).await?))
+    Ok(Json(state.store.list_factories(page, query.text("search")?).await?))
 }
 
 #[utoipa::path(get, path = "/api/factories/{id}", tag = "factories", params(("id" = uuid::Uuid, Path)),
@@ -127,7 +127,7 @@ pub async fn list_gateways(State(state): State<AppState>, query: QueryMap) -> Ap
     let page: PageRequest = query.page()?;
     let filter = GatewayFilter {
         factory_id: query.uuid("factory_id")?,
-        search: query.text("search").map(str::to_owned),
+        search: query.text("search")?.map(str::to_owned),
     };
     Ok(Json(state.store.list_gateways(&filter, page).await?))
 }

@@ -154,7 +154,7 @@ pub async fn reading(
     IdPath(id): IdPath,
     query: QueryMap,
 ) -> ApiResult<Json<ReadingDetail>> {
-    let points = match query.text("points") {
+    let points = match query.text("points")? {
         None => None,
         Some(raw) => match raw.trim().parse::<usize>() {
             Ok(n) if (2..=1_000_000).contains(&n) => Some(n),

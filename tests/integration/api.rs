@@ -614,6 +614,89 @@ async fn sql_and_markup_are_stored_verbatim() {
     );
 }
 
+/// PostgreSQL cannot store NUL in text or jsonb; that is the client's mistake
+/// (400 naming the field), never a 500, and nothing is written.
+#[tokio::test]
+async fn nul_characters_are_refused_with_the_field_named() {
+    let s = TestServer::start().await;
+    let factory = s.create_factory("Plant").await;
+    let factory_id = id(&factory);
+    let refusals = [
+        (POST, "/api/factories".to_owned(), json!({"name": "a\0b"}), "name"),
+        (
+            POST,
+            "/api/factories".to_owned(),
+            json!({"name": "Plant 2", "metadata": {"note": "x\0"}}),
+            "metadata",
+        ),
+        (
+            POST,
+            "/api/factories".to_owned(),
+            json!({"name": "Plant 2", "metadata": {"k\0": 1}}),
+            "metadata",
+        ),
+        (
+            PATCH,
+            format!("/api/factories/{factory_id}"),
+            json!({"location": "\0"}),
+            "location",
+        ),
+        (
+            POST,
+            "/api/gateways".to_owned(),
+            {
+                let mut body = gateway_body(&factory_id, "GW-1", "Gateway\0");
+                body["metadata"] = json!({"deep": [{"x": "\0"}]});
+                body
+            },
+            "name",
+        ),
+    ];
+    for (method, path, body, field) in refusals {
+        let r = s.call(method.clone(), &path, Some(body)).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, "VALIDATION_ERROR"),
+            "{method} {path}: {}",
+            r.text
+        );
+        let fields: Vec<&str> = r.body["error"]["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["field"].as_str().unwrap())
+            .collect();
+        assert!(fields.contains(&field), "{method} {path}: {fields:?}");
+    }
+    for path in ["/api/factories?search=%00", "/api/gateways?search=a%00"] {
+        let r = s.call(GET, path, None).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, "VALIDATION_ERROR"),
+            "{path}"
+        );
+        assert_eq!(r.body["error"]["details"][0]["field"], "search");
+    }
+    let list = s.call(GET, "/api/factories", None).await;
+    assert_eq!(list.body["pagination"]["total"], 1, "nothing was written");
+    assert_eq!(
+        s.call(GET, &format!("/api/factories/{factory_id}"), None).await.body["location"],
+        Value::Null
+    );
+}
+
+#[tokio::test]
+async fn a_mistyped_password_is_not_echoed_in_the_error() {
+    let s = TestServer::start().await;
+    let factory = s.create_factory("Plant").await;
+    let mut body = gateway_body(&id(&factory), "GW-1", "Gateway");
+    body["password"] = json!(987_654_321);
+    let r = s.call(POST, "/api/gateways", Some(body)).await;
+    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "VALIDATION_ERROR"));
+    assert_eq!(r.body["error"]["details"][0]["field"], "password");
+    assert!(!r.text.contains("987654321"), "{}", r.text);
+}
+
 #[tokio::test]
 async fn unknown_routes_and_methods_answer_json() {
     let s = TestServer::start().await;

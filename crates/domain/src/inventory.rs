@@ -92,7 +92,12 @@ fn check_uuid(checker: &mut Checker, field: &str, raw: &str) -> Option<Uuid> {
 
 fn check_metadata(checker: &mut Checker, value: Option<Value>) -> Option<Metadata> {
     match value? {
-        Value::Object(map) => Some(map),
+        Value::Object(map) => {
+            if crate::validate::map_contains_nul(&map) {
+                checker.fail("metadata", crate::validate::NUL_MESSAGE);
+            }
+            Some(map)
+        }
         _ => {
             checker.fail("metadata", "must be a JSON object");
             None

@@ -3,6 +3,25 @@
 
 use crate::error::FieldError;
 
+/// PostgreSQL cannot store NUL in text or jsonb, so it is refused up front.
+pub const NUL_MESSAGE: &str = "must not contain NUL characters";
+
+/// Whether any string or key in `value` contains NUL.
+pub fn json_contains_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(text) => text.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(json_contains_nul),
+        serde_json::Value::Object(map) => map_contains_nul(map),
+        _ => false,
+    }
+}
+
+/// Whether any key, or any string in any value, of `map` contains NUL.
+pub fn map_contains_nul(map: &serde_json::Map<String, serde_json::Value>) -> bool {
+    map.iter()
+        .any(|(key, item)| key.contains('\0') || json_contains_nul(item))
+}
+
 /// Collects field errors while an input is checked, so that a person sees every
 /// problem at once instead of one per submit.
 #[derive(Debug, Default)]
@@ -39,6 +58,9 @@ impl Checker {
     fn max_len(&mut self, field: &str, text: &str, max: usize) {
         if text.chars().count() > max {
             self.fail(field, format!("must be at most {max} characters"));
+        }
+        if text.contains('\0') {
+            self.fail(field, NUL_MESSAGE);
         }
     }
 

@@ -28,6 +28,13 @@ impl From<StoreError> for AppError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Client(app) => app,
+            StoreError::Database(ref db) if is_unstorable_text(db) => {
+                // The inputs reject NUL themselves; this catches any path that forgot.
+                AppError::validation(vec![domain::error::FieldError::new(
+                    "text",
+                    "must not contain NUL characters",
+                )])
+            }
             StoreError::Database(
                 sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_),
             ) => {
@@ -43,6 +50,14 @@ impl From<StoreError> for AppError {
             }
         }
     }
+}
+
+/// PostgreSQL refuses NUL in text (22021) and `\u0000` in jsonb (22P05): a client's
+/// input, never a server fault.
+fn is_unstorable_text(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "22021" || code == "22P05")
 }
 
 /// The constraint a database error violated, if any.

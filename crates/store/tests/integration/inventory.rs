@@ -427,3 +427,14 @@ fn legacy_blob(key_text: &str) -> String {
     json!({"encrypted": STANDARD.encode(sealed), "iv": STANDARD.encode(iv), "authTag": STANDARD.encode(tag)})
         .to_string()
 }
+
+/// A NUL that reaches PostgreSQL by a path without its own check (here a search
+/// from a web page's URL) is still a client error, not an internal one.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn nul_in_text_is_a_client_error_even_unchecked(pool: PgPool) {
+    let store = new_store(pool);
+    let err = store.list_factories(page(20, 0), Some("a\0b")).await.unwrap_err();
+    let app = domain::AppError::from(err);
+    assert_eq!(app.code, ErrorCode::ValidationError);
+    assert_eq!(app.field_message("text"), Some("must not contain NUL characters"));
+}
