@@ -11,7 +11,8 @@ mod inventory;
 mod live;
 
 use crate::web::AppState;
-use axum::http::{Method, Uri};
+use axum::extract::OriginalUri;
+use axum::http::Method;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
@@ -98,11 +99,12 @@ async fn openapi_json() -> impl IntoResponse {
     Json(ApiDoc::openapi())
 }
 
-async fn not_found(method: Method, uri: Uri) -> ApiError {
+// `OriginalUri`: inside `nest("/api")` the plain `Uri` has lost its prefix.
+async fn not_found(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
     ApiError::new(ErrorCode::NotFound, format!("Route {method} {uri} not found"))
 }
 
-async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
     ApiError::new(
         ErrorCode::MethodNotAllowed,
         format!("Method {method} is not allowed on {}", uri.path()),

@@ -700,8 +700,9 @@ async fn a_mistyped_password_is_not_echoed_in_the_error() {
 #[tokio::test]
 async fn unknown_routes_and_methods_answer_json() {
     let s = TestServer::start().await;
-    let r = s.call(GET, "/api/nothing-here", None).await;
+    let r = s.call(GET, "/api/nothing-here?x=1", None).await;
     assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "NOT_FOUND"));
+    assert_eq!(r.body["error"]["message"], "Route GET /api/nothing-here?x=1 not found");
     assert_eq!(r.body["error"]["statusCode"], 404);
     let r = s.call(DELETE, "/api/factories", None).await;
     assert_eq!(
