@@ -194,6 +194,7 @@ async fn factory_validation_errors_name_each_field() {
     let wrong_type = s.call(POST, "/api/factories", Some(json!({"name": 5}))).await;
     assert_eq!(wrong_type.status, StatusCode::BAD_REQUEST);
     assert_eq!(wrong_type.body["error"]["details"][0]["field"], "name");
+    assert_eq!(wrong_type.body["error"]["details"][0]["instancePath"], "/name");
 }
 
 #[tokio::test]

@@ -87,13 +87,23 @@ impl ErrorCode {
 pub struct FieldError {
     pub field: String,
     pub message: String,
+    /// The field as a JSON pointer (`/name`; `""` for the whole body), as the
+    /// predecessor's validator reported it, for scripts written against it.
+    #[serde(rename = "instancePath", default)]
+    pub instance_path: String,
 }
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let field = field.into();
+        let instance_path = match field.as_str() {
+            "body" => String::new(),
+            path => format!("/{}", path.replace('.', "/")),
+        };
         Self {
-            field: field.into(),
+            field,
             message: message.into(),
+            instance_path,
         }
     }
 }
