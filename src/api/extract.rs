@@ -127,9 +127,9 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
         let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|_| validation("id", "must be a UUID"))?;
-        Uuid::parse_str(&raw)
+        domain::validate::parse_uuid(&raw)
             .map(IdPath)
-            .map_err(|_| validation("id", format!("must be a UUID, got {raw:?}")))
+            .ok_or_else(|| validation("id", format!("must be a UUID, got {raw:?}")))
     }
 }
 
@@ -159,9 +159,9 @@ impl QueryMap {
     pub fn uuid(&self, key: &str) -> Result<Option<Uuid>, ApiError> {
         match self.0.get(key) {
             None => Ok(None),
-            Some(raw) => Uuid::parse_str(raw.trim())
+            Some(raw) => domain::validate::parse_uuid(raw.trim())
                 .map(Some)
-                .map_err(|_| validation(key, format!("must be a UUID, got {raw:?}"))),
+                .ok_or_else(|| validation(key, format!("must be a UUID, got {raw:?}"))),
         }
     }
 

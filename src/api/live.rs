@@ -111,7 +111,7 @@ pub async fn take_reading(
     State(state): State<AppState>,
     Path((id, serial)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<ReadingAccepted>)> {
-    let id = Uuid::parse_str(&id).map_err(|_| field_error("id", "must be a UUID"))?;
+    let id = domain::validate::parse_uuid(&id).ok_or_else(|| field_error("id", "must be a UUID"))?;
     let serial = serial
         .parse::<u64>()
         .map_err(|_| field_error("serial", "must be a whole number"))?;

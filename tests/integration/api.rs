@@ -328,6 +328,10 @@ async fn invalid_uuid_in_path_or_query_is_400() {
         "/api/gateways/123",
         "/api/gateways?factory_id=nope",
         "/api/gateways?factory_id=",
+        // Only the canonical hyphenated form, as the predecessor's schema had it.
+        "/api/factories/67e5504410b1426f9247bb680e5fe0c8",
+        "/api/gateways?factory_id=%7B67e55044-10b1-426f-9247-bb680e5fe0c8%7D",
+        "/api/gateways/urn:uuid:67e55044-10b1-426f-9247-bb680e5fe0c8",
     ] {
         let r = s.call(GET, path, None).await;
         assert_eq!(

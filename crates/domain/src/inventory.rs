@@ -81,13 +81,11 @@ where
 }
 
 fn check_uuid(checker: &mut Checker, field: &str, raw: &str) -> Option<Uuid> {
-    match Uuid::parse_str(raw.trim()) {
-        Ok(id) => Some(id),
-        Err(_) => {
-            checker.fail(field, "must be a UUID");
-            None
-        }
+    let id = crate::validate::parse_uuid(raw.trim());
+    if id.is_none() {
+        checker.fail(field, "must be a UUID");
     }
+    id
 }
 
 fn check_metadata(checker: &mut Checker, value: Option<Value>) -> Option<Metadata> {

@@ -3,6 +3,16 @@
 
 use crate::error::FieldError;
 
+/// A UUID in its canonical hyphenated form (8-4-4-4-12 hex digits).
+/// `Uuid::parse_str` also takes the simple, braced and URN forms, which the API
+/// contract does not.
+pub fn parse_uuid(raw: &str) -> Option<uuid::Uuid> {
+    if raw.len() != 36 {
+        return None;
+    }
+    uuid::Uuid::try_parse(raw).ok()
+}
+
 /// PostgreSQL cannot store NUL in text or jsonb, so it is refused up front.
 pub const NUL_MESSAGE: &str = "must not contain NUL characters";
 
@@ -150,6 +160,19 @@ pub fn gateway_url_problem(url: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_hyphenated_uuids() {
+        assert!(parse_uuid("67e55044-10b1-426f-9247-bb680e5fe0c8").is_some());
+        for other in [
+            "67e5504410b1426f9247bb680e5fe0c8",
+            "{67e55044-10b1-426f-9247-bb680e5fe0c8}",
+            "urn:uuid:67e55044-10b1-426f-9247-bb680e5fe0c8",
+            "67e55044-10b1-426f-9247-bb680e5fe0cg",
+        ] {
+            assert!(parse_uuid(other).is_none(), "{other}");
+        }
+    }
 
     #[test]
     fn emails() {
