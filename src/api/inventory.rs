@@ -68,7 +68,8 @@ pub async fn get_factory(State(state): State<AppState>, IdPath(id): IdPath) -> A
 #[utoipa::path(put, path = "/api/factories/{id}", tag = "factories", params(("id" = uuid::Uuid, Path)),
     request_body = FactoryPatch,
     responses((status = 200, body = Factory), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody)),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn update_factory(
     State(state): State<AppState>,
@@ -81,7 +82,8 @@ pub async fn update_factory(
 #[utoipa::path(patch, path = "/api/factories/{id}", tag = "factories", params(("id" = uuid::Uuid, Path)),
     request_body = FactoryPatch,
     responses((status = 200, body = Factory), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody)),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn patch_factory(
     state: State<AppState>,
@@ -146,7 +148,7 @@ pub async fn get_gateway(State(state): State<AppState>, IdPath(id): IdPath) -> A
     request_body = GatewayPatch,
     responses((status = 200, body = Gateway), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn update_gateway(
     State(state): State<AppState>,
@@ -160,7 +162,7 @@ pub async fn update_gateway(
     request_body = GatewayPatch,
     responses((status = 200, body = Gateway), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn patch_gateway(
     state: State<AppState>,

@@ -796,4 +796,12 @@ async fn openapi_document_lists_every_route() {
     assert!(r.body["components"]["schemas"]["Gateway"]["properties"]
         .get("password")
         .is_none());
+    let required = |schema: &str| -> Vec<String> {
+        serde_json::from_value(r.body["components"]["schemas"][schema]["required"].clone()).unwrap_or_default()
+    };
+    assert_eq!(required("FactoryInput"), ["name"]);
+    assert_eq!(
+        required("GatewayInput"),
+        ["factory_id", "gateway_id", "name", "url", "email", "password"]
+    );
 }

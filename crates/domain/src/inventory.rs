@@ -162,6 +162,7 @@ fn check_password(checker: &mut Checker, password: Option<Password>) -> Option<P
 pub struct FactoryInput {
     #[cfg_attr(feature = "openapi", schema(value_type = Option<uuid::Uuid>))]
     pub organization_id: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, required = true))]
     pub name: Option<String>,
     pub location: Option<String>,
     pub timezone: Option<String>,
@@ -246,13 +247,17 @@ impl FactoryPatch {
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GatewayInput {
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<uuid::Uuid>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = uuid::Uuid, required = true))]
     pub factory_id: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, required = true))]
     pub gateway_id: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, required = true))]
     pub name: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, required = true))]
     pub url: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, required = true))]
     pub email: Option<String>,
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Password, min_length = 1))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Password, min_length = 1, required = true))]
     pub password: Option<Password>,
     pub model: Option<String>,
     pub firmware_version: Option<String>,
