@@ -51,6 +51,9 @@ pub enum Fault {
     DelayReplies(Duration),
     /// Keep sockets open but read and send nothing (no pongs either).
     Silent,
+    /// Answer `TAKE_DYN_READING` with its notifications only, no `RTN_*` (as §1.17
+    /// shows it; the real reply was never observed, §1.3).
+    UnansweredTrigger,
 }
 
 /// The faults currently switched on.
@@ -66,6 +69,7 @@ pub struct Faults {
     pub duplicate_replies: bool,
     pub delay_replies: Option<Duration>,
     pub silent: bool,
+    pub unanswered_trigger: bool,
 }
 
 impl Faults {
@@ -81,6 +85,7 @@ impl Faults {
             Fault::DuplicateReplies => self.duplicate_replies = on,
             Fault::DelayReplies(delay) => self.delay_replies = on.then_some(delay),
             Fault::Silent => self.silent = on,
+            Fault::UnansweredTrigger => self.unanswered_trigger = on,
         }
     }
 }
@@ -716,6 +721,9 @@ impl Connection {
             return vec![error_frame(Some(TAKE_DYN_READING), "Sensor not connected")];
         };
         tokio::spawn(run_reading(self.shared.clone(), sensor, self.outbox.clone()));
+        if self.shared.faults().unanswered_trigger {
+            return Vec::new();
+        }
         vec![frame(RTN_DYN, json!({}))]
     }
 

@@ -556,6 +556,9 @@ struct InFlight {
     reading: Option<(Serial, u64)>,
     /// A reply held back until `.1` ([`CommandKind::may_accept_after_grace`]).
     tentative: Option<(Inbound, Instant)>,
+    /// The held reply stands in for a trigger's missing `RTN_*` (see
+    /// [`ConnectionTask::notification_answers_trigger`]); it is no stray if a real one comes.
+    tentative_is_stand_in: bool,
 }
 
 /// How long a tentative reply waits for a better one. Duplicates arrive back to back, so a
@@ -737,6 +740,7 @@ impl ConnectionTask {
                     reply: queued.reply,
                     reading: queued.reading,
                     tentative: None,
+                    tentative_is_stand_in: false,
                 });
                 Ok(())
             }
@@ -805,6 +809,7 @@ impl ConnectionTask {
         match inbound {
             reply if reply.is_reply() => self.on_reply(reply),
             Inbound::ReadingStarted(started) => {
+                self.notification_answers_trigger(started.serial);
                 let sender = self
                     .readings
                     .get_mut(&started.serial)
@@ -812,6 +817,7 @@ impl ConnectionTask {
                 self.deliver(sender, started, "NOT_DYN_READING_STARTED");
             }
             Inbound::Reading(reading) => {
+                self.notification_answers_trigger(reading.serial);
                 let sender = self
                     .readings
                     .get_mut(&reading.serial)
@@ -836,6 +842,25 @@ impl ConnectionTask {
         }
     }
 
+    /// The reply to `TAKE_DYN_READING` was never observed (§1.3), and §1.17 shows the
+    /// trigger followed straight by its notifications. So a notification for the serial
+    /// being triggered stands in for the reply: held briefly, because a real reply may
+    /// still come and must not be left to pair with the next command, then taken.
+    fn notification_answers_trigger(&mut self, serial: Serial) {
+        let Some(flight) = self.in_flight.as_mut() else {
+            return;
+        };
+        let triggering = flight.kind == CommandKind::TakeReading && flight.reading.is_some_and(|(s, _)| s == serial);
+        if triggering && flight.tentative.is_none() {
+            debug!(url = %self.url, "trigger answered by its notification; holding for a late reply");
+            flight.tentative = Some((
+                Inbound::Dyn(Value::Object(Default::default())),
+                Instant::now() + TENTATIVE_REPLY_GRACE,
+            ));
+            flight.tentative_is_stand_in = true;
+        }
+    }
+
     fn deliver<T>(&self, sender: Option<oneshot::Sender<T>>, value: T, frame_type: &str) {
         let delivered = sender.is_some_and(|sender| sender.send(value).is_ok());
         if !delivered {
@@ -851,7 +876,7 @@ impl ConnectionTask {
             return;
         };
         if flight.kind.accepts(&reply) {
-            if flight.tentative.is_some() {
+            if flight.tentative.is_some() && !flight.tentative_is_stand_in {
                 Counters::bump(&self.counters.stray_replies); // the held reply was the stray
             }
             let flight = self.in_flight.take().expect("checked above");

@@ -121,6 +121,28 @@ async fn bad_credentials_are_an_authentication_error_in_both_reply_styles() {
     assert!(!format!("{error:?}").contains("wrong"));
 }
 
+/// §1.17 shows `TAKE_DYN_READING` followed straight by its notifications, no `RTN_*`.
+/// The reading still completes, without waiting out the command timeout, and the
+/// connection keeps pairing later commands right.
+#[tokio::test]
+async fn a_trigger_answered_only_by_its_notifications_still_reads() {
+    let sim = start_default_sim().await;
+    sim.set_fault(Fault::UnansweredTrigger);
+    let session = connect(&sim).await;
+    let started = Instant::now();
+    let reading = session.take_reading(Serial(SERIAL)).await.unwrap();
+    assert!(started.elapsed() < COMMAND_TIMEOUT, "no command timeout");
+    assert_eq!(reading.waveform.len(), 6400);
+    assert!(!session.is_closed());
+    assert_eq!(session.refresh_sensors().await.unwrap().len(), 1);
+    assert_eq!(session.counters().snapshot().stray_replies, 0);
+
+    // With the reply back, it is taken as the answer; still no stray.
+    sim.clear_fault(Fault::UnansweredTrigger);
+    session.take_reading(Serial(SERIAL)).await.unwrap();
+    assert_eq!(session.counters().snapshot().stray_replies, 0);
+}
+
 #[tokio::test]
 async fn no_sensors_is_a_valid_empty_list() {
     let sim = start_sim(sim_config().with_sensors(vec![])).await;
