@@ -54,6 +54,9 @@ pub enum Fault {
     /// Answer `TAKE_DYN_READING` with its notifications only, no `RTN_*` (as §1.17
     /// shows it; the real reply was never observed, §1.3).
     UnansweredTrigger,
+    /// Answer every `POST_LOGIN` with the Python exception of §1.5 item 3
+    /// (`RTN_ERR`, `Attempt: null`), whatever the credentials.
+    LoginCrashes,
 }
 
 /// The faults currently switched on.
@@ -70,6 +73,7 @@ pub struct Faults {
     pub delay_replies: Option<Duration>,
     pub silent: bool,
     pub unanswered_trigger: bool,
+    pub login_crashes: bool,
 }
 
 impl Faults {
@@ -86,6 +90,7 @@ impl Faults {
             Fault::DelayReplies(delay) => self.delay_replies = on.then_some(delay),
             Fault::Silent => self.silent = on,
             Fault::UnansweredTrigger => self.unanswered_trigger = on,
+            Fault::LoginCrashes => self.login_crashes = on,
         }
     }
 }
@@ -658,6 +663,9 @@ impl Connection {
     }
 
     fn login(&mut self, data: &Value) -> Vec<String> {
+        if self.shared.faults().login_crashes {
+            return vec![error_frame(None, "'NoneType' object is not subscriptable")];
+        }
         let email = data.get("Email").and_then(Value::as_str);
         let password = data.get("Password").and_then(Value::as_str);
         let (Some(email), Some(password)) = (email, password) else {

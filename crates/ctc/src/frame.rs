@@ -586,6 +586,19 @@ pub struct ErrorReply {
     pub extra: Map<String, Value>,
 }
 
+impl ErrorReply {
+    /// Whether this refusal of `POST_LOGIN` is about the credentials: it names the
+    /// login as its `Attempt`, or its text says so. A null `Attempt` with other text
+    /// is the gateway failing (§1.5 item 3), which is worth retrying soon.
+    pub fn refuses_credentials(&self) -> bool {
+        let text = self.error.as_deref().unwrap_or("").to_ascii_lowercase();
+        self.attempt.as_deref() == Some(POST_LOGIN)
+            || ["invalid", "credential", "password"]
+                .iter()
+                .any(|word| text.contains(word))
+    }
+}
+
 impl fmt::Display for ErrorReply {
     /// The predecessor's wording: `Command error: <Error> (Attempt: <Attempt>)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -184,7 +184,8 @@ impl Session {
                     credentials.email
                 )))
             }
-            Ok(Inbound::Error(reply)) => return Err(Error::Auth(reply.to_string())),
+            Ok(Inbound::Error(reply)) if reply.refuses_credentials() => return Err(Error::Auth(reply.to_string())),
+            Ok(Inbound::Error(reply)) => return Err(Error::Protocol(format!("the gateway failed the login: {reply}"))),
             Ok(other) => {
                 return Err(Error::Protocol(format!(
                     "unexpected {} in answer to POST_LOGIN",

@@ -143,6 +143,21 @@ async fn a_trigger_answered_only_by_its_notifications_still_reads() {
     assert_eq!(session.counters().snapshot().stray_replies, 0);
 }
 
+/// A login answered by the gateway's Python exception (`Attempt: null`) is the
+/// gateway failing, not a wrong password: no long authentication back-off.
+#[tokio::test]
+async fn a_login_the_gateway_crashes_on_is_not_an_authentication_error() {
+    let sim = start_default_sim().await;
+    sim.set_fault(Fault::LoginCrashes);
+    let error = Session::connect(sim.url(), &Credentials::new(EMAIL, PASSWORD), &fast_client())
+        .await
+        .unwrap_err();
+    assert!(!error.is_auth(), "{error}");
+    assert!(error.to_string().contains("NoneType"), "{error}");
+    sim.clear_fault(Fault::LoginCrashes);
+    connect(&sim).await;
+}
+
 #[tokio::test]
 async fn no_sensors_is_a_valid_empty_list() {
     let sim = start_sim(sim_config().with_sensors(vec![])).await;
