@@ -7,6 +7,7 @@
 //!   answer the pending command (duplicates, strays) so they never shift later pairings (§1.6);
 //! - fails every pending command and reading at once when the connection ends;
 //! - routes `NOT_DYN_*` notifications to the reading waiting for that serial;
+//! - lets a trigger's own `NOT_DYN_*` stand in for its `RTN_*`, which may never come (§1.3, §1.17);
 //! - sends WebSocket ping control frames and declares the connection dead when nothing arrives;
 //! - ends when the last handle is dropped or [`Session::close`] is called (unsubscribe, then a
 //!   close frame with code 1000).
