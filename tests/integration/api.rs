@@ -163,13 +163,7 @@ async fn factory_validation_errors_name_each_field() {
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    let fields: Vec<&str> = r.body["error"]["details"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["field"].as_str().unwrap())
-        .collect();
-    assert_eq!(fields, ["name", "timezone", "metadata"]);
+    assert_eq!(r.fields(), ["name", "timezone", "metadata"]);
 
     let long = s
         .call(POST, "/api/factories", Some(json!({"name": "n".repeat(256)})))
@@ -665,12 +659,7 @@ async fn nul_characters_are_refused_with_the_field_named() {
             "{method} {path}: {}",
             r.text
         );
-        let fields: Vec<&str> = r.body["error"]["details"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d["field"].as_str().unwrap())
-            .collect();
+        let fields = r.fields();
         assert!(fields.contains(&field), "{method} {path}: {fields:?}");
     }
     for path in ["/api/factories?search=%00", "/api/gateways?search=a%00"] {

@@ -52,7 +52,7 @@ impl Checker {
                 String::new()
             }
             Some(text) => {
-                self.max_len(field, text, max);
+                self.check_text(field, text, max);
                 text.to_owned()
             }
         }
@@ -61,11 +61,12 @@ impl Checker {
     /// An optional text: trimmed; empty means absent.
     pub fn optional_text(&mut self, field: &str, value: Option<&str>, max: usize) -> Option<String> {
         let text = value.map(str::trim).filter(|t| !t.is_empty())?;
-        self.max_len(field, text, max);
+        self.check_text(field, text, max);
         Some(text.to_owned())
     }
 
-    fn max_len(&mut self, field: &str, text: &str, max: usize) {
+    /// At most `max` characters, and no NUL.
+    fn check_text(&mut self, field: &str, text: &str, max: usize) {
         if text.chars().count() > max {
             self.fail(field, format!("must be at most {max} characters"));
         }

@@ -48,6 +48,14 @@ impl Reply {
     pub fn code(&self) -> &str {
         self.body["error"]["code"].as_str().unwrap_or("<no error code>")
     }
+
+    /// The fields named by a validation error's details, in order.
+    pub fn fields(&self) -> Vec<&str> {
+        self.body["error"]["details"]
+            .as_array()
+            .map(|details| details.iter().filter_map(|d| d["field"].as_str()).collect())
+            .unwrap_or_default()
+    }
 }
 
 /// A URL for a fresh database on the server that DATABASE_URL points to.
