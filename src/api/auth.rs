@@ -58,6 +58,13 @@ impl TokenCache {
             .map(|(caller, _, _)| *caller)
     }
 
+    /// The last check that let this token in, however old: used only while the database
+    /// cannot be asked, so that scripts and the live status keep working through an outage.
+    fn last_accepted(&self, digest: &[u8; 32]) -> Option<Caller> {
+        let entries = self.entries.lock().expect("token cache lock");
+        entries.get(digest).and_then(|(caller, _, _)| *caller)
+    }
+
     fn put(&self, digest: [u8; 32], caller: Option<Caller>, generation: Option<u64>) {
         let Some(generation) = generation else {
             return;
@@ -97,14 +104,21 @@ pub async fn require_token(State(state): State<AppState>, req: Request, next: Ne
     let generation = state.store.changes().generation(store::Topic::ApiTokens);
     let caller = match state.tokens.get(&digest, generation) {
         Some(cached) => cached,
-        None => {
-            let found = state.store.authenticate_api_token(&digest).await?.map(|t| Caller {
-                subject: Subject::Token(t.id),
-                role: t.role,
-            });
-            state.tokens.put(digest, found, generation);
-            found
-        }
+        None => match state.store.authenticate_api_token(&digest).await {
+            Ok(found) => {
+                let found = found.map(|t| Caller {
+                    subject: Subject::Token(t.id),
+                    role: t.role,
+                });
+                state.tokens.put(digest, found, generation);
+                found
+            }
+            Err(err) if err.is_unavailable() => match state.tokens.last_accepted(&digest) {
+                Some(caller) => Some(caller),
+                None => return Err(err.into()),
+            },
+            Err(err) => return Err(err.into()),
+        },
     };
     let caller = caller.ok_or_else(|| unauthorized("Invalid or revoked token"))?;
     authorize(caller, req, next).await

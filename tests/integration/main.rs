@@ -6,5 +6,7 @@ mod common;
 mod api;
 mod auth;
 mod cli;
+mod faults;
 mod orchestrator;
+mod outage;
 mod pages;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 const EMAIL: &str = "admin@gateway.local";
 const PASSWORD: &str = "admin123";
 
-async fn sim() -> SimHandle {
+pub(crate) async fn sim() -> SimHandle {
     let mut config = SimConfig::default()
         .with_credentials(EMAIL, PASSWORD)
         .with_sensors(vec![SimSensor {
@@ -22,7 +22,7 @@ async fn sim() -> SimHandle {
 }
 
 /// A factory and a gateway pointing at `sim`; returns the gateway's row id.
-async fn gateway_on(s: &TestServer, sim: &SimHandle, gateway_id: &str) -> (String, String) {
+pub(crate) async fn gateway_on(s: &TestServer, sim: &SimHandle, gateway_id: &str) -> (String, String) {
     let factory = s.create_factory(&format!("Plant {gateway_id}")).await;
     let factory_id = factory["id"].as_str().unwrap().to_owned();
     let mut body = gateway_body(&factory_id, gateway_id, gateway_id);
@@ -32,14 +32,14 @@ async fn gateway_on(s: &TestServer, sim: &SimHandle, gateway_id: &str) -> (Strin
     (reply.body["id"].as_str().unwrap().to_owned(), factory_id)
 }
 
-async fn status(s: &TestServer, id: &str) -> Value {
+pub(crate) async fn status(s: &TestServer, id: &str) -> Value {
     s.call(Method::GET, &format!("/api/gateways/{id}/status"), None)
         .await
         .body
 }
 
 /// Polls the gateway's status until `state`, failing with the last status seen.
-async fn wait_for_state(s: &TestServer, id: &str, state: &str, within: Duration) -> Value {
+pub(crate) async fn wait_for_state(s: &TestServer, id: &str, state: &str, within: Duration) -> Value {
     let deadline = Instant::now() + within;
     loop {
         let current = status(s, id).await;
@@ -53,7 +53,7 @@ async fn wait_for_state(s: &TestServer, id: &str, state: &str, within: Duration)
     }
 }
 
-const QUICK: Duration = Duration::from_secs(10);
+pub(crate) const QUICK: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn create_connects_and_records_connection_sensors_and_last_seen() {

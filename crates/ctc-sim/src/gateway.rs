@@ -19,7 +19,8 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, timeout, Instant};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tracing::debug;
@@ -57,6 +58,9 @@ pub enum Fault {
     /// Answer every `POST_LOGIN` with the Python exception of §1.5 item 3
     /// (`RTN_ERR`, `Attempt: null`), whatever the credentials.
     LoginCrashes,
+    /// Unsubscribe on `POST_UNSUB_CHANGES` but never answer it (a real gateway's reply to it
+    /// was never observed, §1.3).
+    UnansweredUnsubscribe,
 }
 
 /// The faults currently switched on.
@@ -74,6 +78,7 @@ pub struct Faults {
     pub silent: bool,
     pub unanswered_trigger: bool,
     pub login_crashes: bool,
+    pub unanswered_unsubscribe: bool,
 }
 
 impl Faults {
@@ -91,6 +96,7 @@ impl Faults {
             Fault::Silent => self.silent = on,
             Fault::UnansweredTrigger => self.unanswered_trigger = on,
             Fault::LoginCrashes => self.login_crashes = on,
+            Fault::UnansweredUnsubscribe => self.unanswered_unsubscribe = on,
         }
     }
 }
@@ -129,6 +135,7 @@ impl SimGateway {
             connections: AtomicUsize::new(0),
             next_connection: AtomicU64::new(1),
             subscribers: Mutex::default(),
+            outboxes: Mutex::default(),
             received: Mutex::default(),
             closes: Mutex::default(),
             waveforms: Mutex::default(),
@@ -161,6 +168,8 @@ struct Shared {
     shutdown: watch::Sender<bool>,
     connections: AtomicUsize,
     next_connection: AtomicU64,
+    /// Outboxes of every open connection (WebSocket handshake done).
+    outboxes: Mutex<HashMap<u64, mpsc::UnboundedSender<Outgoing>>>,
     /// Outboxes of the connections that sent `POST_SUB_CHANGES`.
     subscribers: Mutex<HashMap<u64, mpsc::UnboundedSender<Outgoing>>>,
     received: Mutex<VecDeque<ReceivedFrame>>,
@@ -226,6 +235,31 @@ impl SimHandle {
 
     pub fn faults(&self) -> Faults {
         self.shared.faults()
+    }
+
+    /// Closes every open connection with a close frame of `code` and `reason` (the gateway
+    /// ending the session itself, §1.14).
+    pub fn close_connections(&self, code: u16, reason: &str) {
+        for outbox in lock(&self.shared.outboxes).values() {
+            let _ = outbox.send(Outgoing::Close(code, reason.to_owned()));
+        }
+    }
+
+    /// Starts a reading of `serial` as the gateway's own schedule (or another client) would:
+    /// its notifications go to every subscribed connection, none of which asked for it (§1.8).
+    /// `false` if no such sensor is connected.
+    pub fn scheduled_reading(&self, serial: u64) -> bool {
+        let sensor = self
+            .shared
+            .config()
+            .sensors
+            .iter()
+            .find(|sensor| sensor.serial == serial && sensor.connected)
+            .cloned();
+        let Some(sensor) = sensor else { return false };
+        let (nobody, _) = mpsc::unbounded_channel();
+        tokio::spawn(run_reading(self.shared.clone(), sensor, nobody));
+        true
     }
 
     /// Drops every open connection at once, without a close frame (a network cut).
@@ -404,6 +438,7 @@ struct ConnectionGuard {
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         lock(&self.shared.subscribers).remove(&self.id);
+        lock(&self.shared.outboxes).remove(&self.id);
         self.shared.connections.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -412,6 +447,8 @@ enum Outgoing {
     Frame(Arc<str>),
     /// Drop the connection (fault "drop mid-reading").
     Drop,
+    /// Send a close frame with this code and reason, then end the connection.
+    Close(u16, String),
 }
 
 /// Whether a frame is a reply (`RTN_*`, duplicated by the fault) or a notification.
@@ -489,6 +526,7 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream) {
     };
     let (sink, mut incoming) = socket.split();
     let (outbox_tx, mut outbox) = mpsc::unbounded_channel();
+    lock(&shared.outboxes).insert(id, outbox_tx.clone());
     let mut connection = Connection {
         id,
         shared: shared.clone(),
@@ -543,6 +581,17 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream) {
                     if connection.send(&text, Kind::Notification).await.is_err() {
                         return;
                     }
+                }
+                Some(Outgoing::Close(code, reason)) => {
+                    let close = Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() }));
+                    if connection.sink.send(close).await.is_ok() {
+                        // The client's answering close frame ends the stream.
+                        let _ = timeout(Duration::from_secs(2), async {
+                            while let Some(Ok(_)) = incoming.next().await {}
+                        })
+                        .await;
+                    }
+                    return;
                 }
                 Some(Outgoing::Drop) | None => return,
             },
@@ -654,6 +703,9 @@ impl Connection {
             }
             POST_UNSUB_CHANGES => {
                 lock(&self.shared.subscribers).remove(&self.id);
+                if faults.unanswered_unsubscribe {
+                    return Vec::new();
+                }
                 vec![frame(RTN_DYN, json!({}))]
             }
             GET_DYN_CONNECTED => vec![frame(RTN_DYN, self.sensor_list())],

@@ -3,10 +3,20 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+
+use zeroize::Zeroize;
 
 /// A gateway password. `Debug` and `Display` print `***`; use [`Password::expose`] to send it.
+/// Its memory is zeroed when it is dropped.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Password(String);
+
+impl Drop for Password {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
 
 impl Password {
     pub fn new(secret: impl Into<String>) -> Self {
@@ -47,11 +57,13 @@ impl From<&str> for Password {
     }
 }
 
-/// The e-mail and password a gateway account logs in with.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The e-mail and password a gateway account logs in with, and optionally a guard the
+/// provider wants held for exactly one connection attempt (see [`Credentials::held_with`]).
+#[derive(Clone)]
 pub struct Credentials {
     pub email: String,
     pub password: Password,
+    attempt_guard: Option<Arc<dyn Send + Sync>>,
 }
 
 impl Credentials {
@@ -59,9 +71,35 @@ impl Credentials {
         Self {
             email: email.into(),
             password: password.into(),
+            attempt_guard: None,
         }
     }
+
+    /// Ties `guard` (say, a handshake slot) to the connection attempt these credentials are
+    /// used for: the supervisor drops it when that attempt ends, however it ends (online,
+    /// failed, or cut short by a reconnect, a reconfigure or a shutdown).
+    pub fn held_with(mut self, guard: impl Send + Sync + 'static) -> Self {
+        self.attempt_guard = Some(Arc::new(guard));
+        self
+    }
 }
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("email", &self.email)
+            .field("password", &self.password)
+            .finish()
+    }
+}
+
+impl PartialEq for Credentials {
+    fn eq(&self, other: &Self) -> bool {
+        self.email == other.email && self.password == other.password
+    }
+}
+
+impl Eq for Credentials {}
 
 /// Boxed future returned by [`CredentialsProvider::credentials`].
 pub type CredentialsFuture<'a> = Pin<Box<dyn Future<Output = Result<Credentials, String>> + Send + 'a>>;

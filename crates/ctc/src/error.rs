@@ -31,6 +31,9 @@ pub enum Error {
     CommandTimeout { command: &'static str, after: Duration },
     #[error("connection lost: {0}")]
     ConnectionLost(String),
+    /// The gateway sent a close frame.
+    #[error("connection lost: the gateway closed the connection (code {code}{})", reason_suffix(.reason))]
+    ClosedByGateway { code: u16, reason: String },
     #[error("nothing received for {0:?}; connection presumed dead")]
     Dead(Duration),
     #[error("protocol error: {0}")]
@@ -69,6 +72,13 @@ impl Error {
         matches!(self, Error::Auth(_))
     }
 
+    /// The gateway closed the connection with 1000 (normal) or 1008 (policy violation): §1.14
+    /// says never to reconnect after these on our own; only a command (reconnect, new
+    /// settings, enable) connects again.
+    pub fn is_final_close(&self) -> bool {
+        matches!(self, Error::ClosedByGateway { code: 1000 | 1008, .. })
+    }
+
     /// A failure of the network or of the connection, as opposed to the gateway's answer.
     pub fn is_network(&self) -> bool {
         matches!(
@@ -78,6 +88,7 @@ impl Error {
                 | Error::ConnectTimeout { .. }
                 | Error::Handshake { .. }
                 | Error::ConnectionLost(_)
+                | Error::ClosedByGateway { .. }
                 | Error::Dead(_)
         )
     }
@@ -93,5 +104,14 @@ impl Error {
                 | Error::ReadingStartTimeout { .. }
                 | Error::ReadingTimeout { .. }
         )
+    }
+}
+
+/// `": reason"`, or nothing for an empty close reason.
+fn reason_suffix(reason: &str) -> String {
+    if reason.is_empty() {
+        String::new()
+    } else {
+        format!(": {reason}")
     }
 }

@@ -6,7 +6,9 @@
 //! - sends one command at a time and pairs replies in FIFO order, dropping replies that cannot
 //!   answer the pending command (duplicates, strays) so they never shift later pairings (§1.6);
 //! - fails every pending command and reading at once when the connection ends;
-//! - routes `NOT_DYN_*` notifications to the reading waiting for that serial;
+//! - routes `NOT_DYN_*` notifications to the reading waiting for that serial, and hands a
+//!   `NOT_DYN_READING` nobody here asked for (another client's trigger, the gateway's own
+//!   schedule, §1.8) to [`Session::unsolicited_reading`];
 //! - lets a trigger's own `NOT_DYN_*` stand in for its `RTN_*`, which may never come (§1.3, §1.17);
 //! - sends WebSocket ping control frames and declares the connection dead when nothing arrives;
 //! - ends when the last handle is dropped or [`Session::close`] is called (unsubscribe, then a
@@ -274,6 +276,29 @@ impl Session {
             .await
     }
 
+    /// The next reading this session did not ask for (triggered by another client or by the
+    /// gateway's own schedule, §1.8), decoded against the sensor's `Samples`. `None` once the
+    /// connection has ended. Its temperature is not awaited (`None`).
+    pub async fn unsolicited_reading(&self) -> Option<Result<Reading, Error>> {
+        let data = self.inner.link.unsolicited.lock().await.recv().await?;
+        let serial = data.serial;
+        let sensor = lock(&self.inner.sensors).iter().find(|s| s.serial == serial).cloned();
+        let options = DecodeOptions::expecting(sensor.and_then(|s| s.expected_samples()));
+        Some(
+            decode_waveform(&data.x, &data.y, &data.z, &options)
+                .map_err(|source| Error::Waveform { serial, source })
+                .map(|waveform| Reading {
+                    serial,
+                    id: data.id,
+                    time: data.time,
+                    waveform,
+                    temperature: None,
+                    extra: data.extra,
+                    received_at: SystemTime::now(),
+                }),
+        )
+    }
+
     /// Takes a reading of `serial`: see [`Session::take_reading_observed`].
     pub async fn take_reading(&self, serial: Serial) -> Result<Reading, Error> {
         self.take_reading_observed(serial, || {}).await
@@ -477,12 +502,18 @@ struct Link {
     requests: mpsc::UnboundedSender<Request>,
     closed: watch::Receiver<Option<Error>>,
     counters: Arc<Counters>,
+    unsolicited: tokio::sync::Mutex<mpsc::Receiver<ReadingData>>,
 }
+
+/// Unsolicited readings held for [`Session::unsolicited_reading`] before more are dropped
+/// (and counted as unmatched notifications): a waveform is large, and nobody may be reading.
+const UNSOLICITED_BUFFER: usize = 8;
 
 impl Link {
     fn spawn(socket: Socket, url: String, config: ClientConfig, counters: Arc<Counters>) -> Link {
         let (requests_tx, requests_rx) = mpsc::unbounded_channel();
         let (closed_tx, closed_rx) = watch::channel(None);
+        let (unsolicited_tx, unsolicited_rx) = mpsc::channel(UNSOLICITED_BUFFER);
         let (sink, stream) = socket.split();
         let ping = config.ping_interval.map(|period| {
             let mut interval = tokio::time::interval_at(Instant::now() + period, period);
@@ -503,6 +534,7 @@ impl Link {
             counters: counters.clone(),
             config,
             closed: closed_tx,
+            unsolicited: unsolicited_tx,
         };
         // The caller's span (e.g. one carrying a gateway id) follows the connection task.
         tokio::spawn(task.run().instrument(tracing::Span::current()));
@@ -510,6 +542,7 @@ impl Link {
             requests: requests_tx,
             closed: closed_rx,
             counters,
+            unsolicited: tokio::sync::Mutex::new(unsolicited_rx),
         }
     }
 
@@ -590,6 +623,7 @@ struct ConnectionTask {
     counters: Arc<Counters>,
     config: ClientConfig,
     closed: watch::Sender<Option<Error>>,
+    unsolicited: mpsc::Sender<ReadingData>,
 }
 
 /// Why the connection task stopped.
@@ -775,15 +809,13 @@ impl ConnectionTask {
                 None
             }
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => None,
-            Message::Close(frame) => Some(Error::ConnectionLost(match frame {
-                Some(frame) => format!(
-                    "the gateway closed the connection (code {}{}{})",
-                    u16::from(frame.code),
-                    if frame.reason.is_empty() { "" } else { ": " },
-                    frame.reason
-                ),
-                None => "the gateway closed the connection".into(),
-            })),
+            Message::Close(frame) => Some(match frame {
+                Some(frame) => Error::ClosedByGateway {
+                    code: u16::from(frame.code),
+                    reason: frame.reason.to_string(),
+                },
+                None => Error::ConnectionLost("the gateway closed the connection".into()),
+            }),
         }
     }
 
@@ -824,7 +856,13 @@ impl ConnectionTask {
                     .readings
                     .get_mut(&reading.serial)
                     .and_then(|waiter| waiter.reading.take());
-                self.deliver(sender, reading, "NOT_DYN_READING");
+                let undelivered = match sender {
+                    Some(sender) => sender.send(reading).err(),
+                    None => Some(reading),
+                };
+                if let Some(reading) = undelivered {
+                    self.on_unsolicited_reading(reading);
+                }
             }
             Inbound::Temperature(temperature) => {
                 let sender = self
@@ -860,6 +898,14 @@ impl ConnectionTask {
                 Instant::now() + TENTATIVE_REPLY_GRACE,
             ));
             flight.tentative_is_stand_in = true;
+        }
+    }
+
+    fn on_unsolicited_reading(&self, reading: ReadingData) {
+        debug!(url = %self.url, serial = %reading.serial, "a reading nobody here asked for");
+        if self.unsolicited.try_send(reading).is_err() {
+            Counters::bump(&self.counters.unmatched_notifications);
+            warn!(url = %self.url, "unsolicited readings are not being taken; one dropped");
         }
     }
 

@@ -4,7 +4,9 @@
 //! [`GatewaySupervisor::spawn`] starts a task that connects, logs in, subscribes and discovers;
 //! reconnects with jittered exponential backoff when the connection is lost (reset after a
 //! connection stayed up `stable_after`); waits `auth_failure_delay` after rejected credentials;
-//! re-subscribes on every new connection; and reports everything as [`GatewayEvent`]s. Commands
+//! re-subscribes on every new connection; stays disconnected, without reconnecting, after the
+//! gateway closes with code 1000 or 1008 (§1.14) until a command asks it to connect; hands on
+//! readings it did not ask for (§1.8); and reports everything as [`GatewayEvent`]s. Commands
 //! ([`GatewayCommand`]) take readings, refresh the sensor list, reconfigure, reconnect,
 //! enable/disable and shut down. Shutdown (or dropping the handle) unsubscribes, closes with code
 //! 1000 and ends the task; no other task is left behind.
@@ -116,6 +118,13 @@ pub enum GatewayEvent {
         serial: Serial,
         at: SystemTime,
         error: String,
+    },
+    /// A reading this supervisor did not ask for: triggered by another client or by the
+    /// gateway's own schedule (§1.8).
+    ReadingReceived {
+        serial: Serial,
+        at: SystemTime,
+        reading: Arc<Reading>,
     },
 }
 
@@ -340,6 +349,8 @@ enum Next {
     /// Wait `Duration` (backoff) before connecting.
     Backoff(Duration, Error),
     AuthFailed(Duration, Error),
+    /// The gateway closed with 1000 or 1008 (§1.14): no reconnect until a command asks.
+    Idle(Error),
     Stop,
 }
 
@@ -367,6 +378,10 @@ impl Supervisor {
                     let until = SystemTime::now() + delay;
                     self.set_state(GatewayState::Backoff { next_attempt: until }, Some(error.to_string()));
                     self.wait(delay).await
+                }
+                Next::Idle(error) => {
+                    self.set_state(GatewayState::Disconnected, Some(error.to_string()));
+                    self.wait_for_command().await
                 }
                 Next::AuthFailed(delay, error) => {
                     let until = SystemTime::now() + delay;
@@ -461,8 +476,23 @@ impl Supervisor {
         }
     }
 
+    /// Waits, disconnected, until a command asks to connect (or to stop).
+    async fn wait_for_command(&mut self) -> Next {
+        loop {
+            let command = self.commands.recv().await;
+            match self.on_command_offline(command, "closed by the gateway") {
+                Interrupt::Stop => return Next::Stop,
+                Interrupt::Reconnect => return Next::Connect,
+                Interrupt::None => {}
+            }
+        }
+    }
+
     fn backoff_after(&mut self, error: Error) -> Next {
         Counters::bump(&self.counters.connection_failures);
+        if error.is_final_close() {
+            return Next::Idle(error);
+        }
         let unit = rand::thread_rng().gen::<f64>();
         if error.is_auth() {
             Next::AuthFailed(self.config.backoff.auth_delay(unit), error)
@@ -532,6 +562,7 @@ impl Supervisor {
             self.attempt = 0;
         }
         match outcome {
+            Served::Lost(error) if error.is_final_close() => self.backoff_after(error),
             Served::Lost(error) => {
                 self.set_state(GatewayState::Disconnected, Some(error.to_string()));
                 self.backoff_after(error)
@@ -559,6 +590,17 @@ impl Supervisor {
             tokio::select! {
                 error = session.closed() => break Served::Lost(error),
                 Some(()) = work.next(), if !work.is_empty() => {}
+                Some(received) = session.unsolicited_reading() => match received {
+                    Ok(reading) => self.emit(GatewayEvent::ReadingReceived {
+                        serial: reading.serial,
+                        at: SystemTime::now(),
+                        reading: Arc::new(reading),
+                    }),
+                    Err(error) => {
+                        Counters::bump(&self.counters.readings_failed);
+                        info!(url = %self.config.url, %error, "unusable unsolicited reading");
+                    }
+                },
                 _ = async { rediscover.as_mut().expect("guarded").tick().await }, if rediscover.is_some() => {
                     work.push(self.refresh(session, None));
                 }

@@ -24,18 +24,20 @@ use domain::error::ErrorCode;
 use domain::live::{ConnectionState, GatewayLive, LiveCounters, LiveEvent, ReadingProgress, ReadingStage, SensorLive};
 use domain::{AppError, Gateway};
 use rand::Rng;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
-use store::{ConnectionChange, InventoryObserver, Store};
+use store::{ConnectionChange, InventoryObserver, NewReading, Store};
 use stream::{LiveStream, Resume, Sequenced};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 use writer::WriteJob;
 
 /// Persistence jobs queued before new ones are dropped (and counted in `writes_dropped`).
-const WRITE_QUEUE: usize = 65_536;
+/// This is also what is kept while PostgreSQL is unreachable: about 50 events for each of
+/// 1,000 gateways, written in order once it is back.
+pub const WRITE_QUEUE: usize = 65_536;
 
 /// Who owns a gateway's connection. Today one instance owns every gateway; a
 /// later multi-instance deployment answers this from PostgreSQL leases.
@@ -69,6 +71,10 @@ pub struct OrchestratorConfig {
     pub stream_client_buffer: usize,
     /// Events kept for `Last-Event-ID` resumption.
     pub stream_history: usize,
+    /// A reading still `requested` or `started` this long after it was requested, and not
+    /// being taken by this process, was left behind (its result lost, or the server
+    /// restarted): it is ended as `failed`.
+    pub reading_timeout: Duration,
 }
 
 impl Default for OrchestratorConfig {
@@ -83,6 +89,7 @@ impl Default for OrchestratorConfig {
             backoff: ctc::BackoffConfig::default(),
             stream_client_buffer: 1024,
             stream_history: 4096,
+            reading_timeout: Duration::from_secs(180),
         }
     }
 }
@@ -99,6 +106,10 @@ pub struct Metrics {
     pub reading_latency: Histogram,
     /// Persistence jobs dropped because the writer was too far behind.
     pub writes_dropped: AtomicU64,
+    /// Readings ended as failed because nothing was taking them any more.
+    pub readings_abandoned: AtomicU64,
+    /// Readings other clients or the gateways' own schedules triggered (§1.8), stored.
+    pub readings_received: AtomicU64,
 }
 
 impl Metrics {
@@ -148,15 +159,18 @@ struct Entry {
     gateway: Gateway,
     live: GatewayLive,
     supervisor: Option<Supervised>,
-    /// Reading ids waiting for the gateway's "started" notice, by serial.
-    pending_readings: HashMap<u64, Uuid>,
+    /// Readings being taken, by serial: the first sent the trigger; the others were asked
+    /// for while it ran and get its result (the gateway takes one reading of a sensor at once).
+    pending_readings: HashMap<u64, Vec<Uuid>>,
 }
 
 struct Supervised {
     handle: GatewaySupervisor,
     status: Arc<GatewayStatus>,
-    /// Counters of supervisors this gateway had before (reconnected with new settings).
-    permit: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
+    /// Which supervisor of this gateway this is. Every event carries it: one from a
+    /// supervisor that has since been replaced (still closing, say) is dropped, so it can
+    /// never overwrite the state its successor reported.
+    generation: u64,
 }
 
 struct Inner {
@@ -166,9 +180,19 @@ struct Inner {
     registry: RwLock<HashMap<Uuid, Entry>>,
     handshakes: Arc<Semaphore>,
     stream: LiveStream,
-    events: mpsc::UnboundedSender<(Uuid, GatewayEvent)>,
+    events: mpsc::UnboundedSender<SupervisorEvent>,
     writes: mpsc::Sender<WriteJob>,
     metrics: Metrics,
+    next_generation: AtomicU64,
+    /// Readings this process is taking or still writing: never "left behind".
+    readings_in_flight: Mutex<HashSet<Uuid>>,
+}
+
+/// An event, the gateway it is about, and the generation of the supervisor that sent it.
+struct SupervisorEvent {
+    gateway: Uuid,
+    generation: u64,
+    event: GatewayEvent,
 }
 
 /// The orchestrator handle; cheap to clone.
@@ -227,14 +251,44 @@ fn counters_of(status: &GatewayStatus) -> LiveCounters {
 
 /// Asks the store for the gateway's login before every attempt (so edited
 /// credentials are used at once), after taking a handshake slot, and spreads the
-/// very first attempt over the start-up window.
+/// very first attempt over the start-up window. While the database is unreachable,
+/// the credentials last read are used (held only here, zeroized when dropped).
 struct StoreCredentials {
     store: Store,
     gateway: Uuid,
     handshakes: Arc<Semaphore>,
-    permit: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
     first_delay: Mutex<Option<Duration>>,
+    last_read: Mutex<Option<Credentials>>,
     orchestrator: std::sync::Weak<Inner>,
+}
+
+/// One of the handshake slots, held by exactly one connection attempt: the supervisor
+/// drops it with the attempt's credentials when the attempt ends, however it ends, so a
+/// reconnect during a handshake can never wait for a slot while holding one.
+struct HandshakeSlot {
+    _permit: OwnedSemaphorePermit,
+    orchestrator: std::sync::Weak<Inner>,
+}
+
+impl HandshakeSlot {
+    fn new(permit: OwnedSemaphorePermit, orchestrator: std::sync::Weak<Inner>) -> Self {
+        if let Some(inner) = orchestrator.upgrade() {
+            let now = inner.metrics.handshakes_in_progress.fetch_add(1, Ordering::Relaxed) + 1;
+            inner.metrics.handshakes_peak.fetch_max(now, Ordering::Relaxed);
+        }
+        Self {
+            _permit: permit,
+            orchestrator,
+        }
+    }
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        if let Some(inner) = self.orchestrator.upgrade() {
+            inner.metrics.handshakes_in_progress.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl CredentialsProvider for StoreCredentials {
@@ -250,21 +304,28 @@ impl CredentialsProvider for StoreCredentials {
                 .acquire_owned()
                 .await
                 .map_err(|_| "shutting down".to_owned())?;
-            if let Some(inner) = self.orchestrator.upgrade() {
-                let now = inner.metrics.handshakes_in_progress.fetch_add(1, Ordering::Relaxed) + 1;
-                inner.metrics.handshakes_peak.fetch_max(now, Ordering::Relaxed);
-            }
-            if let Some(old) = self.permit.lock().expect("permit lock").replace(permit) {
-                drop(old);
-                if let Some(inner) = self.orchestrator.upgrade() {
-                    inner.metrics.handshakes_in_progress.fetch_sub(1, Ordering::Relaxed);
+            let slot = HandshakeSlot::new(permit, self.orchestrator.clone());
+            let credentials = match self.store.gateway_credentials(self.gateway).await {
+                Ok(login) => {
+                    let credentials = Credentials::new(login.email, login.password.expose());
+                    *self.last_read.lock().expect("credentials lock") = Some(credentials.clone());
+                    credentials
                 }
-            }
-            let login = self.store.gateway_credentials(self.gateway).await.map_err(|err| {
-                tracing::warn!(gateway = %self.gateway, %err, "loading gateway credentials");
-                "could not load the gateway's credentials".to_owned()
-            })?;
-            Ok(Credentials::new(login.email, login.password.expose()))
+                Err(err) => {
+                    let last_read = self.last_read.lock().expect("credentials lock").clone();
+                    match last_read {
+                        Some(credentials) if err.is_unavailable() => {
+                            tracing::warn!(gateway = %self.gateway, %err, "database unavailable; logging in with the credentials last read");
+                            credentials
+                        }
+                        _ => {
+                            tracing::warn!(gateway = %self.gateway, %err, "loading gateway credentials");
+                            return Err("could not load the gateway's credentials".to_owned());
+                        }
+                    }
+                }
+            };
+            Ok(credentials.held_with(slot))
         })
     }
 }
@@ -295,8 +356,21 @@ impl Orchestrator {
             events: events_tx,
             writes: writes_tx,
             metrics: Metrics::default(),
+            next_generation: AtomicU64::new(0),
+            readings_in_flight: Mutex::default(),
         });
         let orchestrator = Orchestrator { inner };
+        // Nothing is taking a reading before this process starts: any left unfinished were
+        // interrupted by a restart. (With several servers this must ask who took them.)
+        let abandoned = store
+            .fail_unfinished_readings(Utc::now(), &[], "the server restarted before the reading finished")
+            .await?;
+        if !abandoned.is_empty() {
+            tracing::info!(
+                readings = abandoned.len(),
+                "ended readings a restart interrupted as failed"
+            );
+        }
         tokio::spawn(writer::run(store.clone(), writes_rx));
         tokio::spawn(record(Arc::downgrade(&orchestrator.inner), events_rx));
         tokio::spawn(tick(Arc::downgrade(&orchestrator.inner)));
@@ -333,7 +407,7 @@ impl Orchestrator {
     }
 
     fn supervise(&self, gateway: &Gateway, at_start_up: bool) -> Supervised {
-        let permit = Arc::new(Mutex::new(None));
+        let generation = self.inner.next_generation.fetch_add(1, Ordering::Relaxed) + 1;
         let spread = self.inner.config.start_spread;
         let first_delay =
             (at_start_up && !spread.is_zero()).then(|| rand::thread_rng().gen_range(Duration::ZERO..spread));
@@ -341,20 +415,24 @@ impl Orchestrator {
             store: self.inner.store.clone(),
             gateway: gateway.id,
             handshakes: self.inner.handshakes.clone(),
-            permit: permit.clone(),
             first_delay: Mutex::new(first_delay),
+            last_read: Mutex::new(None),
             orchestrator: Arc::downgrade(&self.inner),
         };
         let events = self.inner.events.clone();
         let id = gateway.id;
         let sink = ctc::EventSink::new(move |event| {
-            let _ = events.send((id, event));
+            let _ = events.send(SupervisorEvent {
+                gateway: id,
+                generation,
+                event,
+            });
         });
         let handle = GatewaySupervisor::spawn(self.supervisor_config(gateway), Arc::new(credentials), sink);
         Supervised {
             status: handle.status(),
             handle,
-            permit,
+            generation,
         }
     }
 
@@ -427,7 +505,10 @@ impl Orchestrator {
     }
 
     /// Starts a reading on a connected sensor; the result arrives as events and
-    /// in the readings table. Returns the reading id.
+    /// in the readings table. Returns the reading id. While a reading of the same
+    /// sensor is being taken, the new request gets that reading's result.
+    /// While the database is unreachable the request is still taken: its row is
+    /// written, in order with its result, when the database is back.
     pub async fn request_reading(&self, gateway: Uuid, serial: u64) -> Result<Uuid, AppError> {
         let (commands, sensor, factory_id) = {
             let registry = self.inner.registry.read().expect("registry lock");
@@ -458,27 +539,69 @@ impl Orchestrator {
                 .ok_or_else(|| AppError::new(ErrorCode::GatewayNotOnline, "The gateway is disabled"))?;
             (commands, sensor, entry.gateway.factory_id)
         };
-        let reading = self
-            .inner
-            .store
-            .create_reading(gateway, serial, sensor.samples, sensor.read_rate)
-            .await?;
-        self.inner.metrics.readings_requested.fetch_add(1, Ordering::Relaxed);
-        if let Some(entry) = self.inner.registry.write().expect("registry lock").get_mut(&gateway) {
-            entry.pending_readings.insert(serial, reading);
-        }
-        let progress = |stage, error: Option<String>| ReadingProgress {
-            reading_id: reading,
+        let reading = Uuid::new_v4();
+        // In flight before its row exists, so the sweep for abandoned readings never takes it.
+        self.inner
+            .readings_in_flight
+            .lock()
+            .expect("in-flight lock")
+            .insert(reading);
+        let request = NewReading {
             gateway,
-            factory_id,
             serial,
-            stage,
-            at: Utc::now(),
-            error,
+            requested_at: Utc::now(),
+            samples: sensor.samples,
+            sample_rate: sensor.read_rate,
+        };
+        match self.inner.store.create_reading(reading, &request).await {
+            Ok(()) => {}
+            Err(err) if err.is_unavailable() => {
+                tracing::warn!(%gateway, serial, %err, "database unavailable; the reading request is kept for later");
+                let _ = self
+                    .inner
+                    .writes
+                    .send(WriteJob::ReadingRequested {
+                        reading,
+                        request: request.clone(),
+                    })
+                    .await;
+            }
+            Err(err) => {
+                self.inner
+                    .readings_in_flight
+                    .lock()
+                    .expect("in-flight lock")
+                    .remove(&reading);
+                return Err(err.into());
+            }
+        }
+        self.inner.metrics.readings_requested.fetch_add(1, Ordering::Relaxed);
+        let triggers = {
+            let mut registry = self.inner.registry.write().expect("registry lock");
+            match registry.get_mut(&gateway) {
+                Some(entry) => {
+                    let waiting = entry.pending_readings.entry(serial).or_default();
+                    waiting.push(reading);
+                    waiting.len() == 1
+                }
+                None => true,
+            }
         };
         self.inner.stream.publish(LiveEvent::Reading {
-            reading: progress(ReadingStage::Requested, None),
+            reading: ReadingProgress {
+                reading_id: reading,
+                gateway,
+                factory_id,
+                serial,
+                stage: ReadingStage::Requested,
+                at: request.requested_at,
+                error: None,
+            },
         });
+        if !triggers {
+            // The reading already being taken answers this request too.
+            return Ok(reading);
+        }
         let (reply, result) = oneshot::channel();
         let _ = commands.send(GatewayCommand::TakeReading {
             serial: Serial(serial),
@@ -492,46 +615,53 @@ impl Orchestrator {
                 .unwrap_or_else(|_| Err(ctc::Error::NotOnline("the connection ended".into())));
             let Some(inner) = inner.upgrade() else { return };
             inner.metrics.reading_latency.observe(requested.elapsed());
-            if let Some(entry) = inner.registry.write().expect("registry lock").get_mut(&gateway) {
-                entry.pending_readings.remove(&serial);
-            }
-            let at = Utc::now();
-            let (stage, error) = match outcome {
-                Ok(data) => {
-                    inner.metrics.readings_finished.fetch_add(1, Ordering::Relaxed);
-                    let _ = inner.writes.send(WriteJob::ReadingFinished { reading, at, data }).await;
-                    (ReadingStage::Finished, None)
-                }
-                Err(err) => {
-                    inner.metrics.readings_failed.fetch_add(1, Ordering::Relaxed);
-                    let message = err.to_string();
-                    let _ = inner
-                        .writes
-                        .send(WriteJob::ReadingFailed {
-                            reading,
-                            at,
-                            error: message.clone(),
-                        })
-                        .await;
-                    (ReadingStage::Failed, Some(message))
+            let answered = {
+                let mut registry = inner.registry.write().expect("registry lock");
+                match registry.get_mut(&gateway) {
+                    Some(entry) if entry.pending_readings.get(&serial).and_then(|w| w.first()) == Some(&reading) => {
+                        entry.pending_readings.remove(&serial).unwrap_or_default()
+                    }
+                    _ => vec![reading],
                 }
             };
-            // The row is written before the event, so a client that reacts to
-            // "finished" by fetching the reading finds it complete.
-            let (done_tx, done_rx) = oneshot::channel();
-            let _ = inner.writes.send(WriteJob::Barrier(done_tx)).await;
-            let _ = done_rx.await;
-            inner.stream.publish(LiveEvent::Reading {
-                reading: ReadingProgress {
+            for reading in answered {
+                let outcome = outcome.clone();
+                let progress = |stage, error| ReadingProgress {
                     reading_id: reading,
                     gateway,
                     factory_id,
                     serial,
                     stage,
-                    at,
+                    at: Utc::now(),
                     error,
-                },
-            });
+                };
+                let (stage, error) = match outcome {
+                    Ok(data) => match store_result(&inner, reading, data).await {
+                        Ok(()) => {
+                            inner.metrics.readings_finished.fetch_add(1, Ordering::Relaxed);
+                            (ReadingStage::Finished, None)
+                        }
+                        Err(message) => {
+                            inner.metrics.readings_failed.fetch_add(1, Ordering::Relaxed);
+                            (ReadingStage::Failed, Some(message))
+                        }
+                    },
+                    Err(err) => {
+                        inner.metrics.readings_failed.fetch_add(1, Ordering::Relaxed);
+                        let message = err.to_string();
+                        store_failure(&inner, reading, message.clone()).await;
+                        (ReadingStage::Failed, Some(message))
+                    }
+                };
+                inner
+                    .readings_in_flight
+                    .lock()
+                    .expect("in-flight lock")
+                    .remove(&reading);
+                inner.stream.publish(LiveEvent::Reading {
+                    reading: progress(stage, error),
+                });
+            }
         });
         Ok(reading)
     }
@@ -554,6 +684,114 @@ impl Orchestrator {
         let stops = supervisors.into_iter().map(|s| s.handle.shutdown());
         futures_join_all(stops).await;
         tracing::info!("orchestrator stopped");
+    }
+}
+
+/// Hands a reading's result to the writer and waits until it is stored (through a
+/// database outage, too); `Err` says why it could not be.
+async fn store_result(inner: &Inner, reading: Uuid, data: Arc<ctc::Reading>) -> Result<(), String> {
+    let (done, stored) = oneshot::channel();
+    let job = WriteJob::ReadingFinished {
+        reading,
+        at: Utc::now(),
+        data,
+        done: Some(done),
+    };
+    if inner.writes.send(job).await.is_ok() && stored.await == Ok(true) {
+        return Ok(());
+    }
+    let message = "the reading arrived but could not be stored".to_owned();
+    store_failure(inner, reading, message.clone()).await;
+    Err(message)
+}
+
+async fn store_failure(inner: &Inner, reading: Uuid, error: String) {
+    let (done, stored) = oneshot::channel();
+    let job = WriteJob::ReadingFailed {
+        reading,
+        at: Utc::now(),
+        error,
+        done: Some(done),
+    };
+    if inner.writes.send(job).await.is_ok() {
+        let _ = stored.await;
+    }
+}
+
+/// Stores a reading nobody here asked for (§1.8) as a finished reading of its sensor,
+/// then announces it.
+async fn store_received_reading(inner: Arc<Inner>, factory_id: Uuid, request: NewReading, data: Arc<ctc::Reading>) {
+    let reading = Uuid::new_v4();
+    inner.readings_in_flight.lock().expect("in-flight lock").insert(reading);
+    let (done, stored) = oneshot::channel();
+    let (gateway, serial) = (request.gateway, request.serial);
+    let job = WriteJob::ReadingReceived {
+        reading,
+        request,
+        data,
+        done: Some(done),
+    };
+    let stored = inner.writes.send(job).await.is_ok() && stored.await == Ok(true);
+    inner
+        .readings_in_flight
+        .lock()
+        .expect("in-flight lock")
+        .remove(&reading);
+    if stored {
+        inner.metrics.readings_received.fetch_add(1, Ordering::Relaxed);
+        inner.stream.publish(LiveEvent::Reading {
+            reading: ReadingProgress {
+                reading_id: reading,
+                gateway,
+                factory_id,
+                serial,
+                stage: ReadingStage::Finished,
+                at: Utc::now(),
+                error: None,
+            },
+        });
+    }
+}
+
+/// Ends readings nothing is taking any more (see [`OrchestratorConfig::reading_timeout`]).
+async fn fail_abandoned_readings(inner: &Inner) {
+    let in_flight: Vec<Uuid> = inner
+        .readings_in_flight
+        .lock()
+        .expect("in-flight lock")
+        .iter()
+        .copied()
+        .collect();
+    let before = Utc::now() - chrono::Duration::from_std(inner.config.reading_timeout).unwrap_or_default();
+    let reason = "no result arrived in time: the connection was lost or the result could not be stored";
+    let ended = match inner.store.fail_unfinished_readings(before, &in_flight, reason).await {
+        Ok(ended) => ended,
+        Err(err) => {
+            tracing::warn!(%err, "ending abandoned readings");
+            return;
+        }
+    };
+    for (reading, gateway, serial) in ended {
+        inner.metrics.readings_abandoned.fetch_add(1, Ordering::Relaxed);
+        let factory_id = inner
+            .registry
+            .read()
+            .expect("registry lock")
+            .get(&gateway)
+            .map(|e| e.gateway.factory_id);
+        if let Some(factory_id) = factory_id {
+            inner.stream.publish(LiveEvent::Reading {
+                reading: ReadingProgress {
+                    reading_id: reading,
+                    gateway,
+                    factory_id,
+                    serial,
+                    stage: ReadingStage::Failed,
+                    at: Utc::now(),
+                    error: Some(reason.to_owned()),
+                },
+            });
+        }
     }
 }
 
@@ -610,11 +848,10 @@ impl InventoryObserver for Orchestrator {
                 close_code: None,
             }));
             if gateway.enabled {
-                entry.supervisor = Some(self.supervise(gateway, false));
-            } else if let Some(supervised) = {
-                release_handshake(&self.inner, entry);
-                entry.supervisor.take()
-            } {
+                if let Some(previous) = entry.supervisor.replace(self.supervise(gateway, false)) {
+                    tokio::spawn(previous.handle.shutdown());
+                }
+            } else if let Some(supervised) = entry.supervisor.take() {
                 tokio::spawn(supervised.handle.shutdown());
                 entry.live.state = ConnectionState::Disabled;
                 entry.live.since = Utc::now();
@@ -645,7 +882,6 @@ impl InventoryObserver for Orchestrator {
             ids.iter().filter_map(|id| registry.remove(id)).collect()
         };
         for entry in removed {
-            release_handshake(&self.inner, &entry);
             if let Some(supervised) = entry.supervisor {
                 tokio::spawn(supervised.handle.shutdown());
             }
@@ -689,26 +925,29 @@ impl InventoryObserver for InventoryHook {
 }
 
 /// Applies supervisor events to the registry, in order, and publishes them.
-async fn record(inner: std::sync::Weak<Inner>, mut events: mpsc::UnboundedReceiver<(Uuid, GatewayEvent)>) {
-    while let Some((id, event)) = events.recv().await {
+async fn record(inner: std::sync::Weak<Inner>, mut events: mpsc::UnboundedReceiver<SupervisorEvent>) {
+    while let Some(SupervisorEvent {
+        gateway: id,
+        generation,
+        event,
+    }) = events.recv().await
+    {
         let Some(inner) = inner.upgrade() else { return };
         let mut writes = Vec::new();
         let mut published = Vec::new();
         {
             let mut registry = inner.registry.write().expect("registry lock");
             let Some(entry) = registry.get_mut(&id) else { continue };
+            // A supervisor that was replaced or stopped (still closing) reports too: only the
+            // current one speaks for the gateway, and a disabled gateway has none.
+            if entry.supervisor.as_ref().map(|s| s.generation) != Some(generation) {
+                continue;
+            }
             match event {
                 GatewayEvent::StateChanged { state, at, error } => {
-                    // A supervisor being shut down still reports; a disabled entry stays disabled.
-                    if entry.supervisor.is_none() {
-                        continue;
-                    }
                     let previous = entry.live.state;
                     let next = connection_state(&state);
                     let at = utc(at);
-                    if !matches!(next, ConnectionState::Connecting | ConnectionState::Authenticating) {
-                        release_handshake(&inner, entry);
-                    }
                     entry.live.state = next;
                     entry.live.since = at;
                     entry.live.next_attempt_at = match &state {
@@ -736,7 +975,8 @@ async fn record(inner: std::sync::Weak<Inner>, mut events: mpsc::UnboundedReceiv
                             entry.live.online_since = None;
                             writes.push(WriteJob::Event(event_row(id, at, "disconnected", error)));
                         }
-                        ConnectionState::Backoff if error.is_some() => {
+                        // A failed attempt; not the wait after a loss, already recorded above.
+                        ConnectionState::Backoff if error.is_some() && previous != ConnectionState::Disconnected => {
                             writes.push(WriteJob::Event(event_row(id, at, "error", error)));
                         }
                         _ => {}
@@ -782,8 +1022,8 @@ async fn record(inner: std::sync::Weak<Inner>, mut events: mpsc::UnboundedReceiv
                     });
                 }
                 GatewayEvent::ReadingStarted { serial, at } => {
-                    if let Some(reading) = entry.pending_readings.get(&serial.0).copied() {
-                        let at = utc(at);
+                    let at = utc(at);
+                    for &reading in entry.pending_readings.get(&serial.0).into_iter().flatten() {
                         writes.push(WriteJob::ReadingStarted { reading, at });
                         published.push(LiveEvent::Reading {
                             reading: ReadingProgress {
@@ -798,6 +1038,22 @@ async fn record(inner: std::sync::Weak<Inner>, mut events: mpsc::UnboundedReceiv
                         });
                     }
                 }
+                GatewayEvent::ReadingReceived { serial, at, reading } => {
+                    let sensor = entry.live.sensors.iter().find(|s| s.serial == serial.0);
+                    let request = NewReading {
+                        gateway: id,
+                        serial: serial.0,
+                        requested_at: utc(at),
+                        samples: sensor.and_then(|s| s.samples),
+                        sample_rate: sensor.and_then(|s| s.read_rate),
+                    };
+                    tokio::spawn(store_received_reading(
+                        inner.clone(),
+                        entry.gateway.factory_id,
+                        request,
+                        reading,
+                    ));
+                }
                 // Results arrive through the reading request's reply.
                 GatewayEvent::ReadingFinished { .. } | GatewayEvent::ReadingFailed { .. } => {}
             }
@@ -809,14 +1065,6 @@ async fn record(inner: std::sync::Weak<Inner>, mut events: mpsc::UnboundedReceiv
         }
         for event in published {
             inner.stream.publish(event);
-        }
-    }
-}
-
-fn release_handshake(inner: &Inner, entry: &Entry) {
-    if let Some(s) = &entry.supervisor {
-        if s.permit.lock().expect("permit lock").take().is_some() {
-            inner.metrics.handshakes_in_progress.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -864,6 +1112,7 @@ async fn tick(inner: std::sync::Weak<Inner>) {
         if let Err(err) = inner.store.touch_last_seen(&online).await {
             tracing::warn!(%err, "updating last_seen_at");
         }
+        fail_abandoned_readings(&inner).await;
         if last_purge.elapsed() >= Duration::from_secs(3600) {
             last_purge = std::time::Instant::now();
             let events_before = now - chrono::Duration::from_std(inner.config.event_retention).unwrap_or_default();

@@ -1,10 +1,17 @@
 //! Writes what the orchestrator records, off the connection path: events and
 //! `last_seen_at` are batched (one statement per batch), sensors and readings
-//! written as they come. A database error is logged and the writer goes on.
+//! written as they come.
+//!
+//! While the database is unreachable, the writer retries the write in hand (backing
+//! off to 2 s) and everything else waits in the queue behind it, so nothing is lost
+//! and everything is written in order once it is back; the queue is bounded
+//! ([`crate::WRITE_QUEUE`]) and what does not fit is dropped and counted. Any other
+//! database error is logged and that write is skipped.
 
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
-use store::{DiscoveredSensor, NewGatewayEvent, ReadingResult, Store};
+use std::time::Duration;
+use store::{DiscoveredSensor, NewGatewayEvent, NewReading, ReadingResult, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -15,6 +22,11 @@ pub enum WriteJob {
         gateway: Uuid,
         sensors: Vec<DiscoveredSensor>,
     },
+    /// A reading requested while the database was unreachable.
+    ReadingRequested {
+        reading: Uuid,
+        request: NewReading,
+    },
     ReadingStarted {
         reading: Uuid,
         at: DateTime<Utc>,
@@ -23,17 +35,59 @@ pub enum WriteJob {
         reading: Uuid,
         at: DateTime<Utc>,
         data: Arc<ctc::Reading>,
+        done: Done,
     },
     ReadingFailed {
         reading: Uuid,
         at: DateTime<Utc>,
         error: String,
+        done: Done,
+    },
+    /// A reading nobody here asked for (§1.8): its request and result in one go.
+    ReadingReceived {
+        reading: Uuid,
+        request: NewReading,
+        data: Arc<ctc::Reading>,
+        done: Done,
     },
     /// Answered once every job queued before it is written.
     Barrier(oneshot::Sender<()>),
 }
 
+/// Told whether the job was written.
+pub type Done = Option<oneshot::Sender<bool>>;
+
 const BATCH: usize = 512;
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// Runs `write` until it succeeds or fails for a reason other than the database being
+/// unreachable, waiting longer between tries (up to [`RETRY_MAX`]).
+async fn persist<F, Fut>(what: &str, mut write: F) -> Result<(), StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), StoreError>>,
+{
+    let mut delay = Duration::from_millis(100);
+    let mut warned = false;
+    loop {
+        match write().await {
+            Err(err) if err.is_unavailable() => {
+                if !warned {
+                    tracing::warn!(%err, what, "database unavailable; holding writes until it is back");
+                    warned = true;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(RETRY_MAX);
+            }
+            other => {
+                if warned {
+                    tracing::info!(what, "database back; writing what was held");
+                }
+                return other;
+            }
+        }
+    }
+}
 
 pub async fn run(store: Store, mut jobs: mpsc::Receiver<WriteJob>) {
     let mut batch = Vec::with_capacity(BATCH);
@@ -72,56 +126,98 @@ pub async fn run(store: Store, mut jobs: mpsc::Receiver<WriteJob>) {
 }
 
 async fn flush(store: &Store, events: &mut Vec<NewGatewayEvent>, seen: &mut Vec<Uuid>) {
-    if let Err(err) = store.record_gateway_events(events).await {
-        tracing::warn!(%err, count = events.len(), "recording gateway events");
+    let (pending_events, pending_seen): (&[NewGatewayEvent], &[Uuid]) = (events, seen);
+    if let Err(err) = persist("gateway events", || store.record_gateway_events(pending_events)).await {
+        tracing::warn!(%err, count = pending_events.len(), "recording gateway events");
     }
-    events.clear();
-    if let Err(err) = store.touch_last_seen(seen).await {
+    if let Err(err) = persist("last seen", || store.touch_last_seen(pending_seen)).await {
         tracing::warn!(%err, "updating last_seen_at");
     }
+    events.clear();
     seen.clear();
 }
 
-async fn write_one(store: &Store, job: WriteJob) {
-    let result = match job {
-        WriteJob::Sensors { gateway, sensors } => store.upsert_sensors(gateway, &sensors).await,
-        WriteJob::ReadingStarted { reading, at } => store.reading_started(reading, at).await,
-        WriteJob::ReadingFinished { reading, at, data } => {
-            let stats = |axis: &ctc::waveform::AxisData| domain::live::AxisStatistics {
-                count: axis.stats.count as u64,
-                min: axis.stats.min,
-                max: axis.stats.max,
-                mean: axis.stats.mean,
-                rms: axis.stats.rms,
-                peak: axis.stats.peak,
-                crest_factor: axis.stats.crest_factor,
-            };
-            let w = &data.waveform;
-            store
-                .reading_finished(
-                    reading,
-                    at,
-                    ReadingResult {
-                        gateway_reading_id: data.id,
-                        gateway_time: data.time.as_deref(),
-                        sample_rate: None,
-                        temperature: data.temperature,
-                        statistics: domain::live::ReadingStatistics {
-                            x: stats(&w.x),
-                            y: stats(&w.y),
-                            z: stats(&w.z),
-                        },
-                        x: &w.x.samples,
-                        y: &w.y.samples,
-                        z: &w.z.samples,
-                    },
-                )
-                .await
-        }
-        WriteJob::ReadingFailed { reading, at, error } => store.reading_failed(reading, at, &error).await,
-        WriteJob::Event(_) | WriteJob::Seen(_) | WriteJob::Barrier(_) => Ok(()),
+fn reading_result(data: &ctc::Reading) -> ReadingResult<'_> {
+    let stats = |axis: &ctc::waveform::AxisData| domain::live::AxisStatistics {
+        count: axis.stats.count as u64,
+        min: axis.stats.min,
+        max: axis.stats.max,
+        mean: axis.stats.mean,
+        rms: axis.stats.rms,
+        peak: axis.stats.peak,
+        crest_factor: axis.stats.crest_factor,
     };
-    if let Err(err) = result {
+    let w = &data.waveform;
+    ReadingResult {
+        gateway_reading_id: data.id,
+        gateway_time: data.time.as_deref(),
+        sample_rate: None,
+        temperature: data.temperature,
+        statistics: domain::live::ReadingStatistics {
+            x: stats(&w.x),
+            y: stats(&w.y),
+            z: stats(&w.z),
+        },
+        x: &w.x.samples,
+        y: &w.y.samples,
+        z: &w.z.samples,
+    }
+}
+
+async fn write_one(store: &Store, job: WriteJob) {
+    let (result, done) = match job {
+        WriteJob::Sensors { gateway, sensors } => (
+            persist("sensors", || store.upsert_sensors(gateway, &sensors)).await,
+            None,
+        ),
+        WriteJob::ReadingRequested { reading, request } => (
+            persist("reading request", || store.create_reading(reading, &request)).await,
+            None,
+        ),
+        WriteJob::ReadingStarted { reading, at } => (
+            persist("reading started", || store.reading_started(reading, at)).await,
+            None,
+        ),
+        WriteJob::ReadingFinished {
+            reading,
+            at,
+            data,
+            done,
+        } => (
+            persist("reading", || store.reading_finished(reading, at, reading_result(&data))).await,
+            done,
+        ),
+        WriteJob::ReadingFailed {
+            reading,
+            at,
+            error,
+            done,
+        } => (
+            persist("reading failure", || store.reading_failed(reading, at, &error)).await,
+            done,
+        ),
+        WriteJob::ReadingReceived {
+            reading,
+            request,
+            data,
+            done,
+        } => {
+            let mut result = persist("received reading", || store.create_reading(reading, &request)).await;
+            if result.is_ok() {
+                let at = Utc::now();
+                result = persist("received reading", || {
+                    store.reading_finished(reading, at, reading_result(&data))
+                })
+                .await;
+            }
+            (result, done)
+        }
+        WriteJob::Event(_) | WriteJob::Seen(_) | WriteJob::Barrier(_) => (Ok(()), None),
+    };
+    if let Err(err) = &result {
         tracing::warn!(%err, "orchestrator write");
+    }
+    if let Some(done) = done {
+        let _ = done.send(result.is_ok());
     }
 }

@@ -93,6 +93,12 @@ impl EmbeddedPostgres {
     /// Starts (creating on first use) the cluster that belongs to `data_dir`, or
     /// attaches to it when it is already running.
     pub async fn start(data_dir: &Path) -> Result<Self, PgError> {
+        Self::start_on(data_dir, None).await
+    }
+
+    /// [`EmbeddedPostgres::start`] on `port` (a free one when `None`): a cluster
+    /// stopped and started again on its old port is back at the same URL.
+    pub async fn start_on(data_dir: &Path, port: Option<u16>) -> Result<Self, PgError> {
         let bin = find_binaries()?;
         let as_root = is_root();
         std::fs::create_dir_all(data_dir)?;
@@ -120,7 +126,10 @@ impl EmbeddedPostgres {
             pg.port = port;
             return Ok(pg);
         }
-        pg.port = free_port()?;
+        pg.port = match port {
+            Some(port) => port,
+            None => free_port()?,
+        };
         let log = pg.cluster.join("server.log");
         let options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''",

@@ -22,6 +22,25 @@ impl StoreError {
     pub(crate) fn code(code: ErrorCode, message: &str) -> Self {
         Self::Client(AppError::new(code, message))
     }
+
+    /// The database could not be reached (down, restarting, or the pool gave up waiting):
+    /// the same request may well succeed later.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
+            )
+        ) || matches!(self, StoreError::Database(db) if is_shutting_down(db))
+    }
+}
+
+/// PostgreSQL is shutting down or starting (57P01 admin shutdown, 57P02 crash shutdown,
+/// 57P03 cannot connect now): the connection is gone, not the request at fault.
+fn is_shutting_down(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code.starts_with("57P"))
 }
 
 impl From<StoreError> for AppError {
@@ -35,9 +54,7 @@ impl From<StoreError> for AppError {
                     "must not contain NUL characters",
                 )])
             }
-            StoreError::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_),
-            ) => {
+            ref unavailable if unavailable.is_unavailable() => {
                 tracing::error!(error = %err, "database unavailable");
                 AppError::new(
                     ErrorCode::ServiceUnavailable,

@@ -20,7 +20,7 @@ pub use cipher::{CipherError, EncryptionKey, KeyError, KeyRing};
 pub use error::StoreError;
 pub use factories::FactoryWithCount;
 pub use gateways::{GatewayCredentials, GatewayFilter};
-pub use live::{DiscoveredSensor, NewGatewayEvent, ReadingResult};
+pub use live::{DiscoveredSensor, NewGatewayEvent, NewReading, ReadingResult};
 pub use observer::{ConnectionChange, InventoryObserver};
 pub use sessions::{PgSessionStore, SESSION_USER_KEY};
 pub use tokens::{token_digest, ApiToken, TOKEN_PREFIX};

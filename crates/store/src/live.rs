@@ -29,6 +29,16 @@ pub struct DiscoveredSensor {
     pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
+/// A reading request to record.
+#[derive(Debug, Clone)]
+pub struct NewReading {
+    pub gateway: Uuid,
+    pub serial: u64,
+    pub requested_at: DateTime<Utc>,
+    pub samples: Option<u32>,
+    pub sample_rate: Option<f64>,
+}
+
 /// A finished reading to store.
 #[derive(Debug, Clone)]
 pub struct ReadingResult<'a> {
@@ -135,13 +145,15 @@ impl Store {
         let kinds: Vec<&str> = events.iter().map(|e| e.kind).collect();
         let messages: Vec<Option<String>> = events.iter().map(|e| e.message.clone()).collect();
         let codes: Vec<Option<i32>> = events.iter().map(|e| e.close_code).collect();
-        // Events of a gateway deleted meanwhile are skipped rather than failing the batch.
+        // Events of a gateway deleted meanwhile are skipped rather than failing the batch;
+        // the rest keep their order (ids ascend as they happened).
         sqlx::query(
             "INSERT INTO gateway_events (gateway_id, at, kind, message, close_code)
              SELECT e.gateway_id, e.at, e.kind, e.message, e.close_code
              FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::int[])
-                  AS e(gateway_id, at, kind, message, close_code)
-             WHERE EXISTS (SELECT 1 FROM gateways g WHERE g.id = e.gateway_id)",
+                  WITH ORDINALITY AS e(gateway_id, at, kind, message, close_code, n)
+             WHERE EXISTS (SELECT 1 FROM gateways g WHERE g.id = e.gateway_id)
+             ORDER BY e.n",
         )
         .bind(&gateways)
         .bind(&ats)
@@ -261,26 +273,59 @@ impl Store {
             .collect())
     }
 
-    /// Records a reading request; returns its id.
-    pub async fn create_reading(
-        &self,
-        gateway: Uuid,
-        serial: u64,
-        samples: Option<u32>,
-        sample_rate: Option<f64>,
-    ) -> Result<Uuid, StoreError> {
-        let id: Option<Uuid> = sqlx::query_scalar(
-            "INSERT INTO readings (gateway_id, serial, status, samples, sample_rate)
-             SELECT $1, $2, 'requested', $3, $4 FROM gateways WHERE id = $1 AND deleted_at IS NULL
-             RETURNING id",
+    /// Records a reading request under `id` (chosen by the caller, so that a request made
+    /// while the database is down can be written later under the same id). Writing the same
+    /// id twice is harmless; a gateway that is not (or no longer) stored is "not found".
+    pub async fn create_reading(&self, id: Uuid, request: &NewReading) -> Result<(), StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO readings (id, gateway_id, serial, status, requested_at, samples, sample_rate)
+             SELECT $1, $2, $3, 'requested', $4, $5, $6 FROM gateways WHERE id = $2 AND deleted_at IS NULL
+             ON CONFLICT (id) DO NOTHING",
         )
-        .bind(gateway)
-        .bind(serial as i64)
-        .bind(samples.map(|s| s as i32))
-        .bind(sample_rate)
-        .fetch_optional(&self.pool)
+        .bind(id)
+        .bind(request.gateway)
+        .bind(request.serial as i64)
+        .bind(request.requested_at)
+        .bind(request.samples.map(|s| s as i32))
+        .bind(request.sample_rate)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM readings WHERE id = $1)")
+                .bind(id)
+                .fetch_one(&self.pool)
+                .await?;
+            if !exists {
+                return Err(AppError::gateway_not_found().into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends every reading still `requested` or `started` that was requested before `before`,
+    /// except `in_flight` (readings this process is still taking), as `failed` with `reason`.
+    /// Returns what it ended: (reading, gateway, serial).
+    pub async fn fail_unfinished_readings(
+        &self,
+        before: DateTime<Utc>,
+        in_flight: &[Uuid],
+        reason: &str,
+    ) -> Result<Vec<(Uuid, Uuid, u64)>, StoreError> {
+        let rows: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(
+            "UPDATE readings SET status = 'failed', finished_at = now(), error = $3
+             WHERE status IN ('requested', 'started') AND requested_at < $1 AND NOT (id = ANY($2))
+             RETURNING id, gateway_id, serial",
+        )
+        .bind(before)
+        .bind(in_flight)
+        .bind(reason)
+        .fetch_all(&self.pool)
         .await?;
-        id.ok_or_else(|| AppError::gateway_not_found().into())
+        Ok(rows
+            .into_iter()
+            .map(|(id, gateway, serial)| (id, gateway, serial as u64))
+            .collect())
     }
 
     pub async fn reading_started(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError> {
@@ -321,7 +366,8 @@ impl Store {
     }
 
     pub async fn reading_failed(&self, id: Uuid, at: DateTime<Utc>, error: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE readings SET status = 'failed', finished_at = $2, error = $3 WHERE id = $1")
+        // Never over a stored result: a late failure report must not hide samples.
+        sqlx::query("UPDATE readings SET status = 'failed', finished_at = $2, error = $3 WHERE id = $1 AND status <> 'finished'")
             .bind(id)
             .bind(at)
             .bind(error)

@@ -67,7 +67,12 @@ fn fresh_database_url() -> String {
 }
 
 pub async fn fresh_store() -> Store {
-    let pool = store::connect(&fresh_database_url(), 8).await.expect("test database");
+    store_at(&fresh_database_url()).await
+}
+
+/// A migrated store on the database at `url` (created if missing), with a new key.
+pub async fn store_at(url: &str) -> Store {
+    let pool = store::connect(url, 8).await.expect("test database");
     let store = Store::new(pool, KeyRing::new(EncryptionKey::generate().0, vec![]));
     store.migrate().await.expect("migrations");
     store
@@ -75,7 +80,11 @@ pub async fn fresh_store() -> Store {
 
 impl TestServer {
     pub async fn start() -> Self {
-        let store = fresh_store().await;
+        Self::start_with(fresh_store().await, test_orchestrator_config()).await
+    }
+
+    /// A server on `store` whose orchestrator runs with `config`.
+    pub async fn start_with(store: Store, config: orchestrator::OrchestratorConfig) -> Self {
         let (_, admin) = store.create_api_token("test admin", domain::Role::Admin).await.unwrap();
         let (_, viewer) = store
             .create_api_token("test viewer", domain::Role::Viewer)
@@ -83,9 +92,7 @@ impl TestServer {
             .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let orchestrator = orchestrator::Orchestrator::start(store.clone(), test_orchestrator_config())
-            .await
-            .unwrap();
+        let orchestrator = orchestrator::Orchestrator::start(store.clone(), config).await.unwrap();
         let state = AppState::new(store.clone(), addr, orchestrator);
         let cors = CorsOrigins::List(vec![CORS_ORIGIN.parse().unwrap()]);
         tokio::spawn(async move {

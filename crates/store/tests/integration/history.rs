@@ -2,11 +2,12 @@
 
 use crate::new_store;
 use chrono::{Duration, Utc};
-use domain::live::{AxisStatistics, ReadingStatistics};
+use domain::live::{AxisStatistics, ReadingStage, ReadingStatistics};
 use domain::{FactoryInput, GatewayInput, PageRequest};
 use serde_json::json;
 use sqlx::PgPool;
-use store::{DiscoveredSensor, NewGatewayEvent, ReadingResult, Store};
+use store::{DiscoveredSensor, NewGatewayEvent, NewReading, ReadingResult, Store};
+use uuid::Uuid;
 
 async fn gateway(store: &Store) -> domain::Gateway {
     let factory = store
@@ -87,7 +88,22 @@ async fn events_sensors_readings_last_seen_and_retention(pool: PgPool) {
     assert!(seen.last_seen_at.is_some());
     assert_eq!(seen.updated_at, updated_at, "last_seen_at is not an edit");
 
-    let reading = store.create_reading(g.id, 1, Some(3), Some(25600.0)).await.unwrap();
+    let reading = Uuid::new_v4();
+    let request = |serial, samples, sample_rate| NewReading {
+        gateway: g.id,
+        serial,
+        requested_at: Utc::now(),
+        samples,
+        sample_rate,
+    };
+    store
+        .create_reading(reading, &request(1, Some(3), Some(25600.0)))
+        .await
+        .unwrap();
+    store
+        .create_reading(reading, &request(1, Some(3), Some(25600.0)))
+        .await
+        .expect("writing the same request again (after an outage) is harmless");
     store.reading_started(reading, Utc::now()).await.unwrap();
     let samples = [0.5f32, -1.0, 1.0];
     let result = ReadingResult {
@@ -110,12 +126,58 @@ async fn events_sensors_readings_last_seen_and_retention(pool: PgPool) {
     assert_eq!(detail.summary.temperature, Some(30.5));
     assert_eq!(detail.summary.statistics.unwrap().x.rms, 0.8);
 
-    let failed = store.create_reading(g.id, 2, None, None).await.unwrap();
+    store
+        .reading_failed(reading, Utc::now(), "a late failure report")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_reading(reading, None).await.unwrap().summary.status,
+        ReadingStage::Finished,
+        "a failure never overwrites a stored result"
+    );
+
+    let failed = Uuid::new_v4();
+    store.create_reading(failed, &request(2, None, None)).await.unwrap();
     store
         .reading_failed(failed, Utc::now(), "sensor 2 is not connected")
         .await
         .unwrap();
     assert_eq!(store.list_readings(g.id, page).await.unwrap().pagination.total, 2);
+
+    // Readings left behind end as failed, except the ones still being taken.
+    let (left_behind, in_flight) = (Uuid::new_v4(), Uuid::new_v4());
+    store
+        .create_reading(left_behind, &request(1, None, None))
+        .await
+        .unwrap();
+    store.create_reading(in_flight, &request(1, None, None)).await.unwrap();
+    let ended = store
+        .fail_unfinished_readings(Utc::now() + Duration::seconds(1), &[in_flight], "the server restarted")
+        .await
+        .unwrap();
+    assert_eq!(ended, [(left_behind, g.id, 1)]);
+    let left = store.get_reading(left_behind, None).await.unwrap().summary;
+    assert_eq!(
+        (left.status, left.error.as_deref()),
+        (ReadingStage::Failed, Some("the server restarted"))
+    );
+    assert_eq!(
+        store.get_reading(in_flight, None).await.unwrap().summary.status,
+        ReadingStage::Requested
+    );
+    assert!(
+        store
+            .create_reading(
+                Uuid::new_v4(),
+                &NewReading {
+                    gateway: Uuid::new_v4(),
+                    ..request(1, None, None)
+                }
+            )
+            .await
+            .is_err(),
+        "a reading of an unknown gateway is refused"
+    );
 
     // Retention: only the 40-day-old event goes with a 30-day window.
     let (events_gone, readings_gone) = store
@@ -127,5 +189,5 @@ async fn events_sensors_readings_last_seen_and_retention(pool: PgPool) {
         .purge_history(Utc::now() - Duration::days(30), Utc::now() + Duration::seconds(1))
         .await
         .unwrap();
-    assert_eq!(readings_gone, 2);
+    assert_eq!(readings_gone, 4);
 }
