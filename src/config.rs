@@ -11,6 +11,11 @@ use store::{EncryptionKey, KeyRing};
 
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:3000";
 pub const DEFAULT_DATA_DIR: &str = "./data";
+/// PostgreSQL connections per server. Writes wait on their commit's flush to disk,
+/// and PostgreSQL flushes the commits waiting together at once, so write throughput
+/// grows with the commits in flight: 16 connections held POST /api/factories to a
+/// quarter of what pgbench's 64 clients insert.
+pub const DEFAULT_DATABASE_POOL_SIZE: u32 = 64;
 /// File in `DATA_DIR` holding the development key generated when none is configured.
 pub const GENERATED_KEY_FILE: &str = "encryption.key";
 
@@ -33,6 +38,8 @@ fn bad(var: &'static str, problem: impl Into<String>) -> ConfigError {
 pub struct Config {
     /// `None`: run the embedded PostgreSQL in `data_dir`.
     pub database_url: Option<SecretString>,
+    /// `DATABASE_POOL_SIZE`: connections this server opens at most.
+    pub database_pool_size: u32,
     pub data_dir: PathBuf,
     pub listen_addr: SocketAddr,
     pub encryption_key: Option<SecretString>,
@@ -78,6 +85,19 @@ impl Config {
                 Some(SecretString::from(url))
             }
             Some(_) => return Err(bad("DATABASE_URL", "must be a postgres:// or postgresql:// URL")),
+        };
+
+        let database_pool_size = match get("DATABASE_POOL_SIZE") {
+            None => DEFAULT_DATABASE_POOL_SIZE,
+            Some(text) => match text.trim().parse::<u32>() {
+                Ok(size) if (2..=1000).contains(&size) => size,
+                _ => {
+                    return Err(bad(
+                        "DATABASE_POOL_SIZE",
+                        format!("must be a whole number from 2 to 1000, got {text:?}"),
+                    ))
+                }
+            },
         };
 
         let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| DEFAULT_DATA_DIR.into()));
@@ -153,6 +173,7 @@ impl Config {
             initial_admin_password,
             cors_origins,
             database_url,
+            database_pool_size,
             data_dir,
             listen_addr,
             encryption_key,
@@ -259,6 +280,8 @@ mod tests {
     #[test]
     fn each_bad_variable_is_named() {
         assert_eq!(error_var(&[("DATABASE_URL", "mysql://x")]), "DATABASE_URL");
+        assert_eq!(error_var(&[("DATABASE_POOL_SIZE", "many")]), "DATABASE_POOL_SIZE");
+        assert_eq!(error_var(&[("DATABASE_POOL_SIZE", "1")]), "DATABASE_POOL_SIZE");
         assert_eq!(error_var(&[("LISTEN_ADDR", "localhost")]), "LISTEN_ADDR");
         assert_eq!(error_var(&[("LISTEN_ADDR", "127.0.0.1:99999")]), "LISTEN_ADDR");
         assert_eq!(

@@ -8,7 +8,6 @@ use store::Store;
 
 /// Name of the application database inside the embedded cluster.
 pub const EMBEDDED_DATABASE: &str = "factory_monitor";
-const POOL_SIZE: u32 = 16;
 
 /// The store plus, when we started it, the embedded PostgreSQL behind it.
 pub struct Database {
@@ -30,7 +29,7 @@ impl Database {
                 (pg.url(EMBEDDED_DATABASE), Some(pg))
             }
         };
-        let pool = store::connect(&url, POOL_SIZE)
+        let pool = store::connect(&url, config.database_pool_size)
             .await
             .context("connecting to PostgreSQL")?;
         let store = Store::new(pool, keys);
@@ -38,8 +37,12 @@ impl Database {
         Ok(Self { store, embedded })
     }
 
-    /// Closes the pool, then stops the embedded cluster if we started it.
+    /// Tells other processes of this one's writes, closes the pool, then stops the
+    /// embedded cluster if we started it.
     pub async fn close(self) {
+        if !self.store.announce_changes(std::time::Duration::from_secs(2)).await {
+            tracing::warn!("other servers may not hear of this command's changes until their caches age out");
+        }
         self.store.pool().close().await;
         if let Some(pg) = self.embedded {
             match pg.stop().await {

@@ -132,7 +132,7 @@ impl EmbeddedPostgres {
         };
         let log = pg.cluster.join("server.log");
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''",
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=300",
             pg.port
         );
         pg.run(

@@ -1,12 +1,23 @@
 //! Read caches that stay correct across processes.
 //!
-//! Triggers (migration 0005) `NOTIFY` on every committed change to the inventory
-//! or to API tokens. One `LISTEN` connection per server bumps a generation
-//! counter per [`Topic`]; writes made through this [`Store`](crate::Store) bump it
-//! themselves before they return, so a client always reads its own writes.
+//! Every write through a [`Store`](crate::Store) bumps a generation counter per
+//! [`Topic`] once it has committed, before it returns, so a client always reads
+//! its own writes. Other processes (another server, the CLI) hear of it through
+//! one `NOTIFY` sent *after* the commit by a [`Notifier`] task, which coalesces
+//! the changes of many writes into one notification per topic: a notification
+//! sent inside the writing transaction would make PostgreSQL serialise the
+//! commits of every writer (it holds a global lock from the notifying commit's
+//! pre-commit to its end), which capped writes at a fifth of what PostgreSQL does.
+//! One `LISTEN` connection per server bumps the counters on every notification
+//! from another process.
+//!
 //! A cached value is served only while the generation it was read under is
 //! still current and the listener is connected: while it is not (not started,
-//! or reconnecting), nothing is cached and every read goes to PostgreSQL.
+//! or reconnecting), nothing is cached and every read goes to PostgreSQL. A
+//! writer that dies between its commit and its notification leaves the others'
+//! caches stale; [`CACHE_MAX_AGE`] bounds that. Writes made with plain SQL,
+//! outside any `Store`, must `NOTIFY inventory_changed` (or `api_tokens_changed`)
+//! themselves.
 
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
@@ -14,12 +25,36 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use uuid::Uuid;
 
-/// The channel the inventory triggers notify (organizations, factories, gateways).
+/// The channel changes to the inventory are announced on (organizations, factories, gateways).
 pub const INVENTORY_CHANNEL: &str = "inventory_changed";
-/// The channel the `api_tokens` trigger notifies (create, revoke, role change).
+/// The channel changes to API tokens are announced on (create, revoke, role change).
 pub const API_TOKENS_CHANNEL: &str = "api_tokens_changed";
+
+/// The shortest time between two notifications of a topic: under a steady stream of
+/// writes, one notification stands for all those of its interval (a NOTIFY costs
+/// PostgreSQL a statement, a commit under its notify lock, and a message to every
+/// listener), and other servers still hear of a change within this long.
+pub const ANNOUNCE_INTERVAL: Duration = Duration::from_millis(10);
+
+/// The longest a cached read is served, however quiet the change feed: a bound on
+/// how long a notification lost with its writer (a crash right after a commit) can
+/// leave a cache stale.
+pub const CACHE_MAX_AGE: Duration = Duration::from_secs(30);
+
+impl Topic {
+    fn channel(self) -> &'static str {
+        match self {
+            Topic::Inventory => INVENTORY_CHANNEL,
+            Topic::ApiTokens => API_TOKENS_CHANNEL,
+        }
+    }
+
+    const ALL: [Topic; 2] = [Topic::Inventory, Topic::ApiTokens];
+}
 
 /// What changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,13 +63,38 @@ pub enum Topic {
     ApiTokens,
 }
 
-/// Generation counters, one per topic, and whether changes made elsewhere are
-/// being heard.
-#[derive(Debug, Default)]
+/// Generation counters, one per topic, whether changes made elsewhere are being
+/// heard, and the changes made here that other processes have not been told of.
+#[derive(Debug)]
 pub struct ChangeFeed {
     listening: AtomicBool,
     inventory: AtomicU64,
     api_tokens: AtomicU64,
+    /// Names this process in its notifications, so its listener skips its own.
+    origin: String,
+    unannounced: [AtomicBool; 2],
+    announce: Notify,
+    /// Writes committed here, and how many of them other processes have been told of.
+    committed: AtomicU64,
+    announced: AtomicU64,
+    /// Every `Store` sharing this feed is gone: the announcer ends.
+    closed: AtomicBool,
+}
+
+impl Default for ChangeFeed {
+    fn default() -> Self {
+        Self {
+            listening: AtomicBool::new(false),
+            inventory: AtomicU64::new(0),
+            api_tokens: AtomicU64::new(0),
+            origin: Uuid::new_v4().simple().to_string(),
+            unannounced: [AtomicBool::new(false), AtomicBool::new(false)],
+            announce: Notify::new(),
+            committed: AtomicU64::new(0),
+            announced: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+        }
+    }
 }
 
 impl ChangeFeed {
@@ -59,6 +119,25 @@ impl ChangeFeed {
         self.counter(topic).fetch_add(1, Ordering::AcqRel);
     }
 
+    /// A write through this process committed: stale here at once, and other
+    /// processes are told by the notifier (coalesced with other writes).
+    pub(crate) fn committed(&self, topic: Topic) {
+        self.bump(topic);
+        self.unannounced[topic as usize].store(true, Ordering::Release);
+        self.committed.fetch_add(1, Ordering::AcqRel);
+        self.announce.notify_one();
+    }
+
+    /// Whether every write committed here has been announced to other processes.
+    pub fn all_announced(&self) -> bool {
+        self.announced.load(Ordering::Acquire) >= self.committed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.announce.notify_one();
+    }
+
     fn bump_all(&self) {
         self.bump(Topic::Inventory);
         self.bump(Topic::ApiTokens);
@@ -75,6 +154,34 @@ impl ChangeFeed {
     }
 }
 
+/// Tells other processes about the changes committed here, one `NOTIFY` per topic
+/// for however many writes committed since the last one, until the pool closes.
+pub(crate) async fn announce(pool: PgPool, feed: Arc<ChangeFeed>) {
+    while !pool.is_closed() && !feed.closed.load(Ordering::Acquire) {
+        feed.announce.notified().await;
+        // Read first: writes counted here committed before the flags below were taken.
+        let committed = feed.committed.load(Ordering::Acquire);
+        for topic in Topic::ALL {
+            if !feed.unannounced[topic as usize].swap(false, Ordering::AcqRel) {
+                continue;
+            }
+            // Autocommit: this statement's own commit takes PostgreSQL's notify lock,
+            // once for every write that committed while the previous one was sent.
+            let sent = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(topic.channel())
+                .bind(&feed.origin)
+                .execute(&pool)
+                .await;
+            if let Err(err) = sent {
+                // Other processes see the change when their caches age out.
+                tracing::warn!(%err, channel = topic.channel(), "could not announce a change");
+            }
+        }
+        feed.announced.fetch_max(committed, Ordering::AcqRel);
+        tokio::time::sleep(ANNOUNCE_INTERVAL).await;
+    }
+}
+
 /// Listens for change notifications until the pool is closed, reconnecting
 /// with a short delay when the connection drops.
 pub(crate) async fn listen(pool: PgPool, feed: Arc<ChangeFeed>) {
@@ -86,6 +193,8 @@ pub(crate) async fn listen(pool: PgPool, feed: Arc<ChangeFeed>) {
                 tracing::debug!("listening for inventory and token changes");
                 loop {
                     match listener.try_recv().await {
+                        // Our own announcements: already bumped when the write committed.
+                        Ok(Some(notification)) if notification.payload() == feed.origin => {}
                         Ok(Some(notification)) => match notification.channel() {
                             INVENTORY_CHANNEL => feed.bump(Topic::Inventory),
                             API_TOKENS_CHANNEL => feed.bump(Topic::ApiTokens),
@@ -120,10 +229,10 @@ async fn connect_listener(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
 }
 
 /// Recent results of one kind of read, each tagged with the generation it was
-/// read under. Bounded: when full, it starts over (hot keys come back at once).
+/// read under and when. Bounded: when full, it starts over (hot keys come back at once).
 pub(crate) struct ReadCache<K, V> {
     topic: Topic,
-    entries: Mutex<HashMap<K, (u64, V)>>,
+    entries: Mutex<HashMap<K, (u64, Instant, V)>>,
 }
 
 // A page holds at most 100 rows (~50 KB): this bounds a cache at about 13 MB.
@@ -146,11 +255,12 @@ impl<K: Hash + Eq, V: Clone> ReadCache<K, V> {
         let Some(generation) = feed.generation(self.topic) else {
             return read.await;
         };
-        if let Some((at, value)) = self.entries.lock().expect("read cache lock").get(&key) {
-            if *at == generation {
+        if let Some((read_under, at, value)) = self.entries.lock().expect("read cache lock").get(&key) {
+            if *read_under == generation && at.elapsed() < CACHE_MAX_AGE {
                 return Ok(value.clone());
             }
         }
+        let read_at = Instant::now();
         let value = read.await?;
         // Tagged with the generation from before the read: if anything changed
         // meanwhile, the tag is already stale and the entry is never served.
@@ -158,7 +268,7 @@ impl<K: Hash + Eq, V: Clone> ReadCache<K, V> {
         if entries.len() >= READ_CACHE_MAX_ENTRIES {
             entries.clear();
         }
-        entries.insert(key, (generation, value.clone()));
+        entries.insert(key, (generation, read_at, value.clone()));
         Ok(value)
     }
 }

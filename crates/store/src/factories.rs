@@ -43,30 +43,38 @@ pub struct FactoryWithCount {
 
 impl Store {
     pub async fn create_factory(&self, input: NewFactory) -> Result<Factory, StoreError> {
-        let organization_id = match input.organization_id {
-            Some(id) => id,
-            None => self.sole_organization().await?,
-        };
-        // The parent row is locked in share mode so a concurrent soft delete of the
-        // organization cannot slip between the check and the insert.
+        // One statement on the usual path: the organization named, or the only one there
+        // is, locked in share mode so a concurrent soft delete of it cannot slip between
+        // the check and the insert. No row: find out why (below).
         let row: Option<FactoryRow> = sqlx::query_as(&format!(
             "WITH parent AS (
-                 SELECT id FROM organizations WHERE id = $1 AND deleted_at IS NULL FOR SHARE
+                 SELECT id FROM organizations
+                 WHERE deleted_at IS NULL AND ($1::uuid IS NULL OR id = $1)
+                 LIMIT 2 FOR SHARE
              )
              INSERT INTO factories (organization_id, name, location, timezone, metadata)
              SELECT parent.id, $2, $3, $4, $5 FROM parent
+             WHERE (SELECT count(*) FROM parent) = 1
              RETURNING {COLUMNS}"
         ))
-        .bind(organization_id)
+        .bind(input.organization_id)
         .bind(&input.name)
         .bind(&input.location)
         .bind(&input.timezone)
         .bind(Json(&input.metadata))
         .fetch_optional(&self.pool)
         .await?;
+        let Some(row) = row else {
+            return Err(match input.organization_id {
+                Some(_) => StoreError::code(ErrorCode::UnknownOrganization, "Organization not found or deleted"),
+                None => self.sole_organization().await.err().unwrap_or_else(|| {
+                    // It was deleted or created between the two statements: say so plainly.
+                    StoreError::code(ErrorCode::UnknownOrganization, "Organization not found or deleted")
+                }),
+            });
+        };
         self.changed(Topic::Inventory);
-        row.map(Factory::from)
-            .ok_or_else(|| StoreError::code(ErrorCode::UnknownOrganization, "Organization not found or deleted"))
+        Ok(row.into())
     }
 
     /// The organization to use when a request names none: the only one there is.
@@ -87,15 +95,21 @@ impl Store {
         }
     }
 
+    /// Served from memory until the inventory changes.
     pub async fn get_factory(&self, id: Uuid) -> Result<Factory, StoreError> {
-        let row: Option<FactoryRow> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM factories WHERE id = $1 AND deleted_at IS NULL"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(Factory::from)
-            .ok_or_else(|| AppError::factory_not_found().into())
+        self.caches
+            .factories
+            .get_or_read(&self.changes, id, async {
+                let row: Option<FactoryRow> = sqlx::query_as(&format!(
+                    "SELECT {COLUMNS} FROM factories WHERE id = $1 AND deleted_at IS NULL"
+                ))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(Factory::from)
+                    .ok_or_else(|| StoreError::from(AppError::factory_not_found()))
+            })
+            .await
     }
 
     /// Active factories by name, then id; `search` matches part of the name, any case.

@@ -116,15 +116,21 @@ impl Store {
         Ok(gateway)
     }
 
+    /// Served from memory until the inventory changes.
     pub async fn get_gateway(&self, id: Uuid) -> Result<Gateway, StoreError> {
-        let row: Option<GatewayRow> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM gateways WHERE id = $1 AND deleted_at IS NULL"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(Gateway::from)
-            .ok_or_else(|| AppError::gateway_not_found().into())
+        self.caches
+            .gateways
+            .get_or_read(&self.changes, id, async {
+                let row: Option<GatewayRow> = sqlx::query_as(&format!(
+                    "SELECT {COLUMNS} FROM gateways WHERE id = $1 AND deleted_at IS NULL"
+                ))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(Gateway::from)
+                    .ok_or_else(|| StoreError::from(AppError::gateway_not_found()))
+            })
+            .await
     }
 
     /// Active gateways by name, then id. Served from memory until the inventory changes.

@@ -15,7 +15,7 @@ mod sessions;
 mod tokens;
 mod users;
 
-pub use changes::{ChangeFeed, Topic, API_TOKENS_CHANNEL, INVENTORY_CHANNEL};
+pub use changes::{ChangeFeed, Topic, API_TOKENS_CHANNEL, CACHE_MAX_AGE, INVENTORY_CHANNEL};
 pub use cipher::{CipherError, EncryptionKey, KeyError, KeyRing};
 pub use error::StoreError;
 pub use factories::FactoryWithCount;
@@ -32,6 +32,7 @@ use sqlx::{ConnectOptions, PgPool};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
+use uuid::Uuid;
 
 /// Migrations embedded at build time from `migrations/` at the repository root.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
@@ -43,12 +44,25 @@ pub struct Store {
     observer: Arc<std::sync::OnceLock<Arc<dyn InventoryObserver>>>,
     changes: Arc<ChangeFeed>,
     caches: Arc<ReadCaches>,
+    _announcer: Arc<AnnouncerStop>,
 }
 
-/// The hot list reads, kept until the inventory changes (see [`changes`]).
+/// Ends the task that announces changes once the last clone of a store is gone
+/// (it holds the pool, which would otherwise stay connected).
+struct AnnouncerStop(Arc<ChangeFeed>);
+
+impl Drop for AnnouncerStop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// The hot reads, kept until the inventory changes (see [`changes`]).
 struct ReadCaches {
     gateway_pages: ReadCache<(GatewayFilter, PageRequest), Page<Gateway>>,
     factory_pages: ReadCache<(PageRequest, Option<String>), (Vec<FactoryWithCount>, u64)>,
+    gateways: ReadCache<Uuid, Gateway>,
+    factories: ReadCache<Uuid, domain::Factory>,
 }
 
 impl std::fmt::Debug for Store {
@@ -60,15 +74,22 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
+    /// A store on `pool`. Needs a Tokio runtime: it starts the task that announces
+    /// this store's changes to other processes (it ends when the pool closes).
     pub fn new(pool: PgPool, keys: KeyRing) -> Self {
+        let changes: Arc<ChangeFeed> = Arc::default();
+        tokio::spawn(changes::announce(pool.clone(), changes.clone()));
         Self {
             pool,
             keys: Arc::new(keys),
             observer: Arc::default(),
-            changes: Arc::default(),
+            _announcer: Arc::new(AnnouncerStop(changes.clone())),
+            changes,
             caches: Arc::new(ReadCaches {
                 gateway_pages: ReadCache::new(Topic::Inventory),
                 factory_pages: ReadCache::new(Topic::Inventory),
+                gateways: ReadCache::new(Topic::Inventory),
+                factories: ReadCache::new(Topic::Inventory),
             }),
         }
     }
@@ -86,7 +107,20 @@ impl Store {
 
     /// Called by every write, after it committed.
     pub(crate) fn changed(&self, topic: Topic) {
-        self.changes.bump(topic);
+        self.changes.committed(topic);
+    }
+
+    /// Waits (up to `within`) until every change made through this store has been
+    /// announced to other processes: a command-line write calls it before exiting.
+    pub async fn announce_changes(&self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while !self.changes.all_announced() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
     }
 
     /// Registers the one observer of inventory changes (the orchestrator). Every
@@ -134,6 +168,11 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, StoreErr
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
+        // No ping before every query: it was a second round trip (and a second wake-up of
+        // a PostgreSQL backend) for each one. A connection that died meanwhile (a restart)
+        // fails its next query instead, is dropped from the pool, and the error is
+        // "unavailable": a 503 to retry, or a write the orchestrator's writer retries.
+        .test_before_acquire(false)
         .connect_with(options)
         .await
         .map_err(StoreError::from)

@@ -1,5 +1,5 @@
 //! The read caches: served from memory while nothing changed, and dropped when
-//! anything changes, here or in another process (PostgreSQL NOTIFY).
+//! anything changes, here or in another process (a NOTIFY after the commit).
 
 use crate::new_store;
 use domain::{FactoryInput, GatewayInput, GatewayPatch, PageRequest};
@@ -45,26 +45,31 @@ async fn first_name(store: &Store) -> String {
     page.data[0].name.clone()
 }
 
+/// A write with plain SQL, announced (as such writes must be) or not.
 async fn rename_behind_the_stores_back(pool: &PgPool, name: &str, notify: bool) {
-    let mut tx = pool.begin().await.unwrap();
-    if !notify {
-        sqlx::query("ALTER TABLE gateways DISABLE TRIGGER gateways_notify_change")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-    }
     sqlx::query("UPDATE gateways SET name = $1")
         .bind(name)
-        .execute(&mut *tx)
+        .execute(pool)
         .await
         .unwrap();
-    if !notify {
-        sqlx::query("ALTER TABLE gateways ENABLE TRIGGER gateways_notify_change")
-            .execute(&mut *tx)
+    if notify {
+        sqlx::query("NOTIFY inventory_changed, 'plain SQL'")
+            .execute(pool)
             .await
             .unwrap();
     }
-    tx.commit().await.unwrap();
+}
+
+async fn eventually_named(store: &Store, name: &str) {
+    let mut seen = String::new();
+    for _ in 0..100 {
+        seen = first_name(store).await;
+        if seen == name {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, name);
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
@@ -95,15 +100,38 @@ async fn a_change_made_by_another_process_reaches_the_cache(pool: PgPool) {
     assert_eq!(first_name(&store).await, "Before");
 
     rename_behind_the_stores_back(&pool, "Renamed elsewhere", true).await;
-    let mut seen = String::new();
-    for _ in 0..100 {
-        seen = first_name(&store).await;
-        if seen == "Renamed elsewhere" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(seen, "Renamed elsewhere");
+    eventually_named(&store, "Renamed elsewhere").await;
+
+    // Another process's store (its own pool) announces its writes after they commit.
+    let other = new_store(
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(pool.connect_options().as_ref().clone())
+            .await
+            .unwrap(),
+    );
+    let gateway = other
+        .list_gateways(&GatewayFilter::default(), PageRequest::default())
+        .await
+        .unwrap()
+        .data[0]
+        .id;
+    let patch: GatewayPatch = serde_json::from_value(json!({"name": "Renamed by another server"})).unwrap();
+    other.update_gateway(gateway, patch.validate().unwrap()).await.unwrap();
+    assert!(other.announce_changes(Duration::from_secs(5)).await, "announced");
+    eventually_named(&store, "Renamed by another server").await;
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn writes_notify_after_they_commit_not_inside(pool: PgPool) {
+    let triggers: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+         WHERE NOT t.tgisinternal AND p.prosrc ILIKE '%notify%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(triggers, 0, "no trigger notifies inside a writing transaction");
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
