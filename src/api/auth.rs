@@ -42,9 +42,13 @@ pub struct TokenCache {
     entries: Arc<Mutex<HashMap<[u8; 32], CachedCheck>>>,
 }
 
-/// A token check's result (`None`: not a valid token), when it was made, and the
-/// API tokens' generation it was made under.
-type CachedCheck = (Option<Caller>, Instant, u64);
+/// A token check's result (`None`: not a valid token), when it was made, the API
+/// tokens' generation it was made under, and the token changes heard of by then.
+type CachedCheck = (Option<Caller>, Instant, u64, u64);
+
+/// How long an accepted token check may stand in for the database while it cannot be
+/// asked: an outage of up to an hour does not lock scripts and the live status out.
+const OUTAGE_TRUST: Duration = Duration::from_secs(3600);
 
 impl TokenCache {
     /// The cached check, if it is recent and no token changed since.
@@ -54,29 +58,33 @@ impl TokenCache {
         let entries = self.entries.lock().expect("token cache lock");
         entries
             .get(digest)
-            .filter(|(_, at, made_under)| *made_under == generation && at.elapsed() < CACHE_TTL)
-            .map(|(caller, _, _)| *caller)
+            .filter(|(_, at, made_under, _)| *made_under == generation && at.elapsed() < CACHE_TTL)
+            .map(|(caller, _, _, _)| *caller)
     }
 
-    /// The last check that let this token in, however old: used only while the database
-    /// cannot be asked, so that scripts and the live status keep working through an outage.
-    fn last_accepted(&self, digest: &[u8; 32]) -> Option<Caller> {
+    /// The last check that let this token in, used only while the database cannot be
+    /// asked (so scripts and the live status keep working through an outage), and only
+    /// if no token change was made or heard of since (`heard`) and within [`OUTAGE_TRUST`].
+    fn last_accepted(&self, digest: &[u8; 32], heard: u64) -> Option<Caller> {
         let entries = self.entries.lock().expect("token cache lock");
-        entries.get(digest).and_then(|(caller, _, _)| *caller)
+        entries
+            .get(digest)
+            .filter(|(_, at, _, heard_then)| *heard_then == heard && at.elapsed() < OUTAGE_TRUST)
+            .and_then(|(caller, _, _, _)| *caller)
     }
 
-    fn put(&self, digest: [u8; 32], caller: Option<Caller>, generation: Option<u64>) {
+    fn put(&self, digest: [u8; 32], caller: Option<Caller>, generation: Option<u64>, heard: u64) {
         let Some(generation) = generation else {
             return;
         };
         let mut entries = self.entries.lock().expect("token cache lock");
         if entries.len() >= CACHE_MAX_ENTRIES {
-            entries.retain(|_, (_, at, made_under)| *made_under == generation && at.elapsed() < CACHE_TTL);
+            entries.retain(|_, (_, at, made_under, _)| *made_under == generation && at.elapsed() < CACHE_TTL);
             if entries.len() >= CACHE_MAX_ENTRIES {
                 entries.clear();
             }
         }
-        entries.insert(digest, (caller, Instant::now(), generation));
+        entries.insert(digest, (caller, Instant::now(), generation, heard));
     }
 }
 
@@ -102,6 +110,7 @@ pub async fn require_token(State(state): State<AppState>, req: Request, next: Ne
     let digest = store::token_digest(token);
     // Read before the lookup: a revocation committed meanwhile makes the entry stale.
     let generation = state.store.changes().generation(store::Topic::ApiTokens);
+    let heard = state.store.changes().heard(store::Topic::ApiTokens);
     let caller = match state.tokens.get(&digest, generation) {
         Some(cached) => cached,
         None => match state.store.authenticate_api_token(&digest).await {
@@ -110,10 +119,10 @@ pub async fn require_token(State(state): State<AppState>, req: Request, next: Ne
                     subject: Subject::Token(t.id),
                     role: t.role,
                 });
-                state.tokens.put(digest, found, generation);
+                state.tokens.put(digest, found, generation, heard);
                 found
             }
-            Err(err) if err.is_unavailable() => match state.tokens.last_accepted(&digest) {
+            Err(err) if err.is_unavailable() => match state.tokens.last_accepted(&digest, heard) {
                 Some(caller) => Some(caller),
                 None => return Err(err.into()),
             },

@@ -275,6 +275,16 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "Records dropped because the database writer was behind.",
             m.writes_dropped.load(Ordering::Relaxed),
         ),
+        (
+            "readings_abandoned_total",
+            "Readings left open (a restart, a lost result) and ended as failed.",
+            m.readings_abandoned.load(Ordering::Relaxed),
+        ),
+        (
+            "readings_received_total",
+            "Readings triggered by another client or a gateway's schedule, stored.",
+            m.readings_received.load(Ordering::Relaxed),
+        ),
     ] {
         let _ = writeln!(
             out,
@@ -297,6 +307,11 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "sse_clients",
             "Connected event-stream clients.",
             state.orchestrator.stream_clients(),
+        ),
+        (
+            "writes_queued",
+            "Records waiting to be written (they wait here while the database is unreachable).",
+            state.orchestrator.writes_queued(),
         ),
     ] {
         let _ = writeln!(

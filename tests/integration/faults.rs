@@ -248,4 +248,10 @@ async fn a_reading_nobody_here_asked_for_is_stored() {
     let sent = sim.last_waveform(40417).unwrap();
     assert_eq!(reading["x"].as_array().unwrap().len(), sent.x.len());
     assert_eq!(reading["statistics"]["x"]["count"], 2048);
+    let metrics = s.send(s.request(Method::GET, "/metrics").bearer_auth(&s.admin)).await;
+    assert!(
+        metrics.text.contains("factory_monitor_readings_received_total 1"),
+        "{}",
+        metrics.text
+    );
 }

@@ -39,6 +39,15 @@ use writer::WriteJob;
 /// 1,000 gateways, written in order once it is back.
 pub const WRITE_QUEUE: usize = 65_536;
 
+/// Readings whose samples may wait for the writer at once (a 3 × 6,400-sample reading is
+/// about 77 KB): beyond this, while the database is far behind, a reading fails as not
+/// stored rather than growing memory without bound.
+pub const READINGS_WAITING_TO_BE_STORED: usize = 256;
+
+/// How long a connection attempt waits for the stored credentials when it has others
+/// to fall back on (the database may be down, and the attempt holds a handshake slot).
+const CREDENTIALS_WAIT: Duration = Duration::from_secs(2);
+
 /// Who owns a gateway's connection. Today one instance owns every gateway; a
 /// later multi-instance deployment answers this from PostgreSQL leases.
 pub trait Ownership: Send + Sync {
@@ -186,6 +195,8 @@ struct Inner {
     next_generation: AtomicU64,
     /// Readings this process is taking or still writing: never "left behind".
     readings_in_flight: Mutex<HashSet<Uuid>>,
+    /// See [`READINGS_WAITING_TO_BE_STORED`].
+    readings_waiting: Arc<Semaphore>,
 }
 
 /// An event, the gateway it is about, and the generation of the supervisor that sent it.
@@ -305,24 +316,31 @@ impl CredentialsProvider for StoreCredentials {
                 .await
                 .map_err(|_| "shutting down".to_owned())?;
             let slot = HandshakeSlot::new(permit, self.orchestrator.clone());
-            let credentials = match self.store.gateway_credentials(self.gateway).await {
-                Ok(login) => {
+            let last_read = self.last_read.lock().expect("credentials lock").clone();
+            let read = self.store.gateway_credentials(self.gateway);
+            // `Err(None)`: no answer in time, with the credentials last read to fall back on.
+            let read = match last_read {
+                Some(_) => match tokio::time::timeout(CREDENTIALS_WAIT, read).await {
+                    Ok(result) => result.map_err(Some),
+                    Err(_) => Err(None),
+                },
+                None => read.await.map_err(Some),
+            };
+            let credentials = match (read, last_read) {
+                (Ok(login), _) => {
                     let credentials = Credentials::new(login.email, login.password.expose());
                     *self.last_read.lock().expect("credentials lock") = Some(credentials.clone());
                     credentials
                 }
-                Err(err) => {
-                    let last_read = self.last_read.lock().expect("credentials lock").clone();
-                    match last_read {
-                        Some(credentials) if err.is_unavailable() => {
-                            tracing::warn!(gateway = %self.gateway, %err, "database unavailable; logging in with the credentials last read");
-                            credentials
-                        }
-                        _ => {
-                            tracing::warn!(gateway = %self.gateway, %err, "loading gateway credentials");
-                            return Err("could not load the gateway's credentials".to_owned());
-                        }
+                (Err(err), Some(credentials)) if err.as_ref().is_none_or(store::StoreError::is_unavailable) => {
+                    tracing::warn!(gateway = %self.gateway, "database unavailable; logging in with the credentials last read");
+                    credentials
+                }
+                (Err(err), _) => {
+                    if let Some(err) = err {
+                        tracing::warn!(gateway = %self.gateway, %err, "loading gateway credentials");
                     }
+                    return Err("could not load the gateway's credentials".to_owned());
                 }
             };
             Ok(credentials.held_with(slot))
@@ -358,6 +376,7 @@ impl Orchestrator {
             metrics: Metrics::default(),
             next_generation: AtomicU64::new(0),
             readings_in_flight: Mutex::default(),
+            readings_waiting: Arc::new(Semaphore::new(READINGS_WAITING_TO_BE_STORED)),
         });
         let orchestrator = Orchestrator { inner };
         // Nothing is taking a reading before this process starts: any left unfinished were
@@ -464,6 +483,11 @@ impl Orchestrator {
         &self.inner.metrics
     }
 
+    /// Persistence jobs waiting for the writer (see [`WRITE_QUEUE`]).
+    pub fn writes_queued(&self) -> usize {
+        WRITE_QUEUE - self.inner.writes.capacity()
+    }
+
     pub fn stream_clients(&self) -> usize {
         self.inner.stream.clients()
     }
@@ -510,6 +534,15 @@ impl Orchestrator {
     /// While the database is unreachable the request is still taken: its row is
     /// written, in order with its result, when the database is back.
     pub async fn request_reading(&self, gateway: Uuid, serial: u64) -> Result<Uuid, AppError> {
+        // In a task of its own: a caller that goes away mid-request (a closed HTTP
+        // connection) must not leave a reading half registered and never ended.
+        let this = self.clone();
+        tokio::spawn(async move { this.start_reading(gateway, serial).await })
+            .await
+            .unwrap_or_else(|_| Err(AppError::internal()))
+    }
+
+    async fn start_reading(&self, gateway: Uuid, serial: u64) -> Result<Uuid, AppError> {
         let (commands, sensor, factory_id) = {
             let registry = self.inner.registry.read().expect("registry lock");
             let entry = registry.get(&gateway).ok_or_else(AppError::gateway_not_found)?;
@@ -556,15 +589,20 @@ impl Orchestrator {
         match self.inner.store.create_reading(reading, &request).await {
             Ok(()) => {}
             Err(err) if err.is_unavailable() => {
+                let kept = self.inner.writes.try_send(WriteJob::ReadingRequested {
+                    reading,
+                    request: request.clone(),
+                });
+                if kept.is_err() {
+                    self.inner.metrics.writes_dropped.fetch_add(1, Ordering::Relaxed);
+                    self.inner
+                        .readings_in_flight
+                        .lock()
+                        .expect("in-flight lock")
+                        .remove(&reading);
+                    return Err(err.into());
+                }
                 tracing::warn!(%gateway, serial, %err, "database unavailable; the reading request is kept for later");
-                let _ = self
-                    .inner
-                    .writes
-                    .send(WriteJob::ReadingRequested {
-                        reading,
-                        request: request.clone(),
-                    })
-                    .await;
             }
             Err(err) => {
                 self.inner
@@ -690,14 +728,13 @@ impl Orchestrator {
 /// Hands a reading's result to the writer and waits until it is stored (through a
 /// database outage, too); `Err` says why it could not be.
 async fn store_result(inner: &Inner, reading: Uuid, data: Arc<ctc::Reading>) -> Result<(), String> {
-    let (done, stored) = oneshot::channel();
     let job = WriteJob::ReadingFinished {
         reading,
         at: Utc::now(),
         data,
-        done: Some(done),
+        done: None,
     };
-    if inner.writes.send(job).await.is_ok() && stored.await == Ok(true) {
+    if queue_reading(inner, job).await {
         return Ok(());
     }
     let message = "the reading arrived but could not be stored".to_owned();
@@ -705,17 +742,35 @@ async fn store_result(inner: &Inner, reading: Uuid, data: Arc<ctc::Reading>) -> 
     Err(message)
 }
 
+/// Queues a job carrying samples and waits until it is written, holding one of the
+/// [`READINGS_WAITING_TO_BE_STORED`] places meanwhile. `false`: no place or no room in
+/// the queue (the database is far behind; counted as dropped), or the write failed.
+async fn queue_reading(inner: &Inner, job: WriteJob) -> bool {
+    let Ok(_place) = inner.readings_waiting.clone().try_acquire_owned() else {
+        inner.metrics.writes_dropped.fetch_add(1, Ordering::Relaxed);
+        return false;
+    };
+    queue(inner, job).await
+}
+
+/// Queues a reading job and waits until it is written; `false` if it was not.
+async fn queue(inner: &Inner, job: WriteJob) -> bool {
+    let (done_tx, done_rx) = oneshot::channel();
+    if inner.writes.try_send(job.answering(done_tx)).is_err() {
+        inner.metrics.writes_dropped.fetch_add(1, Ordering::Relaxed);
+        return false;
+    }
+    done_rx.await == Ok(true)
+}
+
 async fn store_failure(inner: &Inner, reading: Uuid, error: String) {
-    let (done, stored) = oneshot::channel();
     let job = WriteJob::ReadingFailed {
         reading,
         at: Utc::now(),
         error,
-        done: Some(done),
+        done: None,
     };
-    if inner.writes.send(job).await.is_ok() {
-        let _ = stored.await;
-    }
+    queue(inner, job).await;
 }
 
 /// Stores a reading nobody here asked for (§1.8) as a finished reading of its sensor,
@@ -723,15 +778,14 @@ async fn store_failure(inner: &Inner, reading: Uuid, error: String) {
 async fn store_received_reading(inner: Arc<Inner>, factory_id: Uuid, request: NewReading, data: Arc<ctc::Reading>) {
     let reading = Uuid::new_v4();
     inner.readings_in_flight.lock().expect("in-flight lock").insert(reading);
-    let (done, stored) = oneshot::channel();
     let (gateway, serial) = (request.gateway, request.serial);
     let job = WriteJob::ReadingReceived {
         reading,
         request,
         data,
-        done: Some(done),
+        done: None,
     };
-    let stored = inner.writes.send(job).await.is_ok() && stored.await == Ok(true);
+    let stored = queue_reading(&inner, job).await;
     inner
         .readings_in_flight
         .lock()
@@ -882,6 +936,34 @@ impl InventoryObserver for Orchestrator {
             ids.iter().filter_map(|id| registry.remove(id)).collect()
         };
         for entry in removed {
+            // Each sensor's first reading is answered by its trigger's end (the supervisor
+            // closes); the ones that joined it are answered here, their gateway gone.
+            for (serial, waiting) in &entry.pending_readings {
+                for &reading in waiting.iter().skip(1) {
+                    let inner = self.inner.clone();
+                    let (gateway, factory_id, serial) = (entry.gateway.id, entry.gateway.factory_id, *serial);
+                    tokio::spawn(async move {
+                        let error = "the gateway was deleted".to_owned();
+                        store_failure(&inner, reading, error.clone()).await;
+                        inner
+                            .readings_in_flight
+                            .lock()
+                            .expect("in-flight lock")
+                            .remove(&reading);
+                        inner.stream.publish(LiveEvent::Reading {
+                            reading: ReadingProgress {
+                                reading_id: reading,
+                                gateway,
+                                factory_id,
+                                serial,
+                                stage: ReadingStage::Failed,
+                                at: Utc::now(),
+                                error: Some(error),
+                            },
+                        });
+                    });
+                }
+            }
             if let Some(supervised) = entry.supervisor {
                 tokio::spawn(supervised.handle.shutdown());
             }
@@ -965,7 +1047,7 @@ async fn record(inner: std::sync::Weak<Inner>, mut events: mpsc::UnboundedReceiv
                             entry.live.last_seen_at = Some(at);
                             entry.live.last_error = None;
                             writes.push(WriteJob::Event(event_row(id, at, "connected", None)));
-                            writes.push(WriteJob::Seen(id));
+                            writes.push(WriteJob::Seen(id, at));
                         }
                         ConnectionState::AuthFailed => {
                             entry.live.online_since = None;
@@ -974,6 +1056,16 @@ async fn record(inner: std::sync::Weak<Inner>, mut events: mpsc::UnboundedReceiv
                         _ if previous == ConnectionState::Online => {
                             entry.live.online_since = None;
                             writes.push(WriteJob::Event(event_row(id, at, "disconnected", error)));
+                        }
+                        // The gateway closed with 1000/1008 during the handshake: no retry follows.
+                        ConnectionState::Disconnected
+                            if error.is_some()
+                                && matches!(
+                                    previous,
+                                    ConnectionState::Connecting | ConnectionState::Authenticating
+                                ) =>
+                        {
+                            writes.push(WriteJob::Event(event_row(id, at, "error", error)));
                         }
                         // A failed attempt; not the wait after a loss, already recorded above.
                         ConnectionState::Backoff if error.is_some() && previous != ConnectionState::Disconnected => {

@@ -17,7 +17,8 @@ use uuid::Uuid;
 
 pub enum WriteJob {
     Event(NewGatewayEvent),
-    Seen(Uuid),
+    /// The gateway was seen (online) at this time.
+    Seen(Uuid, DateTime<Utc>),
     Sensors {
         gateway: Uuid,
         sensors: Vec<DiscoveredSensor>,
@@ -56,6 +57,19 @@ pub enum WriteJob {
 
 /// Told whether the job was written.
 pub type Done = Option<oneshot::Sender<bool>>;
+
+impl WriteJob {
+    /// The job, telling `answer` whether it was written (the reading jobs; others ignore it).
+    pub fn answering(mut self, answer: oneshot::Sender<bool>) -> Self {
+        match &mut self {
+            WriteJob::ReadingFinished { done, .. }
+            | WriteJob::ReadingFailed { done, .. }
+            | WriteJob::ReadingReceived { done, .. } => *done = Some(answer),
+            _ => {}
+        }
+        self
+    }
+}
 
 const BATCH: usize = 512;
 const RETRY_MAX: Duration = Duration::from_secs(2);
@@ -99,7 +113,7 @@ pub async fn run(store: Store, mut jobs: mpsc::Receiver<WriteJob>) {
         for job in batch.drain(..) {
             match job {
                 WriteJob::Event(event) => events.push(event),
-                WriteJob::Seen(id) => seen.push(id),
+                WriteJob::Seen(id, at) => seen.push((id, at)),
                 // Sensors rows do not depend on events or `last_seen_at`: they need no flush
                 // of their own (three commits per connecting gateway made a fleet's start-up
                 // queue far behind), only their order per gateway, kept below.
@@ -125,12 +139,12 @@ pub async fn run(store: Store, mut jobs: mpsc::Receiver<WriteJob>) {
     }
 }
 
-async fn flush(store: &Store, events: &mut Vec<NewGatewayEvent>, seen: &mut Vec<Uuid>) {
-    let (pending_events, pending_seen): (&[NewGatewayEvent], &[Uuid]) = (events, seen);
+async fn flush(store: &Store, events: &mut Vec<NewGatewayEvent>, seen: &mut Vec<(Uuid, DateTime<Utc>)>) {
+    let (pending_events, pending_seen): (&[NewGatewayEvent], &[(Uuid, DateTime<Utc>)]) = (events, seen);
     if let Err(err) = persist("gateway events", || store.record_gateway_events(pending_events)).await {
         tracing::warn!(%err, count = pending_events.len(), "recording gateway events");
     }
-    if let Err(err) = persist("last seen", || store.touch_last_seen(pending_seen)).await {
+    if let Err(err) = persist("last seen", || store.record_last_seen(pending_seen)).await {
         tracing::warn!(%err, "updating last_seen_at");
     }
     events.clear();
@@ -212,7 +226,7 @@ async fn write_one(store: &Store, job: WriteJob) {
             }
             (result, done)
         }
-        WriteJob::Event(_) | WriteJob::Seen(_) | WriteJob::Barrier(_) => (Ok(()), None),
+        WriteJob::Event(_) | WriteJob::Seen(..) | WriteJob::Barrier(_) => (Ok(()), None),
     };
     if let Err(err) = &result {
         tracing::warn!(%err, "orchestrator write");

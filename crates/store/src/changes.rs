@@ -79,6 +79,9 @@ pub struct ChangeFeed {
     announced: AtomicU64,
     /// Every `Store` sharing this feed is gone: the announcer ends.
     closed: AtomicBool,
+    /// Changes heard of per topic (writes here, notifications from elsewhere), not
+    /// counting the listener's connects and disconnects that `generation` also counts.
+    heard: [AtomicU64; 2],
 }
 
 impl Default for ChangeFeed {
@@ -93,6 +96,7 @@ impl Default for ChangeFeed {
             committed: AtomicU64::new(0),
             announced: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            heard: [AtomicU64::new(0), AtomicU64::new(0)],
         }
     }
 }
@@ -119,10 +123,24 @@ impl ChangeFeed {
         self.counter(topic).fetch_add(1, Ordering::AcqRel);
     }
 
+    /// A change to `topic`, made here or heard of: stale, and counted in [`Self::heard`].
+    fn changed(&self, topic: Topic) {
+        self.heard[topic as usize].fetch_add(1, Ordering::AcqRel);
+        self.bump(topic);
+    }
+
+    /// How many changes of `topic` this process has made or heard of. Unlike the
+    /// generation it does not move when the listener reconnects, so a value read under
+    /// it is known to be as current as anything this process knows of, for use while
+    /// the database cannot be asked.
+    pub fn heard(&self, topic: Topic) -> u64 {
+        self.heard[topic as usize].load(Ordering::Acquire)
+    }
+
     /// A write through this process committed: stale here at once, and other
     /// processes are told by the notifier (coalesced with other writes).
     pub(crate) fn committed(&self, topic: Topic) {
-        self.bump(topic);
+        self.changed(topic);
         self.unannounced[topic as usize].store(true, Ordering::Release);
         self.committed.fetch_add(1, Ordering::AcqRel);
         self.announce.notify_one();
@@ -157,10 +175,16 @@ impl ChangeFeed {
 /// Tells other processes about the changes committed here, one `NOTIFY` per topic
 /// for however many writes committed since the last one, until the pool closes.
 pub(crate) async fn announce(pool: PgPool, feed: Arc<ChangeFeed>) {
-    while !pool.is_closed() && !feed.closed.load(Ordering::Acquire) {
-        feed.announce.notified().await;
+    const RETRY_MAX: Duration = Duration::from_secs(2);
+    let mut retry = ANNOUNCE_INTERVAL;
+    loop {
+        let last_round = feed.closed.load(Ordering::Acquire) || pool.is_closed();
+        if !last_round && feed.all_announced() {
+            feed.announce.notified().await;
+        }
         // Read first: writes counted here committed before the flags below were taken.
         let committed = feed.committed.load(Ordering::Acquire);
+        let mut failed = false;
         for topic in Topic::ALL {
             if !feed.unannounced[topic as usize].swap(false, Ordering::AcqRel) {
                 continue;
@@ -173,10 +197,21 @@ pub(crate) async fn announce(pool: PgPool, feed: Arc<ChangeFeed>) {
                 .execute(&pool)
                 .await;
             if let Err(err) = sent {
-                // Other processes see the change when their caches age out.
-                tracing::warn!(%err, channel = topic.channel(), "could not announce a change");
+                // Kept for the next round; meanwhile others' caches still age out.
+                feed.unannounced[topic as usize].store(true, Ordering::Release);
+                tracing::warn!(%err, channel = topic.channel(), "could not announce a change; retrying");
+                failed = true;
             }
         }
+        if last_round {
+            return;
+        }
+        if failed {
+            tokio::time::sleep(retry).await;
+            retry = (retry * 2).min(RETRY_MAX);
+            continue;
+        }
+        retry = ANNOUNCE_INTERVAL;
         feed.announced.fetch_max(committed, Ordering::AcqRel);
         tokio::time::sleep(ANNOUNCE_INTERVAL).await;
     }
@@ -196,8 +231,8 @@ pub(crate) async fn listen(pool: PgPool, feed: Arc<ChangeFeed>) {
                         // Our own announcements: already bumped when the write committed.
                         Ok(Some(notification)) if notification.payload() == feed.origin => {}
                         Ok(Some(notification)) => match notification.channel() {
-                            INVENTORY_CHANNEL => feed.bump(Topic::Inventory),
-                            API_TOKENS_CHANNEL => feed.bump(Topic::ApiTokens),
+                            INVENTORY_CHANNEL => feed.changed(Topic::Inventory),
+                            API_TOKENS_CHANNEL => feed.changed(Topic::ApiTokens),
                             _ => {}
                         },
                         // `None`: the connection was lost; notifications may be missed.

@@ -3,6 +3,7 @@
 
 use crate::{Store, StoreError};
 use chrono::{DateTime, Utc};
+use domain::error::ErrorCode;
 use domain::live::{GatewayEventRecord, ReadingDetail, ReadingStage, ReadingStatistics, ReadingSummary, SensorRecord};
 use domain::{AppError, Gateway, Page, PageRequest};
 use sqlx::types::Json;
@@ -124,13 +125,28 @@ impl Store {
 
     /// Sets `last_seen_at = now()` for all these gateways in one statement.
     pub async fn touch_last_seen(&self, gateways: &[Uuid]) -> Result<(), StoreError> {
-        if gateways.is_empty() {
+        let now = Utc::now();
+        let seen: Vec<(Uuid, DateTime<Utc>)> = gateways.iter().map(|&id| (id, now)).collect();
+        self.record_last_seen(&seen).await
+    }
+
+    /// Moves each gateway's `last_seen_at` forward to the time given (never back: a
+    /// sighting written late, after an outage, does not undo a later one), in one statement.
+    pub async fn record_last_seen(&self, seen: &[(Uuid, DateTime<Utc>)]) -> Result<(), StoreError> {
+        if seen.is_empty() {
             return Ok(());
         }
-        sqlx::query("UPDATE gateways SET last_seen_at = now() WHERE id = ANY($1) AND deleted_at IS NULL")
-            .bind(gateways)
-            .execute(&self.pool)
-            .await?;
+        let ids: Vec<Uuid> = seen.iter().map(|(id, _)| *id).collect();
+        let ats: Vec<DateTime<Utc>> = seen.iter().map(|(_, at)| *at).collect();
+        sqlx::query(
+            "UPDATE gateways g SET last_seen_at = GREATEST(g.last_seen_at, s.at)
+             FROM (SELECT id, max(at) AS at FROM UNNEST($1::uuid[], $2::timestamptz[]) AS u(id, at) GROUP BY id) s
+             WHERE g.id = s.id AND g.deleted_at IS NULL",
+        )
+        .bind(&ids)
+        .bind(&ats)
+        .execute(&self.pool)
+        .await?;
         self.changed(crate::Topic::Inventory);
         Ok(())
     }
@@ -343,7 +359,7 @@ impl Store {
         at: DateTime<Utc>,
         result: ReadingResult<'_>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        let updated = sqlx::query(
             "UPDATE readings SET status = 'finished', finished_at = $2, started_at = COALESCE(started_at, $2),
                  gateway_reading_id = $3, gateway_time = $4, sample_rate = COALESCE($5, sample_rate),
                  samples = $6, temperature = $7, stats = $8, x = $9, y = $10, z = $11
@@ -361,7 +377,11 @@ impl Store {
         .bind(to_le_bytes(result.y))
         .bind(to_le_bytes(result.z))
         .execute(&self.pool)
-        .await?;
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::code(ErrorCode::NotFound, "Reading not found"));
+        }
         Ok(())
     }
 

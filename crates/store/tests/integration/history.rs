@@ -87,6 +87,17 @@ async fn events_sensors_readings_last_seen_and_retention(pool: PgPool) {
     let seen = store.get_gateway(g.id).await.unwrap();
     assert!(seen.last_seen_at.is_some());
     assert_eq!(seen.updated_at, updated_at, "last_seen_at is not an edit");
+    // A sighting written late (after an outage) moves it forward, never back.
+    let latest = seen.last_seen_at.unwrap();
+    store
+        .record_last_seen(&[(g.id, latest - Duration::minutes(5))])
+        .await
+        .unwrap();
+    assert_eq!(store.get_gateway(g.id).await.unwrap().last_seen_at, Some(latest));
+    let later = latest + Duration::seconds(30);
+    store.record_last_seen(&[(g.id, later), (g.id, latest)]).await.unwrap();
+    let moved = store.get_gateway(g.id).await.unwrap().last_seen_at.unwrap();
+    assert!((moved - later).num_milliseconds().abs() < 1, "{moved} vs {later}");
 
     let reading = Uuid::new_v4();
     let request = |serial, samples, sample_rate| NewReading {
