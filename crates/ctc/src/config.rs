@@ -21,7 +21,8 @@ pub struct ClientConfig {
     pub reading: ReadingTimeouts,
     /// Largest inbound message; must hold the biggest waveform.
     pub max_message_size: usize,
-    /// tungstenite read and write buffer size: small, because most connections are idle.
+    /// tungstenite read buffer size (it grows for a large frame): small, because most
+    /// connections are idle and it was the largest part of a connection's memory.
     pub buffer_size: usize,
     /// On a clean close: how long to wait for the `POST_UNSUB_CHANGES` reply and the peer's close.
     pub close_timeout: Duration,
@@ -37,7 +38,7 @@ impl Default for ClientConfig {
             dead_after: Duration::from_secs(75),
             reading: ReadingTimeouts::default(),
             max_message_size: 16 << 20,
-            buffer_size: 8 << 10,
+            buffer_size: 2 << 10,
             close_timeout: Duration::from_secs(2),
         }
     }

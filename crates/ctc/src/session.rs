@@ -280,7 +280,7 @@ impl Session {
     /// gateway's own schedule, §1.8), decoded against the sensor's `Samples`. `None` once the
     /// connection has ended. Its temperature is not awaited (`None`).
     pub async fn unsolicited_reading(&self) -> Option<Result<Reading, Error>> {
-        let data = self.inner.link.unsolicited.lock().await.recv().await?;
+        let data = *self.inner.link.unsolicited.lock().await.recv().await?;
         let serial = data.serial;
         let sensor = lock(&self.inner.sensors).iter().find(|s| s.serial == serial).cloned();
         let options = DecodeOptions::expecting(sensor.and_then(|s| s.expected_samples()));
@@ -454,7 +454,9 @@ type ReplySender = oneshot::Sender<Result<Inbound, Error>>;
 
 enum Request {
     Command {
-        command: Command,
+        // Boxed (a login carries the credentials): a channel allocates its slots in
+        // blocks of 32 up front, per connection.
+        command: Box<Command>,
         timeout: Duration,
         reply: ReplySender,
     },
@@ -502,7 +504,7 @@ struct Link {
     requests: mpsc::UnboundedSender<Request>,
     closed: watch::Receiver<Option<Error>>,
     counters: Arc<Counters>,
-    unsolicited: tokio::sync::Mutex<mpsc::Receiver<ReadingData>>,
+    unsolicited: tokio::sync::Mutex<mpsc::Receiver<Box<ReadingData>>>,
 }
 
 /// Unsolicited readings held for [`Session::unsolicited_reading`] before more are dropped
@@ -567,7 +569,7 @@ impl Link {
     async fn command(&self, command: Command, timeout: Duration) -> Result<Inbound, Error> {
         let (reply_tx, reply_rx) = oneshot::channel();
         self.send(Request::Command {
-            command,
+            command: Box::new(command),
             timeout,
             reply: reply_tx,
         })?;
@@ -623,7 +625,8 @@ struct ConnectionTask {
     counters: Arc<Counters>,
     config: ClientConfig,
     closed: watch::Sender<Option<Error>>,
-    unsolicited: mpsc::Sender<ReadingData>,
+    // Boxed: a channel allocates its slots in blocks of 32 up front, per connection.
+    unsolicited: mpsc::Sender<Box<ReadingData>>,
 }
 
 /// Why the connection task stopped.
@@ -727,7 +730,7 @@ impl ConnectionTask {
                 timeout,
                 reply,
             } => self.queue.push_back(Queued {
-                command,
+                command: *command,
                 timeout,
                 reply,
                 reading: None,
@@ -903,7 +906,7 @@ impl ConnectionTask {
 
     fn on_unsolicited_reading(&self, reading: ReadingData) {
         debug!(url = %self.url, serial = %reading.serial, "a reading nobody here asked for");
-        if self.unsolicited.try_send(reading).is_err() {
+        if self.unsolicited.try_send(Box::new(reading)).is_err() {
             Counters::bump(&self.counters.unmatched_notifications);
             warn!(url = %self.url, "unsolicited readings are not being taken; one dropped");
         }
