@@ -199,6 +199,39 @@ struct Inner {
     readings_waiting: Arc<Semaphore>,
 }
 
+impl Inner {
+    fn not_in_flight(&self, reading: Uuid) {
+        self.readings_in_flight.lock().expect("in-flight lock").remove(&reading);
+    }
+
+    /// A reading reached `stage`: the stream hears of it, and once it has ended it is no
+    /// longer in flight.
+    fn reading_reached(
+        &self,
+        reading: Uuid,
+        gateway: Uuid,
+        factory_id: Uuid,
+        serial: u64,
+        stage: ReadingStage,
+        error: Option<String>,
+    ) {
+        if matches!(stage, ReadingStage::Finished | ReadingStage::Failed) {
+            self.not_in_flight(reading);
+        }
+        self.stream.publish(LiveEvent::Reading {
+            reading: ReadingProgress {
+                reading_id: reading,
+                gateway,
+                factory_id,
+                serial,
+                stage,
+                at: Utc::now(),
+                error,
+            },
+        });
+    }
+}
+
 /// An event, the gateway it is about, and the generation of the supervisor that sent it.
 struct SupervisorEvent {
     gateway: Uuid,
@@ -595,21 +628,13 @@ impl Orchestrator {
                 });
                 if kept.is_err() {
                     self.inner.metrics.writes_dropped.fetch_add(1, Ordering::Relaxed);
-                    self.inner
-                        .readings_in_flight
-                        .lock()
-                        .expect("in-flight lock")
-                        .remove(&reading);
+                    self.inner.not_in_flight(reading);
                     return Err(err.into());
                 }
                 tracing::warn!(%gateway, serial, %err, "database unavailable; the reading request is kept for later");
             }
             Err(err) => {
-                self.inner
-                    .readings_in_flight
-                    .lock()
-                    .expect("in-flight lock")
-                    .remove(&reading);
+                self.inner.not_in_flight(reading);
                 return Err(err.into());
             }
         }
@@ -625,17 +650,8 @@ impl Orchestrator {
                 None => true,
             }
         };
-        self.inner.stream.publish(LiveEvent::Reading {
-            reading: ReadingProgress {
-                reading_id: reading,
-                gateway,
-                factory_id,
-                serial,
-                stage: ReadingStage::Requested,
-                at: request.requested_at,
-                error: None,
-            },
-        });
+        self.inner
+            .reading_reached(reading, gateway, factory_id, serial, ReadingStage::Requested, None);
         if !triggers {
             // The reading already being taken answers this request too.
             return Ok(reading);
@@ -664,15 +680,6 @@ impl Orchestrator {
             };
             for reading in answered {
                 let outcome = outcome.clone();
-                let progress = |stage, error| ReadingProgress {
-                    reading_id: reading,
-                    gateway,
-                    factory_id,
-                    serial,
-                    stage,
-                    at: Utc::now(),
-                    error,
-                };
                 let (stage, error) = match outcome {
                     Ok(data) => match store_result(&inner, reading, data).await {
                         Ok(()) => {
@@ -691,14 +698,7 @@ impl Orchestrator {
                         (ReadingStage::Failed, Some(message))
                     }
                 };
-                inner
-                    .readings_in_flight
-                    .lock()
-                    .expect("in-flight lock")
-                    .remove(&reading);
-                inner.stream.publish(LiveEvent::Reading {
-                    reading: progress(stage, error),
-                });
+                inner.reading_reached(reading, gateway, factory_id, serial, stage, error);
             }
         });
         Ok(reading)
@@ -785,25 +785,11 @@ async fn store_received_reading(inner: Arc<Inner>, factory_id: Uuid, request: Ne
         data,
         done: None,
     };
-    let stored = queue_reading(&inner, job).await;
-    inner
-        .readings_in_flight
-        .lock()
-        .expect("in-flight lock")
-        .remove(&reading);
-    if stored {
+    if queue_reading(&inner, job).await {
         inner.metrics.readings_received.fetch_add(1, Ordering::Relaxed);
-        inner.stream.publish(LiveEvent::Reading {
-            reading: ReadingProgress {
-                reading_id: reading,
-                gateway,
-                factory_id,
-                serial,
-                stage: ReadingStage::Finished,
-                at: Utc::now(),
-                error: None,
-            },
-        });
+        inner.reading_reached(reading, gateway, factory_id, serial, ReadingStage::Finished, None);
+    } else {
+        inner.not_in_flight(reading);
     }
 }
 
@@ -834,17 +820,14 @@ async fn fail_abandoned_readings(inner: &Inner) {
             .get(&gateway)
             .map(|e| e.gateway.factory_id);
         if let Some(factory_id) = factory_id {
-            inner.stream.publish(LiveEvent::Reading {
-                reading: ReadingProgress {
-                    reading_id: reading,
-                    gateway,
-                    factory_id,
-                    serial,
-                    stage: ReadingStage::Failed,
-                    at: Utc::now(),
-                    error: Some(reason.to_owned()),
-                },
-            });
+            inner.reading_reached(
+                reading,
+                gateway,
+                factory_id,
+                serial,
+                ReadingStage::Failed,
+                Some(reason.to_owned()),
+            );
         }
     }
 }
@@ -945,22 +928,7 @@ impl InventoryObserver for Orchestrator {
                     tokio::spawn(async move {
                         let error = "the gateway was deleted".to_owned();
                         store_failure(&inner, reading, error.clone()).await;
-                        inner
-                            .readings_in_flight
-                            .lock()
-                            .expect("in-flight lock")
-                            .remove(&reading);
-                        inner.stream.publish(LiveEvent::Reading {
-                            reading: ReadingProgress {
-                                reading_id: reading,
-                                gateway,
-                                factory_id,
-                                serial,
-                                stage: ReadingStage::Failed,
-                                at: Utc::now(),
-                                error: Some(error),
-                            },
-                        });
+                        inner.reading_reached(reading, gateway, factory_id, serial, ReadingStage::Failed, Some(error));
                     });
                 }
             }
