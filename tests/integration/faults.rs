@@ -226,7 +226,8 @@ async fn a_reading_nobody_here_asked_for_is_stored() {
     let deadline = Instant::now() + QUICK;
     let listed = loop {
         let listed = s.call(Method::GET, &format!("/api/gateways/{id}/readings"), None).await;
-        if listed.body["pagination"]["total"] == 1 {
+        // Its row is written, then its samples: wait for both.
+        if listed.body["pagination"]["total"] == 1 && listed.body["data"][0]["status"] != "requested" {
             break listed.body;
         }
         assert!(Instant::now() < deadline, "not stored: {}", listed.text);
@@ -248,10 +249,14 @@ async fn a_reading_nobody_here_asked_for_is_stored() {
     let sent = sim.last_waveform(40417).unwrap();
     assert_eq!(reading["x"].as_array().unwrap().len(), sent.x.len());
     assert_eq!(reading["statistics"]["x"]["count"], 2048);
-    let metrics = s.send(s.request(Method::GET, "/metrics").bearer_auth(&s.admin)).await;
-    assert!(
-        metrics.text.contains("factory_monitor_readings_received_total 1"),
-        "{}",
-        metrics.text
-    );
+    // Counted once the writer confirms the samples, a moment after the row shows them.
+    let deadline = Instant::now() + QUICK;
+    loop {
+        let metrics = s.send(s.request(Method::GET, "/metrics").bearer_auth(&s.admin)).await;
+        if metrics.text.contains("factory_monitor_readings_received_total 1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", metrics.text);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
