@@ -212,8 +212,11 @@ async fn close_codes_1000_and_1008_are_not_reconnected_until_asked() {
 #[tokio::test]
 async fn other_close_codes_are_reconnected() {
     let (s, sim, id) = gateway_closes_with(1001).await;
+    assert!(
+        sim.wait_until(QUICK, |sim| sim.total_connections() >= 2).await,
+        "close code 1001 is reconnected"
+    );
     wait_for_state(&s, &id, "online", QUICK).await;
-    assert!(sim.total_connections() >= 2);
 }
 
 #[tokio::test]
