@@ -50,6 +50,9 @@ pub struct Config {
     pub cookie_secure: bool,
     /// The first administrator's password instead of a random one (tests, demos).
     pub initial_admin_password: Option<SecretString>,
+    /// `INSTANCE_ADDRESS`: how this instance is listed among the fleet's instances (its
+    /// URL behind the proxy, say); by default `http://` and the address it listens on.
+    pub instance_address: Option<String>,
 }
 
 impl Config {
@@ -168,7 +171,18 @@ impl Config {
                 .map_err(|e| bad("INITIAL_ADMIN_PASSWORD", e.message))?;
         }
 
+        let instance_address = get("INSTANCE_ADDRESS").map(|a| a.trim().to_owned());
+        if let Some(address) = &instance_address {
+            if address.len() > 200 || address.chars().any(char::is_control) {
+                return Err(bad(
+                    "INSTANCE_ADDRESS",
+                    "must be at most 200 characters without control characters",
+                ));
+            }
+        }
+
         Ok(Self {
+            instance_address,
             cookie_secure,
             initial_admin_password,
             cors_origins,

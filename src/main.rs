@@ -289,7 +289,14 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     if args.demo {
         factory_monitor::demo::start(&db.store).await?;
     }
-    let orchestrator = orchestrator::Orchestrator::start(db.store.clone(), Default::default()).await?;
+    let fleet_config = orchestrator::OrchestratorConfig {
+        instance_address: config
+            .instance_address
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}")),
+        ..Default::default()
+    };
+    let orchestrator = orchestrator::Orchestrator::start(db.store.clone(), fleet_config).await?;
     let state = AppState::new(db.store.clone(), addr, orchestrator.clone());
     let state = state.with_cookie_secure(config.cookie_secure);
     tracing::info!("serving http://{addr}");

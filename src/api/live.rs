@@ -11,7 +11,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use axum::Json;
 use domain::live::{
-    FleetStatus, GatewayEventRecord, GatewayLive, LiveEvent, ReadingDetail, ReadingSummary, SensorRecord,
+    FleetStatus, GatewayEventRecord, GatewayLive, Instance, LiveEvent, ReadingDetail, ReadingSummary, SensorRecord,
 };
 use domain::{AppError, FieldError, Page};
 use futures_util::stream::{self, Stream, StreamExt};
@@ -34,6 +34,25 @@ type ApiResult<T> = Result<T, ApiError>;
 pub async fn fleet_status(State(state): State<AppState>, query: QueryMap) -> ApiResult<Json<FleetStatus>> {
     let factory = query.uuid("factory_id")?;
     Ok(Json(FleetStatus::of(&state.orchestrator.snapshot(factory))))
+}
+
+/// The server instances sharing the fleet (heartbeat within the lease time), oldest
+/// first, with how many gateways each holds.
+#[utoipa::path(get, path = "/api/instances", tag = "live",
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 100), ("offset" = Option<u64>, Query, minimum = 0)),
+    responses((status = 200, body = Page<Instance>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn instances(State(state): State<AppState>, query: QueryMap) -> ApiResult<Json<Page<Instance>>> {
+    let page = query.page()?;
+    let all = state.orchestrator.instances().await?;
+    let total = all.len() as u64;
+    let data = all
+        .into_iter()
+        .skip(page.offset as usize)
+        .take(page.limit as usize)
+        .collect();
+    Ok(Json(Page::new(data, total, page)))
 }
 
 fn live_of(state: &AppState, id: Uuid) -> ApiResult<GatewayLive> {
@@ -285,6 +304,11 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "Readings triggered by another client or a gateway's schedule, stored.",
             m.readings_received.load(Ordering::Relaxed),
         ),
+        (
+            "fleet_messages_dropped_total",
+            "Messages to the other instances dropped because too many were waiting.",
+            m.fleet_messages_dropped.load(Ordering::Relaxed),
+        ),
     ] {
         let _ = writeln!(
             out,
@@ -307,6 +331,11 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "sse_clients",
             "Connected event-stream clients.",
             state.orchestrator.stream_clients(),
+        ),
+        (
+            "gateways_held",
+            "Gateways whose leases this instance holds (it connects them).",
+            state.orchestrator.gateways_held(),
         ),
         (
             "writes_queued",

@@ -133,6 +133,8 @@ impl SimGateway {
             generation: watch::channel(0).0,
             shutdown: watch::channel(false).0,
             connections: AtomicUsize::new(0),
+            sessions: AtomicUsize::new(0),
+            peak_sessions: AtomicUsize::new(0),
             next_connection: AtomicU64::new(1),
             subscribers: Mutex::default(),
             outboxes: Mutex::default(),
@@ -167,6 +169,9 @@ struct Shared {
     generation: watch::Sender<u64>,
     shutdown: watch::Sender<bool>,
     connections: AtomicUsize,
+    /// Connections logged in now, and the most there ever were at once.
+    sessions: AtomicUsize,
+    peak_sessions: AtomicUsize,
     next_connection: AtomicU64,
     /// Outboxes of every open connection (WebSocket handshake done).
     outboxes: Mutex<HashMap<u64, mpsc::UnboundedSender<Outgoing>>>,
@@ -270,6 +275,23 @@ impl SimHandle {
     /// Connections currently open (including ones stalled in the handshake).
     pub fn connections(&self) -> usize {
         self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// Connections logged in now.
+    pub fn sessions(&self) -> usize {
+        self.shared.sessions.load(Ordering::SeqCst)
+    }
+
+    /// The most connections that were logged in at once since start (or the last reset):
+    /// a client that must hold one session per gateway keeps this at 1.
+    pub fn peak_sessions(&self) -> usize {
+        self.shared.peak_sessions.load(Ordering::SeqCst)
+    }
+
+    /// Restarts peak tracking from the sessions open now.
+    pub fn reset_peak_sessions(&self) {
+        let now = self.sessions();
+        self.shared.peak_sessions.store(now, Ordering::SeqCst);
     }
 
     /// Connections accepted since start.
@@ -429,6 +451,23 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     }
 }
 
+/// Counts a logged-in connection among the sessions until it ends.
+struct SessionGuard(Arc<Shared>);
+
+impl SessionGuard {
+    fn open(shared: &Arc<Shared>) -> Self {
+        let now = shared.sessions.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.peak_sessions.fetch_max(now, Ordering::SeqCst);
+        SessionGuard(shared.clone())
+    }
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.0.sessions.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Counts an open connection and unregisters it when it ends.
 struct ConnectionGuard {
     shared: Arc<Shared>,
@@ -533,6 +572,7 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream) {
         sink,
         outbox: outbox_tx,
         logged_in: None,
+        session: None,
         frames: 0,
         oversized_sent: false,
     };
@@ -611,6 +651,8 @@ struct Connection {
     outbox: mpsc::UnboundedSender<Outgoing>,
     /// The account logged in on this connection.
     logged_in: Option<SimUser>,
+    /// Counts this connection among the gateway's sessions while it is logged in.
+    session: Option<SessionGuard>,
     frames: usize,
     oversized_sent: bool,
 }
@@ -733,6 +775,9 @@ impl Connection {
             Some(user) => {
                 let reply = login_success(&user);
                 self.logged_in = Some(user);
+                if self.session.is_none() {
+                    self.session = Some(SessionGuard::open(&self.shared));
+                }
                 vec![reply]
             }
             None => match config.login_failure {

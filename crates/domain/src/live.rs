@@ -112,6 +112,22 @@ pub struct GatewayLive {
     pub last_seen_at: Option<DateTime<Utc>>,
     pub counters: LiveCounters,
     pub sensors: Vec<SensorLive>,
+    /// The server instance holding the gateway's connection; `null` while none does.
+    #[serde(default)]
+    pub owner: Option<Uuid>,
+}
+
+/// A live server instance sharing the fleet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Instance {
+    pub id: Uuid,
+    /// Where it serves (its `INSTANCE_ADDRESS`, or the address it listens on).
+    pub address: String,
+    pub started_at: DateTime<Utc>,
+    pub last_heartbeat_at: DateTime<Utc>,
+    /// How many gateways it holds.
+    pub gateways: u64,
 }
 
 /// Progress of one reading.

@@ -10,8 +10,11 @@
 //!   stalls a connection.
 //! - Handshakes in progress are bounded by a semaphore and first connections are
 //!   spread over a jittered start, so a large fleet comes up without a storm.
-//! - Whether this instance owns a gateway is asked in one place ([`Ownership`]).
+//! - Several instances share the fleet through PostgreSQL ([`fleet`]): each connects the
+//!   gateways whose leases it holds and mirrors the live state the others publish, so
+//!   any instance answers for every gateway.
 
+mod fleet;
 pub mod stream;
 mod writer;
 
@@ -48,20 +51,7 @@ pub const READINGS_WAITING_TO_BE_STORED: usize = 256;
 /// to fall back on (the database may be down, and the attempt holds a handshake slot).
 const CREDENTIALS_WAIT: Duration = Duration::from_secs(2);
 
-/// Who owns a gateway's connection. Today one instance owns every gateway; a
-/// later multi-instance deployment answers this from PostgreSQL leases.
-pub trait Ownership: Send + Sync {
-    fn owns(&self, gateway: &Gateway) -> bool;
-}
-
-/// This instance owns all gateways.
-pub struct OwnsAll;
-
-impl Ownership for OwnsAll {
-    fn owns(&self, _gateway: &Gateway) -> bool {
-        true
-    }
-}
+pub use fleet::{HEARTBEAT_INTERVAL, LEASE_TIME};
 
 #[derive(Debug, Clone)]
 pub struct OrchestratorConfig {
@@ -84,6 +74,12 @@ pub struct OrchestratorConfig {
     /// being taken by this process, was left behind (its result lost, or the server
     /// restarted): it is ended as `failed`.
     pub reading_timeout: Duration,
+    /// Where this instance serves, as listed in `GET /api/instances`.
+    pub instance_address: String,
+    /// How long an instance's heartbeat keeps its leases ([`LEASE_TIME`]).
+    pub lease_time: Duration,
+    /// How often it renews them and coordinates ([`HEARTBEAT_INTERVAL`]).
+    pub heartbeat_interval: Duration,
 }
 
 impl Default for OrchestratorConfig {
@@ -99,6 +95,9 @@ impl Default for OrchestratorConfig {
             stream_client_buffer: 1024,
             stream_history: 4096,
             reading_timeout: Duration::from_secs(180),
+            instance_address: String::new(),
+            lease_time: LEASE_TIME,
+            heartbeat_interval: HEARTBEAT_INTERVAL,
         }
     }
 }
@@ -119,6 +118,8 @@ pub struct Metrics {
     pub readings_abandoned: AtomicU64,
     /// Readings other clients or the gateways' own schedules triggered (§1.8), stored.
     pub readings_received: AtomicU64,
+    /// Messages to the other instances dropped because too many were waiting to be sent.
+    pub fleet_messages_dropped: AtomicU64,
 }
 
 impl Metrics {
@@ -164,9 +165,16 @@ impl Histogram {
     }
 }
 
+/// A gateway as this instance knows it: connected here when it holds the lease
+/// (`lease`), else mirrored from what its holder publishes.
 struct Entry {
     gateway: Gateway,
     live: GatewayLive,
+    /// The fencing number of this instance's lease on the gateway, while it holds one.
+    lease: Option<i64>,
+    /// Version of the mirrored record (see `gateway_live`), for gateways held elsewhere.
+    mirror_version: i64,
+    login_version: i64,
     supervisor: Option<Supervised>,
     /// Readings being taken, by serial: the first sent the trigger; the others were asked
     /// for while it ran and get its result (the gateway takes one reading of a sensor at once).
@@ -185,7 +193,10 @@ struct Supervised {
 struct Inner {
     store: Store,
     config: OrchestratorConfig,
-    ownership: Box<dyn Ownership>,
+    /// This process's id among the instances sharing the fleet.
+    instance: Uuid,
+    started_at: DateTime<Utc>,
+    fleet: fleet::FleetState,
     registry: RwLock<HashMap<Uuid, Entry>>,
     handshakes: Arc<Semaphore>,
     stream: LiveStream,
@@ -218,17 +229,47 @@ impl Inner {
         if matches!(stage, ReadingStage::Finished | ReadingStage::Failed) {
             self.not_in_flight(reading);
         }
-        self.stream.publish(LiveEvent::Reading {
-            reading: ReadingProgress {
-                reading_id: reading,
-                gateway,
-                factory_id,
-                serial,
-                stage,
-                at: Utc::now(),
-                error,
-            },
+        self.publish_reading(ReadingProgress {
+            reading_id: reading,
+            gateway,
+            factory_id,
+            serial,
+            stage,
+            at: Utc::now(),
+            error,
         });
+    }
+
+    /// A reading's progress, on this instance's stream and, through the fleet channel,
+    /// on the others' (the reading may have been asked for there).
+    fn publish_reading(&self, progress: ReadingProgress) {
+        if !self.fleet.is_alone() {
+            fleet::tell(
+                self,
+                fleet::Message::Reading {
+                    from: self.instance,
+                    progress: progress.clone(),
+                },
+            );
+        }
+        self.stream.publish(LiveEvent::Reading { reading: progress });
+    }
+
+    /// Publishes a gateway's record here and, when this instance holds it, to the others.
+    fn publish_gateway(&self, record: GatewayLive, lease: Option<i64>) {
+        if let Some(fence) = lease {
+            if self
+                .writes
+                .try_send(WriteJob::Live {
+                    fence,
+                    record: record.clone(),
+                })
+                .is_err()
+            {
+                self.metrics.writes_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.stream.publish(LiveEvent::Gateway { gateway: record });
     }
 }
 
@@ -279,6 +320,7 @@ fn live_record(gateway: &Gateway) -> GatewayLive {
         last_seen_at: gateway.last_seen_at,
         counters: LiveCounters::default(),
         sensors: Vec::new(),
+        owner: None,
     }
 }
 
@@ -382,27 +424,22 @@ impl CredentialsProvider for StoreCredentials {
 }
 
 impl Orchestrator {
-    /// Starts the recorder, the writer and the timers, registers as the store's
-    /// observer, and connects every active, enabled gateway this instance owns.
+    /// Starts the recorder, the writer and the timers, registers as the store's observer
+    /// and as an instance of the fleet, and connects the gateways whose leases it gets.
     pub async fn start(store: Store, config: OrchestratorConfig) -> Result<Self, store::StoreError> {
-        Self::start_with(store, config, Box::new(OwnsAll)).await
-    }
-
-    pub async fn start_with(
-        store: Store,
-        config: OrchestratorConfig,
-        ownership: Box<dyn Ownership>,
-    ) -> Result<Self, store::StoreError> {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         // A connecting gateway queues three jobs (event, last seen, sensors): room for a
         // 10,000-gateway fleet's start or recovery twice over before jobs are dropped.
         let (writes_tx, writes_rx) = mpsc::channel(WRITE_QUEUE);
+        let instance = Uuid::new_v4();
         let inner = Arc::new(Inner {
             stream: LiveStream::new(config.stream_client_buffer, config.stream_history),
             handshakes: Arc::new(Semaphore::new(config.max_handshakes.max(1))),
             store: store.clone(),
             config,
-            ownership,
+            instance,
+            started_at: Utc::now(),
+            fleet: fleet::FleetState::default(),
             registry: RwLock::new(HashMap::new()),
             events: events_tx,
             writes: writes_tx,
@@ -412,10 +449,15 @@ impl Orchestrator {
             readings_waiting: Arc::new(Semaphore::new(READINGS_WAITING_TO_BE_STORED)),
         });
         let orchestrator = Orchestrator { inner };
-        // Nothing is taking a reading before this process starts: any left unfinished were
-        // interrupted by a restart. (With several servers this must ask who took them.)
+        // Readings left unfinished on gateways no live instance holds were interrupted
+        // (a restart, a crash): nobody will finish them.
         let abandoned = store
-            .fail_unfinished_readings(Utc::now(), &[], "the server restarted before the reading finished")
+            .fail_unfinished_readings(
+                Utc::now(),
+                &[],
+                "the server restarted before the reading finished",
+                Some(orchestrator.inner.config.lease_time),
+            )
             .await?;
         if !abandoned.is_empty() {
             tracing::info!(
@@ -423,39 +465,64 @@ impl Orchestrator {
                 "ended readings a restart interrupted as failed"
             );
         }
-        tokio::spawn(writer::run(store.clone(), writes_rx));
+        let outbox = fleet::outbox(&store);
+        tokio::spawn(writer::run(store.clone(), writes_rx, instance, outbox.clone()));
         tokio::spawn(record(Arc::downgrade(&orchestrator.inner), events_rx));
         tokio::spawn(tick(Arc::downgrade(&orchestrator.inner)));
-        let gateways = store.all_gateways().await?;
-        let count = gateways.len();
-        for gateway in gateways {
-            orchestrator.add(gateway, true);
-        }
         store.set_observer(Arc::new(InventoryHook(Arc::downgrade(&orchestrator.inner))));
-        tracing::info!(gateways = count, "orchestrator started");
+        let count = fleet::start(&orchestrator, outbox).await?;
+        tracing::info!(gateways = count, %instance, "orchestrator started");
         Ok(orchestrator)
     }
 
-    fn add(&self, gateway: Gateway, at_start_up: bool) {
-        if !self.inner.ownership.owns(&gateway) {
-            return;
-        }
+    /// This instance's id in the fleet.
+    pub fn instance(&self) -> Uuid {
+        self.inner.instance
+    }
+
+    /// The live instances sharing the fleet, with how many gateways each holds.
+    pub async fn instances(&self) -> Result<Vec<domain::live::Instance>, AppError> {
+        Ok(self.inner.store.list_instances(self.inner.config.lease_time).await?)
+    }
+
+    /// Gateways whose leases this instance holds.
+    pub fn gateways_held(&self) -> usize {
+        let registry = self.inner.registry.read().expect("registry lock");
+        registry.values().filter(|e| e.lease.is_some()).count()
+    }
+
+    /// Registers a gateway; it is connected here once this instance holds its lease.
+    fn add(&self, gateway: Gateway, login_version: i64) {
+        let lease = self.inner.fleet.lease_of(gateway.id);
         let mut entry = Entry {
             live: live_record(&gateway),
             gateway,
+            lease: None,
+            mirror_version: 0,
+            login_version,
             supervisor: None,
             pending_readings: HashMap::new(),
         };
-        if entry.gateway.enabled {
-            entry.supervisor = Some(self.supervise(&entry.gateway, at_start_up));
+        if let Some(fence) = lease {
+            self.take_lease(&mut entry, fence, false);
         }
         let record = entry.live.clone();
+        let lease = entry.lease;
         self.inner
             .registry
             .write()
             .expect("registry lock")
             .insert(record.id, entry);
-        self.inner.stream.publish(LiveEvent::Gateway { gateway: record });
+        self.inner.publish_gateway(record, lease);
+    }
+
+    /// This instance now holds `entry`'s lease under `fence`: it connects the gateway.
+    fn take_lease(&self, entry: &mut Entry, fence: i64, at_start_up: bool) {
+        entry.lease = Some(fence);
+        entry.live.owner = Some(self.inner.instance);
+        if entry.gateway.enabled && entry.supervisor.is_none() {
+            entry.supervisor = Some(self.supervise(&entry.gateway, at_start_up));
+        }
     }
 
     fn supervise(&self, gateway: &Gateway, at_start_up: bool) -> Supervised {
@@ -531,15 +598,24 @@ impl Orchestrator {
     }
 
     /// Drops the connection (or cuts a wait short) and connects now; enables a
-    /// gateway that was disabled.
+    /// gateway that was disabled. A gateway held by another instance is reconnected there.
     pub async fn connect(&self, gateway: Uuid) -> Result<GatewayLive, AppError> {
         let enabled = self.known(gateway)?.enabled;
         if !enabled {
             self.inner.store.update_gateway(gateway, enabled_change(true)).await?;
         } else {
-            let registry = self.inner.registry.read().expect("registry lock");
-            if let Some(s) = registry.get(&gateway).and_then(|e| e.supervisor.as_ref()) {
-                s.handle.reconnect();
+            let holder = {
+                let registry = self.inner.registry.read().expect("registry lock");
+                registry.get(&gateway).and_then(|entry| match &entry.supervisor {
+                    Some(s) => {
+                        s.handle.reconnect();
+                        None
+                    }
+                    None => entry.live.owner.filter(|owner| *owner != self.inner.instance),
+                })
+            };
+            if let Some(to) = holder {
+                fleet::tell(&self.inner, fleet::Message::Connect { to, gateway });
             }
         }
         self.status(gateway).ok_or_else(AppError::gateway_not_found)
@@ -565,7 +641,8 @@ impl Orchestrator {
     /// in the readings table. Returns the reading id. While a reading of the same
     /// sensor is being taken, the new request gets that reading's result.
     /// While the database is unreachable the request is still taken: its row is
-    /// written, in order with its result, when the database is back.
+    /// written, in order with its result, when the database is back. A gateway held by
+    /// another instance is read there.
     pub async fn request_reading(&self, gateway: Uuid, serial: u64) -> Result<Uuid, AppError> {
         // In a task of its own: a caller that goes away mid-request (a closed HTTP
         // connection) must not leave a reading half registered and never ended.
@@ -576,34 +653,20 @@ impl Orchestrator {
     }
 
     async fn start_reading(&self, gateway: Uuid, serial: u64) -> Result<Uuid, AppError> {
-        let (commands, sensor, factory_id) = {
+        let (holder, sensor, factory_id) = {
             let registry = self.inner.registry.read().expect("registry lock");
             let entry = registry.get(&gateway).ok_or_else(AppError::gateway_not_found)?;
-            let sensor = entry.live.sensors.iter().find(|s| s.serial == serial).cloned();
-            let sensor = sensor.ok_or_else(|| {
-                AppError::new(
-                    ErrorCode::SensorNotFound,
-                    format!("Sensor {serial} is not known on this gateway"),
-                )
-            })?;
-            if entry.live.state != ConnectionState::Online {
-                return Err(AppError::new(
-                    ErrorCode::GatewayNotOnline,
-                    format!("The gateway is {}, not online", entry.live.state.label().to_lowercase()),
-                ));
-            }
-            if !sensor.connected {
-                return Err(AppError::new(
-                    ErrorCode::GatewayNotOnline,
-                    format!("Sensor {serial} is not connected to the gateway"),
-                ));
-            }
-            let commands = entry
-                .supervisor
-                .as_ref()
-                .map(|s| s.handle.command_sender())
-                .ok_or_else(|| AppError::new(ErrorCode::GatewayNotOnline, "The gateway is disabled"))?;
-            (commands, sensor, entry.gateway.factory_id)
+            let sensor = readable_sensor(entry, serial)?;
+            let holder = if entry.lease.is_some() {
+                if entry.supervisor.is_none() {
+                    return Err(AppError::new(ErrorCode::GatewayNotOnline, "The gateway is disabled"));
+                }
+                None
+            } else {
+                let owner = entry.live.owner.filter(|owner| *owner != self.inner.instance);
+                Some(owner.ok_or_else(|| AppError::new(ErrorCode::GatewayNotOnline, "No instance holds the gateway"))?)
+            };
+            (holder, sensor, entry.gateway.factory_id)
         };
         let reading = Uuid::new_v4();
         // In flight before its row exists, so the sweep for abandoned readings never takes it.
@@ -621,7 +684,7 @@ impl Orchestrator {
         };
         match self.inner.store.create_reading(reading, &request).await {
             Ok(()) => {}
-            Err(err) if err.is_unavailable() => {
+            Err(err) if err.is_unavailable() && holder.is_none() => {
                 let kept = self.inner.writes.try_send(WriteJob::ReadingRequested {
                     reading,
                     request: request.clone(),
@@ -639,28 +702,59 @@ impl Orchestrator {
             }
         }
         self.inner.metrics.readings_requested.fetch_add(1, Ordering::Relaxed);
-        let triggers = {
+        self.inner
+            .reading_reached(reading, gateway, factory_id, serial, ReadingStage::Requested, None);
+        match holder {
+            // The holder takes it and tells every instance how it goes; the sweep for
+            // abandoned readings ends it if the holder goes away first.
+            Some(to) => {
+                self.inner.not_in_flight(reading);
+                fleet::tell(
+                    &self.inner,
+                    fleet::Message::TakeReading {
+                        to,
+                        gateway,
+                        serial,
+                        reading,
+                    },
+                );
+            }
+            None => self.take_reading(gateway, serial, reading),
+        }
+        Ok(reading)
+    }
+
+    /// Takes reading `reading` (already stored as requested) of a sensor on a gateway
+    /// held here, or joins the one of that sensor being taken.
+    fn take_reading(&self, gateway: Uuid, serial: u64, reading: Uuid) {
+        self.inner
+            .readings_in_flight
+            .lock()
+            .expect("in-flight lock")
+            .insert(reading);
+        let (triggers, commands, factory_id) = {
             let mut registry = self.inner.registry.write().expect("registry lock");
             match registry.get_mut(&gateway) {
                 Some(entry) => {
+                    let commands = entry.supervisor.as_ref().map(|s| s.handle.command_sender());
                     let waiting = entry.pending_readings.entry(serial).or_default();
                     waiting.push(reading);
-                    waiting.len() == 1
+                    (waiting.len() == 1, commands, Some(entry.gateway.factory_id))
                 }
-                None => true,
+                None => (true, None, None),
             }
         };
-        self.inner
-            .reading_reached(reading, gateway, factory_id, serial, ReadingStage::Requested, None);
         if !triggers {
             // The reading already being taken answers this request too.
-            return Ok(reading);
+            return;
         }
         let (reply, result) = oneshot::channel();
-        let _ = commands.send(GatewayCommand::TakeReading {
-            serial: Serial(serial),
-            reply,
-        });
+        if let Some(commands) = commands {
+            let _ = commands.send(GatewayCommand::TakeReading {
+                serial: Serial(serial),
+                reply,
+            });
+        }
         let inner = Arc::downgrade(&self.inner);
         let requested = std::time::Instant::now();
         tokio::spawn(async move {
@@ -678,6 +772,7 @@ impl Orchestrator {
                     _ => vec![reading],
                 }
             };
+            let factory_id = factory_id.unwrap_or_default();
             for reading in answered {
                 let outcome = outcome.clone();
                 let (stage, error) = match outcome {
@@ -701,7 +796,6 @@ impl Orchestrator {
                 inner.reading_reached(reading, gateway, factory_id, serial, stage, error);
             }
         });
-        Ok(reading)
     }
 
     /// Waits until every persistence job queued so far (events, sensors, `last_seen_at`)
@@ -713,16 +807,43 @@ impl Orchestrator {
         }
     }
 
-    /// Disconnects every gateway cleanly (unsubscribe, close 1000).
+    /// Disconnects every gateway cleanly (unsubscribe, close 1000), then leaves the fleet
+    /// so that the other instances take its gateways over at once.
     pub async fn shutdown(&self) {
+        self.inner.fleet.stop();
         let supervisors: Vec<Supervised> = {
             let mut registry = self.inner.registry.write().expect("registry lock");
             registry.values_mut().filter_map(|e| e.supervisor.take()).collect()
         };
         let stops = supervisors.into_iter().map(|s| s.handle.shutdown());
         futures_join_all(stops).await;
+        fleet::leave(&self.inner).await;
         tracing::info!("orchestrator stopped");
     }
+}
+
+/// The sensor `serial` of a gateway that is online, if it can be read now.
+fn readable_sensor(entry: &Entry, serial: u64) -> Result<SensorLive, AppError> {
+    let sensor = entry.live.sensors.iter().find(|s| s.serial == serial).cloned();
+    let sensor = sensor.ok_or_else(|| {
+        AppError::new(
+            ErrorCode::SensorNotFound,
+            format!("Sensor {serial} is not known on this gateway"),
+        )
+    })?;
+    if entry.live.state != ConnectionState::Online {
+        return Err(AppError::new(
+            ErrorCode::GatewayNotOnline,
+            format!("The gateway is {}, not online", entry.live.state.label().to_lowercase()),
+        ));
+    }
+    if !sensor.connected {
+        return Err(AppError::new(
+            ErrorCode::GatewayNotOnline,
+            format!("Sensor {serial} is not connected to the gateway"),
+        ));
+    }
+    Ok(sensor)
 }
 
 /// Hands a reading's result to the writer and waits until it is stored (through a
@@ -804,7 +925,11 @@ async fn fail_abandoned_readings(inner: &Inner) {
         .collect();
     let before = Utc::now() - chrono::Duration::from_std(inner.config.reading_timeout).unwrap_or_default();
     let reason = "no result arrived in time: the connection was lost or the result could not be stored";
-    let ended = match inner.store.fail_unfinished_readings(before, &in_flight, reason).await {
+    let ended = match inner
+        .store
+        .fail_unfinished_readings(before, &in_flight, reason, None)
+        .await
+    {
         Ok(ended) => ended,
         Err(err) => {
             tracing::warn!(%err, "ending abandoned readings");
@@ -856,61 +981,13 @@ fn fresh_record(entry: &Entry) -> GatewayLive {
 
 impl InventoryObserver for Orchestrator {
     fn gateway_created(&self, gateway: &Gateway) {
-        self.add(gateway.clone(), false);
+        self.add(gateway.clone(), 0);
+        // A new gateway needs a lease before anyone connects it.
+        self.inner.fleet.inventory_changed();
     }
 
     fn gateway_updated(&self, gateway: &Gateway, change: ConnectionChange) {
-        let owned = self.inner.ownership.owns(gateway);
-        let mut registry = self.inner.registry.write().expect("registry lock");
-        let Some(entry) = registry.get_mut(&gateway.id) else {
-            drop(registry);
-            if owned {
-                self.add(gateway.clone(), false);
-            }
-            return;
-        };
-        let url_changed = entry.gateway.url != gateway.url;
-        entry.gateway = gateway.clone();
-        entry.live.name = gateway.name.clone();
-        entry.live.gateway_id = gateway.gateway_id.clone();
-        let moved_from = (entry.live.factory_id != gateway.factory_id).then_some(entry.live.factory_id);
-        entry.live.factory_id = gateway.factory_id;
-        if change.enabled {
-            let kind = if gateway.enabled { "enabled" } else { "disabled" };
-            let _ = self.inner.writes.try_send(WriteJob::Event(store::NewGatewayEvent {
-                gateway: gateway.id,
-                at: Utc::now(),
-                kind,
-                message: None,
-                close_code: None,
-            }));
-            if gateway.enabled {
-                if let Some(previous) = entry.supervisor.replace(self.supervise(gateway, false)) {
-                    tokio::spawn(previous.handle.shutdown());
-                }
-            } else if let Some(supervised) = entry.supervisor.take() {
-                tokio::spawn(supervised.handle.shutdown());
-                entry.live.state = ConnectionState::Disabled;
-                entry.live.since = Utc::now();
-                entry.live.next_attempt_at = None;
-                entry.live.online_since = None;
-            }
-        } else if let Some(supervised) = &entry.supervisor {
-            if url_changed {
-                supervised.handle.reconfigure(self.supervisor_config(gateway));
-            } else if change.credentials {
-                supervised.handle.reconnect();
-            }
-        }
-        let record = fresh_record(entry);
-        drop(registry);
-        if let Some(old_factory) = moved_from {
-            self.inner.stream.publish(LiveEvent::Removed {
-                id: gateway.id,
-                factory_id: old_factory,
-            });
-        }
-        self.inner.stream.publish(LiveEvent::Gateway { gateway: record });
+        self.apply_update(gateway, change, None, true);
     }
 
     fn gateways_deleted(&self, ids: &[Uuid]) {
@@ -940,6 +1017,78 @@ impl InventoryObserver for Orchestrator {
                 factory_id: entry.gateway.factory_id,
             });
         }
+        self.inner.fleet.inventory_changed();
+    }
+}
+
+impl Orchestrator {
+    /// An edit of a gateway, made here (`record_event`: this instance records enabled and
+    /// disabled) or heard of from another process (with the row's login version).
+    fn apply_update(
+        &self,
+        gateway: &Gateway,
+        change: ConnectionChange,
+        login_version: Option<i64>,
+        record_event: bool,
+    ) {
+        let mut registry = self.inner.registry.write().expect("registry lock");
+        let Some(entry) = registry.get_mut(&gateway.id) else {
+            drop(registry);
+            self.add(gateway.clone(), login_version.unwrap_or_default());
+            return;
+        };
+        if let Some(version) = login_version {
+            entry.login_version = version;
+        }
+        let url_changed = entry.gateway.url != gateway.url;
+        entry.gateway = gateway.clone();
+        entry.live.name = gateway.name.clone();
+        entry.live.gateway_id = gateway.gateway_id.clone();
+        let moved_from = (entry.live.factory_id != gateway.factory_id).then_some(entry.live.factory_id);
+        entry.live.factory_id = gateway.factory_id;
+        if change.enabled {
+            if record_event {
+                let kind = if gateway.enabled { "enabled" } else { "disabled" };
+                let _ = self.inner.writes.try_send(WriteJob::Event(store::NewGatewayEvent {
+                    gateway: gateway.id,
+                    at: Utc::now(),
+                    kind,
+                    message: None,
+                    close_code: None,
+                    fence: None,
+                }));
+            }
+            if gateway.enabled && entry.lease.is_some() {
+                if let Some(previous) = entry.supervisor.replace(self.supervise(gateway, false)) {
+                    tokio::spawn(previous.handle.shutdown());
+                }
+            } else if !gateway.enabled {
+                if let Some(supervised) = entry.supervisor.take() {
+                    tokio::spawn(supervised.handle.shutdown());
+                }
+                // Shown at once, here and (through its holder) everywhere.
+                entry.live.state = ConnectionState::Disabled;
+                entry.live.since = Utc::now();
+                entry.live.next_attempt_at = None;
+                entry.live.online_since = None;
+            }
+        } else if let Some(supervised) = &entry.supervisor {
+            if url_changed {
+                supervised.handle.reconfigure(self.supervisor_config(gateway));
+            } else if change.credentials {
+                supervised.handle.reconnect();
+            }
+        }
+        let record = fresh_record(entry);
+        let lease = entry.lease;
+        drop(registry);
+        if let Some(old_factory) = moved_from {
+            self.inner.stream.publish(LiveEvent::Removed {
+                id: gateway.id,
+                factory_id: old_factory,
+            });
+        }
+        self.inner.publish_gateway(record, lease);
     }
 }
 
@@ -985,6 +1134,7 @@ async fn record(inner: std::sync::Weak<Inner>, mut events: mpsc::UnboundedReceiv
         let Some(inner) = inner.upgrade() else { return };
         let mut writes = Vec::new();
         let mut published = Vec::new();
+        let mut record_published = None;
         {
             let mut registry = inner.registry.write().expect("registry lock");
             let Some(entry) = registry.get_mut(&id) else { continue };
@@ -993,6 +1143,9 @@ async fn record(inner: std::sync::Weak<Inner>, mut events: mpsc::UnboundedReceiv
             if entry.supervisor.as_ref().map(|s| s.generation) != Some(generation) {
                 continue;
             }
+            // A supervisor runs only under a lease.
+            let Some(fence) = entry.lease else { continue };
+            let fenced_event = |at, kind, message| event_row(id, fence, at, kind, message);
             match event {
                 GatewayEvent::StateChanged { state, at, error } => {
                     let previous = entry.live.state;
@@ -1014,16 +1167,16 @@ async fn record(inner: std::sync::Weak<Inner>, mut events: mpsc::UnboundedReceiv
                             entry.live.online_since = Some(at);
                             entry.live.last_seen_at = Some(at);
                             entry.live.last_error = None;
-                            writes.push(WriteJob::Event(event_row(id, at, "connected", None)));
-                            writes.push(WriteJob::Seen(id, at));
+                            writes.push(WriteJob::Event(fenced_event(at, "connected", None)));
+                            writes.push(WriteJob::Seen(id, at, fence));
                         }
                         ConnectionState::AuthFailed => {
                             entry.live.online_since = None;
-                            writes.push(WriteJob::Event(event_row(id, at, "auth_failed", error)));
+                            writes.push(WriteJob::Event(fenced_event(at, "auth_failed", error)));
                         }
                         _ if previous == ConnectionState::Online => {
                             entry.live.online_since = None;
-                            writes.push(WriteJob::Event(event_row(id, at, "disconnected", error)));
+                            writes.push(WriteJob::Event(fenced_event(at, "disconnected", error)));
                         }
                         // The gateway closed with 1000/1008 during the handshake: no retry follows.
                         ConnectionState::Disconnected
@@ -1033,18 +1186,16 @@ async fn record(inner: std::sync::Weak<Inner>, mut events: mpsc::UnboundedReceiv
                                     ConnectionState::Connecting | ConnectionState::Authenticating
                                 ) =>
                         {
-                            writes.push(WriteJob::Event(event_row(id, at, "error", error)));
+                            writes.push(WriteJob::Event(fenced_event(at, "error", error)));
                         }
                         // A failed attempt; not the wait after a loss, already recorded above.
                         ConnectionState::Backoff if error.is_some() && previous != ConnectionState::Disconnected => {
-                            writes.push(WriteJob::Event(event_row(id, at, "error", error)));
+                            writes.push(WriteJob::Event(fenced_event(at, "error", error)));
                         }
                         _ => {}
                     }
                     if previous != next || next != ConnectionState::Online {
-                        published.push(LiveEvent::Gateway {
-                            gateway: fresh_record(entry),
-                        });
+                        record_published = Some((fresh_record(entry), fence));
                     }
                 }
                 GatewayEvent::LoggedIn { .. } => {}
@@ -1075,26 +1226,23 @@ async fn record(inner: std::sync::Weak<Inner>, mut events: mpsc::UnboundedReceiv
                         .collect();
                     writes.push(WriteJob::Sensors {
                         gateway: id,
+                        fence,
                         sensors: discovered,
                     });
-                    published.push(LiveEvent::Gateway {
-                        gateway: fresh_record(entry),
-                    });
+                    record_published = Some((fresh_record(entry), fence));
                 }
                 GatewayEvent::ReadingStarted { serial, at } => {
                     let at = utc(at);
                     for &reading in entry.pending_readings.get(&serial.0).into_iter().flatten() {
                         writes.push(WriteJob::ReadingStarted { reading, at });
-                        published.push(LiveEvent::Reading {
-                            reading: ReadingProgress {
-                                reading_id: reading,
-                                gateway: id,
-                                factory_id: entry.gateway.factory_id,
-                                serial: serial.0,
-                                stage: ReadingStage::Started,
-                                at,
-                                error: None,
-                            },
+                        published.push(ReadingProgress {
+                            reading_id: reading,
+                            gateway: id,
+                            factory_id: entry.gateway.factory_id,
+                            serial: serial.0,
+                            stage: ReadingStage::Started,
+                            at,
+                            error: None,
                         });
                     }
                 }
@@ -1123,15 +1271,25 @@ async fn record(inner: std::sync::Weak<Inner>, mut events: mpsc::UnboundedReceiv
                 inner.metrics.writes_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
-        for event in published {
-            inner.stream.publish(event);
+        if let Some((record, fence)) = record_published {
+            inner.publish_gateway(record, Some(fence));
+        }
+        for progress in published {
+            inner.publish_reading(progress);
         }
     }
 }
 
-fn event_row(gateway: Uuid, at: DateTime<Utc>, kind: &'static str, message: Option<String>) -> store::NewGatewayEvent {
+fn event_row(
+    gateway: Uuid,
+    fence: i64,
+    at: DateTime<Utc>,
+    kind: &'static str,
+    message: Option<String>,
+) -> store::NewGatewayEvent {
     store::NewGatewayEvent {
         gateway,
+        fence: Some(fence),
         at,
         kind,
         close_code: message.as_deref().and_then(close_code_of),
@@ -1158,14 +1316,14 @@ async fn tick(inner: std::sync::Weak<Inner>) {
         ticker.tick().await;
         let Some(inner) = inner.upgrade() else { return };
         let now = Utc::now();
-        let online: Vec<Uuid> = {
+        let online: Vec<(Uuid, i64)> = {
             let mut registry = inner.registry.write().expect("registry lock");
             registry
                 .values_mut()
-                .filter(|e| e.live.state == ConnectionState::Online)
-                .map(|e| {
+                .filter(|e| e.supervisor.is_some() && e.live.state == ConnectionState::Online)
+                .filter_map(|e| {
                     e.live.last_seen_at = Some(now);
-                    e.gateway.id
+                    Some((e.gateway.id, e.lease?))
                 })
                 .collect()
         };

@@ -8,7 +8,9 @@
 //! ([`crate::WRITE_QUEUE`]) and what does not fit is dropped and counted. Any other
 //! database error is logged and that write is skipped.
 
+use crate::fleet;
 use chrono::{DateTime, Utc};
+use domain::live::GatewayLive;
 use std::sync::Arc;
 use std::time::Duration;
 use store::{DiscoveredSensor, NewGatewayEvent, NewReading, ReadingResult, Store, StoreError};
@@ -17,11 +19,17 @@ use uuid::Uuid;
 
 pub enum WriteJob {
     Event(NewGatewayEvent),
-    /// The gateway was seen (online) at this time.
-    Seen(Uuid, DateTime<Utc>),
+    /// The gateway was seen (online) at this time, under the lease with this fencing number.
+    Seen(Uuid, DateTime<Utc>, i64),
     Sensors {
         gateway: Uuid,
+        fence: i64,
         sensors: Vec<DiscoveredSensor>,
+    },
+    /// A gateway's live record, for the other instances (see `gateway_live`).
+    Live {
+        fence: i64,
+        record: GatewayLive,
     },
     /// A reading requested while the database was unreachable.
     ReadingRequested {
@@ -103,17 +111,26 @@ where
     }
 }
 
-pub async fn run(store: Store, mut jobs: mpsc::Receiver<WriteJob>) {
+/// Writes jobs until the orchestrator is gone; `instance` signs the live records it
+/// announces to the other instances.
+pub async fn run(
+    store: Store,
+    mut jobs: mpsc::Receiver<WriteJob>,
+    instance: Uuid,
+    outbox: mpsc::Sender<fleet::Message>,
+) {
     let mut batch = Vec::with_capacity(BATCH);
     while jobs.recv_many(&mut batch, BATCH).await > 0 {
         let mut events = Vec::new();
         let mut seen = Vec::new();
         let mut sensors = Vec::new();
+        let mut live = Vec::new();
         let mut barriers = Vec::new();
         for job in batch.drain(..) {
             match job {
                 WriteJob::Event(event) => events.push(event),
-                WriteJob::Seen(id, at) => seen.push((id, at)),
+                WriteJob::Seen(id, at, fence) => seen.push((id, at, fence)),
+                WriteJob::Live { fence, record } => live.push(record_row(fence, record)),
                 // Sensors rows do not depend on events or `last_seen_at`: they need no flush
                 // of their own (three commits per connecting gateway made a fleet's start-up
                 // queue far behind), only their order per gateway, kept below.
@@ -133,14 +150,47 @@ pub async fn run(store: Store, mut jobs: mpsc::Receiver<WriteJob>) {
         for job in sensors.drain(..) {
             write_one(&store, job).await;
         }
+        publish_live(&store, &live, instance, &outbox).await;
         for done in barriers {
             let _ = done.send(());
         }
     }
 }
 
-async fn flush(store: &Store, events: &mut Vec<NewGatewayEvent>, seen: &mut Vec<(Uuid, DateTime<Utc>)>) {
-    let (pending_events, pending_seen): (&[NewGatewayEvent], &[(Uuid, DateTime<Utc>)]) = (events, seen);
+fn record_row(fence: i64, record: GatewayLive) -> (Uuid, i64, serde_json::Value) {
+    let id = record.id;
+    (id, fence, serde_json::to_value(record).unwrap_or_default())
+}
+
+/// Live records go to `gateway_live`, then their gateways are announced to the other
+/// instances, which read them from there. Not retried through an outage: the next
+/// change of each gateway, or a listener's resynchronisation, carries it.
+async fn publish_live(
+    store: &Store,
+    records: &[(Uuid, i64, serde_json::Value)],
+    instance: Uuid,
+    outbox: &mpsc::Sender<fleet::Message>,
+) {
+    if records.is_empty() {
+        return;
+    }
+    match store.publish_live(records).await {
+        Ok(written) => {
+            for ids in written.chunks(fleet::IDS_PER_MESSAGE) {
+                let _ = outbox.try_send(fleet::Message::Live {
+                    from: instance,
+                    ids: ids.to_vec(),
+                });
+            }
+        }
+        Err(err) => tracing::debug!(%err, "publishing live records"),
+    }
+}
+
+type Seen = (Uuid, DateTime<Utc>, i64);
+
+async fn flush(store: &Store, events: &mut Vec<NewGatewayEvent>, seen: &mut Vec<Seen>) {
+    let (pending_events, pending_seen): (&[NewGatewayEvent], &[Seen]) = (events, seen);
     if let Err(err) = persist("gateway events", || store.record_gateway_events(pending_events)).await {
         tracing::warn!(%err, count = pending_events.len(), "recording gateway events");
     }
@@ -180,8 +230,12 @@ fn reading_result(data: &ctc::Reading) -> ReadingResult<'_> {
 
 async fn write_one(store: &Store, job: WriteJob) {
     let (result, done) = match job {
-        WriteJob::Sensors { gateway, sensors } => (
-            persist("sensors", || store.upsert_sensors(gateway, &sensors)).await,
+        WriteJob::Sensors {
+            gateway,
+            fence,
+            sensors,
+        } => (
+            persist("sensors", || store.upsert_sensors(gateway, fence, &sensors)).await,
             None,
         ),
         WriteJob::ReadingRequested { reading, request } => (
@@ -226,7 +280,7 @@ async fn write_one(store: &Store, job: WriteJob) {
             }
             (result, done)
         }
-        WriteJob::Event(_) | WriteJob::Seen(..) | WriteJob::Barrier(_) => (Ok(()), None),
+        WriteJob::Event(_) | WriteJob::Seen(..) | WriteJob::Live { .. } | WriteJob::Barrier(_) => (Ok(()), None),
     };
     if let Err(err) = &result {
         tracing::warn!(%err, "orchestrator write");

@@ -161,6 +161,11 @@ impl ChangeFeed {
         self.bump(Topic::ApiTokens);
     }
 
+    /// What this process's notifications carry, so its listeners can skip their own.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
     pub fn is_listening(&self) -> bool {
         self.listening.load(Ordering::Acquire)
     }

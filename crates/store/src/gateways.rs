@@ -231,7 +231,9 @@ impl Store {
                  model = CASE WHEN $8 THEN $9 ELSE model END,
                  firmware_version = CASE WHEN $10 THEN $11 ELSE firmware_version END,
                  metadata = COALESCE($12, metadata),
-                 enabled = COALESCE($13, enabled)
+                 enabled = COALESCE($13, enabled),
+                 login_version = login_version
+                     + CASE WHEN $5 IS NOT NULL OR $6 IS NOT NULL OR $7 IS NOT NULL THEN 1 ELSE 0 END
              WHERE id = $1
              RETURNING {COLUMNS}"
         ))
@@ -277,6 +279,32 @@ impl Store {
             observer.gateways_deleted(&[id]);
         }
         Ok(())
+    }
+
+    /// Gateways edited since `since` (all when `None`), deleted ones included, each with
+    /// whether it is deleted and its login version (see migration 0008).
+    pub(crate) async fn gateways_with_login(
+        &self,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<(Gateway, bool, i64)>, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            gateway: GatewayRow,
+            deleted: bool,
+            login_version: i64,
+        }
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS}, deleted_at IS NOT NULL AS deleted, login_version FROM gateways
+             WHERE CASE WHEN $1::timestamptz IS NULL THEN deleted_at IS NULL ELSE updated_at >= $1 END"
+        ))
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (Gateway::from(r.gateway), r.deleted, r.login_version))
+            .collect())
     }
 
     /// The decrypted login of an active gateway, for its connection only.

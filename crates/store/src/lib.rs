@@ -7,6 +7,7 @@ mod choices;
 pub mod cipher;
 mod error;
 mod factories;
+mod fleet;
 mod gateways;
 mod live;
 mod observer;
@@ -19,10 +20,12 @@ pub use changes::{ChangeFeed, Topic, API_TOKENS_CHANNEL, CACHE_MAX_AGE, INVENTOR
 pub use cipher::{CipherError, EncryptionKey, KeyError, KeyRing};
 pub use error::StoreError;
 pub use factories::FactoryWithCount;
+pub use fleet::{Lease, Round, RoundOutcome, FLEET_CHANNEL};
 pub use gateways::{GatewayCredentials, GatewayFilter};
 pub use live::{DiscoveredSensor, NewGatewayEvent, NewReading, ReadingResult};
 pub use observer::{ConnectionChange, InventoryObserver};
 pub use sessions::{PgSessionStore, SESSION_USER_KEY};
+pub use sqlx::postgres::PgListener;
 pub use tokens::{token_digest, ApiToken, TOKEN_PREFIX};
 
 use changes::ReadCache;

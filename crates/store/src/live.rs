@@ -17,6 +17,9 @@ pub struct NewGatewayEvent {
     pub kind: &'static str,
     pub message: Option<String>,
     pub close_code: Option<i32>,
+    /// The fencing number of the lease its writer holds: the event is refused when that
+    /// lease has passed on. `None` for events not about a connection (enabled, disabled).
+    pub fence: Option<i64>,
 }
 
 /// A discovered sensor to upsert.
@@ -123,28 +126,35 @@ impl Store {
         }
     }
 
-    /// Sets `last_seen_at = now()` for all these gateways in one statement.
-    pub async fn touch_last_seen(&self, gateways: &[Uuid]) -> Result<(), StoreError> {
+    /// Sets `last_seen_at = now()` for all these gateways (each with the fencing number
+    /// of its lease) in one statement.
+    pub async fn touch_last_seen(&self, gateways: &[(Uuid, i64)]) -> Result<(), StoreError> {
         let now = Utc::now();
-        let seen: Vec<(Uuid, DateTime<Utc>)> = gateways.iter().map(|&id| (id, now)).collect();
+        let seen: Vec<(Uuid, DateTime<Utc>, i64)> = gateways.iter().map(|&(id, fence)| (id, now, fence)).collect();
         self.record_last_seen(&seen).await
     }
 
     /// Moves each gateway's `last_seen_at` forward to the time given (never back: a
     /// sighting written late, after an outage, does not undo a later one), in one statement.
-    pub async fn record_last_seen(&self, seen: &[(Uuid, DateTime<Utc>)]) -> Result<(), StoreError> {
+    /// A sighting whose fencing number is no longer its gateway's lease is refused.
+    pub async fn record_last_seen(&self, seen: &[(Uuid, DateTime<Utc>, i64)]) -> Result<(), StoreError> {
         if seen.is_empty() {
             return Ok(());
         }
-        let ids: Vec<Uuid> = seen.iter().map(|(id, _)| *id).collect();
-        let ats: Vec<DateTime<Utc>> = seen.iter().map(|(_, at)| *at).collect();
+        let ids: Vec<Uuid> = seen.iter().map(|(id, _, _)| *id).collect();
+        let ats: Vec<DateTime<Utc>> = seen.iter().map(|(_, at, _)| *at).collect();
+        let fences: Vec<i64> = seen.iter().map(|(_, _, fence)| *fence).collect();
         sqlx::query(
             "UPDATE gateways g SET last_seen_at = GREATEST(g.last_seen_at, s.at)
-             FROM (SELECT id, max(at) AS at FROM UNNEST($1::uuid[], $2::timestamptz[]) AS u(id, at) GROUP BY id) s
+             FROM (SELECT u.id, max(u.at) AS at
+                   FROM UNNEST($1::uuid[], $2::timestamptz[], $3::bigint[]) AS u(id, at, fence)
+                   JOIN gateway_leases l ON l.gateway_id = u.id AND l.fence = u.fence
+                   GROUP BY u.id) s
              WHERE g.id = s.id AND g.deleted_at IS NULL",
         )
         .bind(&ids)
         .bind(&ats)
+        .bind(&fences)
         .execute(&self.pool)
         .await?;
         self.changed(crate::Topic::Inventory);
@@ -161,14 +171,18 @@ impl Store {
         let kinds: Vec<&str> = events.iter().map(|e| e.kind).collect();
         let messages: Vec<Option<String>> = events.iter().map(|e| e.message.clone()).collect();
         let codes: Vec<Option<i32>> = events.iter().map(|e| e.close_code).collect();
-        // Events of a gateway deleted meanwhile are skipped rather than failing the batch;
-        // the rest keep their order (ids ascend as they happened).
+        let fences: Vec<Option<i64>> = events.iter().map(|e| e.fence).collect();
+        // Events of a gateway deleted meanwhile, or from a former holder of its lease, are
+        // skipped rather than failing the batch; the rest keep their order (ids ascend as
+        // they happened).
         sqlx::query(
             "INSERT INTO gateway_events (gateway_id, at, kind, message, close_code)
              SELECT e.gateway_id, e.at, e.kind, e.message, e.close_code
-             FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::int[])
-                  WITH ORDINALITY AS e(gateway_id, at, kind, message, close_code, n)
+             FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::int[], $6::bigint[])
+                  WITH ORDINALITY AS e(gateway_id, at, kind, message, close_code, fence, n)
              WHERE EXISTS (SELECT 1 FROM gateways g WHERE g.id = e.gateway_id)
+               AND (e.fence IS NULL
+                    OR EXISTS (SELECT 1 FROM gateway_leases l WHERE l.gateway_id = e.gateway_id AND l.fence = e.fence))
              ORDER BY e.n",
         )
         .bind(&gateways)
@@ -176,6 +190,7 @@ impl Store {
         .bind(&kinds)
         .bind(&messages)
         .bind(&codes)
+        .bind(&fences)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -223,9 +238,26 @@ impl Store {
     }
 
     /// Upserts the discovered sensors; sensors the gateway no longer lists are
-    /// marked disconnected.
-    pub async fn upsert_sensors(&self, gateway: Uuid, sensors: &[DiscoveredSensor]) -> Result<(), StoreError> {
+    /// marked disconnected. Refused (nothing written) when `fence` is no longer the
+    /// gateway's lease.
+    pub async fn upsert_sensors(
+        &self,
+        gateway: Uuid,
+        fence: i64,
+        sensors: &[DiscoveredSensor],
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        // FOR SHARE: the lease cannot pass on before this transaction ends.
+        let holds: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM gateway_leases WHERE gateway_id = $1 AND fence = $2 FOR SHARE")
+                .bind(gateway)
+                .bind(fence)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if holds.is_none() {
+            tracing::debug!(%gateway, fence, "sensors from a former lease holder refused");
+            return Ok(());
+        }
         let serials: Vec<i64> = sensors.iter().map(|s| s.serial as i64).collect();
         for sensor in sensors {
             sqlx::query(
@@ -322,20 +354,27 @@ impl Store {
     /// Ends every reading still `requested` or `started` that was requested before `before`,
     /// except `in_flight` (readings this process is still taking), as `failed` with `reason`.
     /// Returns what it ended: (reading, gateway, serial).
+    /// With `unless_held_within`, readings of gateways an instance holds whose heartbeat is
+    /// that recent are left alone (that instance may be taking them).
     pub async fn fail_unfinished_readings(
         &self,
         before: DateTime<Utc>,
         in_flight: &[Uuid],
         reason: &str,
+        unless_held_within: Option<std::time::Duration>,
     ) -> Result<Vec<(Uuid, Uuid, u64)>, StoreError> {
         let rows: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(
-            "UPDATE readings SET status = 'failed', finished_at = now(), error = $3
+            "UPDATE readings r SET status = 'failed', finished_at = now(), error = $3
              WHERE status IN ('requested', 'started') AND requested_at < $1 AND NOT (id = ANY($2))
+               AND ($4::interval IS NULL OR NOT EXISTS (
+                   SELECT 1 FROM gateway_leases l JOIN fleet_instances i ON i.id = l.instance_id
+                   WHERE l.gateway_id = r.gateway_id AND i.last_heartbeat_at >= now() - $4::interval))
              RETURNING id, gateway_id, serial",
         )
         .bind(before)
         .bind(in_flight)
         .bind(reason)
+        .bind(unless_held_within.map(|d| format!("{} milliseconds", d.as_millis())))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows

@@ -29,6 +29,30 @@ async fn gateway(store: &Store) -> domain::Gateway {
     store.create_gateway(input.validate().unwrap()).await.unwrap()
 }
 
+/// Takes the gateways' leases as a lone instance; returns the fencing number of `g`'s.
+pub async fn lease(store: &Store, gateway: Uuid) -> i64 {
+    let instance = Uuid::new_v4();
+    let outcome = store
+        .coordinate(&store::Round {
+            instance,
+            address: "test",
+            started_at: Utc::now(),
+            lease_time: std::time::Duration::from_secs(10),
+            may_expire: false,
+            sync_gateways: true,
+            balance: true,
+            known_version: None,
+        })
+        .await
+        .unwrap();
+    let leases = outcome.leases.expect("leases read on the first round");
+    leases
+        .iter()
+        .find(|l| l.gateway == gateway)
+        .expect("the gateway's lease")
+        .fence
+}
+
 fn stats() -> AxisStatistics {
     AxisStatistics {
         count: 3,
@@ -45,6 +69,7 @@ fn stats() -> AxisStatistics {
 async fn events_sensors_readings_last_seen_and_retention(pool: PgPool) {
     let store = new_store(pool);
     let g = gateway(&store).await;
+    let fence = lease(&store, g.id).await;
     let page = PageRequest { limit: 20, offset: 0 };
 
     let old = Utc::now() - Duration::days(40);
@@ -54,6 +79,7 @@ async fn events_sensors_readings_last_seen_and_retention(pool: PgPool) {
         kind,
         message: Some("code 1006".into()),
         close_code: Some(1006),
+        fence: Some(fence),
     };
     store
         .record_gateway_events(&[event(old, "connected"), event(Utc::now(), "disconnected")])
@@ -72,10 +98,10 @@ async fn events_sensors_readings_last_seen_and_retention(pool: PgPool) {
         metadata: Default::default(),
     };
     store
-        .upsert_sensors(g.id, &[sensor(1, true), sensor(2, true)])
+        .upsert_sensors(g.id, fence, &[sensor(1, true), sensor(2, true)])
         .await
         .unwrap();
-    store.upsert_sensors(g.id, &[sensor(1, true)]).await.unwrap();
+    store.upsert_sensors(g.id, fence, &[sensor(1, true)]).await.unwrap();
     let sensors = store.list_sensors(g.id).await.unwrap();
     assert_eq!(
         sensors.iter().map(|s| (s.serial, s.connected)).collect::<Vec<_>>(),
@@ -83,19 +109,22 @@ async fn events_sensors_readings_last_seen_and_retention(pool: PgPool) {
     );
 
     let updated_at = store.get_gateway(g.id).await.unwrap().updated_at;
-    store.touch_last_seen(&[g.id]).await.unwrap();
+    store.touch_last_seen(&[(g.id, fence)]).await.unwrap();
     let seen = store.get_gateway(g.id).await.unwrap();
     assert!(seen.last_seen_at.is_some());
     assert_eq!(seen.updated_at, updated_at, "last_seen_at is not an edit");
     // A sighting written late (after an outage) moves it forward, never back.
     let latest = seen.last_seen_at.unwrap();
     store
-        .record_last_seen(&[(g.id, latest - Duration::minutes(5))])
+        .record_last_seen(&[(g.id, latest - Duration::minutes(5), fence)])
         .await
         .unwrap();
     assert_eq!(store.get_gateway(g.id).await.unwrap().last_seen_at, Some(latest));
     let later = latest + Duration::seconds(30);
-    store.record_last_seen(&[(g.id, later), (g.id, latest)]).await.unwrap();
+    store
+        .record_last_seen(&[(g.id, later, fence), (g.id, latest, fence)])
+        .await
+        .unwrap();
     let moved = store.get_gateway(g.id).await.unwrap().last_seen_at.unwrap();
     assert!((moved - later).num_milliseconds().abs() < 1, "{moved} vs {later}");
 
@@ -163,7 +192,12 @@ async fn events_sensors_readings_last_seen_and_retention(pool: PgPool) {
         .unwrap();
     store.create_reading(in_flight, &request(1, None, None)).await.unwrap();
     let ended = store
-        .fail_unfinished_readings(Utc::now() + Duration::seconds(1), &[in_flight], "the server restarted")
+        .fail_unfinished_readings(
+            Utc::now() + Duration::seconds(1),
+            &[in_flight],
+            "the server restarted",
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(ended, [(left_behind, g.id, 1)]);

@@ -3,6 +3,7 @@
 //! binary, so the store and sqlx are linked once.
 
 mod changes;
+mod fleet;
 mod history;
 mod inventory;
 mod users;
