@@ -80,11 +80,15 @@ pub async fn ensure_initial_admin(store: &Store, password: Option<String>) -> an
         return Ok(None);
     }
     let password = password.unwrap_or_else(|| Alphanumeric.sample_string(&mut rand::rngs::OsRng, 20));
-    store
+    match store
         .create_user(INITIAL_ADMIN_EMAIL, &Password::new(password.clone()), Role::Admin)
         .await
-        .map_err(domain::AppError::from)?;
-    Ok(Some(password))
+    {
+        Ok(_) => Ok(Some(password)),
+        // Instances started together: another one created it first.
+        Err(_) if store.count_users().await? > 0 => Ok(None),
+        Err(err) => Err(domain::AppError::from(err).into()),
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod api;
 mod auth;
 mod cli;
 mod faults;
+mod fleet;
 mod orchestrator;
 mod outage;
 mod pages;

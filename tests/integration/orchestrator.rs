@@ -7,8 +7,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-const EMAIL: &str = "admin@gateway.local";
-const PASSWORD: &str = "admin123";
+pub(crate) const EMAIL: &str = "admin@gateway.local";
+pub(crate) const PASSWORD: &str = "admin123";
 
 pub(crate) async fn sim() -> SimHandle {
     let mut config = SimConfig::default()
@@ -327,16 +327,21 @@ async fn a_reading_end_to_end_stores_what_the_gateway_sent() {
 }
 
 /// Reads SSE events (`event`, `id`, parsed `data`) from a streaming response.
-struct SseReader {
+pub(crate) struct SseReader {
     response: reqwest::Response,
     buffer: String,
 }
 
 impl SseReader {
     async fn open(s: &TestServer, query: &str, last_id: Option<&str>) -> Self {
-        let mut request = s
-            .request(Method::GET, &format!("/api/events{query}"))
-            .bearer_auth(&s.admin);
+        Self::open_at(&s.base, &s.admin, query, last_id).await
+    }
+
+    /// The event stream of the server at `base`, as `token`.
+    pub(crate) async fn open_at(base: &str, token: &str, query: &str, last_id: Option<&str>) -> Self {
+        let mut request = reqwest::Client::new()
+            .get(format!("{base}/api/events{query}"))
+            .bearer_auth(token);
         if let Some(id) = last_id {
             request = request.header("last-event-id", id);
         }
@@ -352,7 +357,7 @@ impl SseReader {
         }
     }
 
-    async fn next(&mut self) -> (String, String, Value) {
+    pub(crate) async fn next(&mut self) -> (String, String, Value) {
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let block: String = self.buffer.drain(..end + 2).collect();
@@ -383,7 +388,7 @@ impl SseReader {
     }
 
     /// The next `gateway` event whose state is `state` for gateway `id`.
-    async fn until_state(&mut self, id: &str, state: &str) -> String {
+    pub(crate) async fn until_state(&mut self, id: &str, state: &str) -> String {
         loop {
             let (event, event_id, data) = self.next().await;
             if event == "gateway" && data["gateway"]["id"] == id && data["gateway"]["state"] == state {

@@ -2,6 +2,10 @@
 //! thousand are kept so a client that reconnects with `Last-Event-ID` gets what
 //! it missed. Publishing never waits for a client: a client that falls behind
 //! the broadcast buffer is told it lagged and is dropped.
+//!
+//! Ids start at a random base per stream (so per process): an id from an earlier
+//! process, or from another instance, is never mistaken for one of this stream's,
+//! and its client gets a fresh snapshot instead of a replay of unrelated history.
 
 use domain::live::LiveEvent;
 use std::collections::VecDeque;
@@ -32,10 +36,16 @@ pub enum Resume {
 impl LiveStream {
     /// `client_buffer`: events a client may fall behind before it is dropped.
     pub fn new(client_buffer: usize, history_len: usize) -> Self {
+        // 21 random bits above 32 bits of sequence: ids stay below 2^53, exact in JavaScript.
+        let base = (rand::random::<u64>() & 0x1F_FFFF) << 32;
+        Self::starting_at(client_buffer, history_len, base)
+    }
+
+    fn starting_at(client_buffer: usize, history_len: usize, base: u64) -> Self {
         let (sender, _) = broadcast::channel(client_buffer.max(1));
         Self {
             sender,
-            history: Mutex::new((VecDeque::with_capacity(history_len), 0)),
+            history: Mutex::new((VecDeque::with_capacity(history_len), base)),
             history_len,
         }
     }
@@ -101,7 +111,7 @@ mod tests {
 
     #[tokio::test]
     async fn resumption_replays_what_was_missed_or_asks_for_a_snapshot() {
-        let stream = LiveStream::new(8, 3);
+        let stream = LiveStream::starting_at(8, 3, 0);
         for _ in 0..5 {
             stream.publish(removed());
         }
@@ -119,5 +129,25 @@ mod tests {
             "unknown id"
         );
         assert!(matches!(stream.subscribe(None).0, Resume::Snapshot { as_of: 5 }));
+    }
+
+    #[test]
+    fn an_id_of_another_process_gets_a_snapshot() {
+        let earlier = LiveStream::new(8, 16);
+        for _ in 0..5 {
+            earlier.publish(removed());
+        }
+        let (_, receiver) = earlier.subscribe(None);
+        drop(receiver);
+        let last_of_earlier = earlier.history.lock().unwrap().1;
+        let restarted = LiveStream::new(8, 16);
+        for _ in 0..5 {
+            restarted.publish(removed());
+        }
+        assert!(
+            matches!(restarted.subscribe(Some(last_of_earlier)).0, Resume::Snapshot { .. }),
+            "{last_of_earlier} belongs to another stream"
+        );
+        assert!(matches!(restarted.subscribe(Some(3)).0, Resume::Snapshot { .. }));
     }
 }
