@@ -4,10 +4,9 @@
 use domain::error::ErrorCode;
 use domain::{AppError, User};
 use leptos::prelude::use_context;
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+
+use std::time::Duration;
 use store::Store;
 use tower_sessions::Session;
 
@@ -143,15 +142,17 @@ pub fn client_ip() -> Option<IpAddr> {
     })
 }
 
-/// Failed sign-ins per account and per client address over a sliding window,
-/// in memory (one server process; a restart forgets, which is acceptable).
+/// Sign-in attempts per account and per client address over a fixed window, counted
+/// in PostgreSQL (shared by every instance) before the password is checked.
 #[derive(Clone, Debug)]
 pub struct SignInThrottle {
-    inner: Arc<Mutex<HashMap<String, Vec<Instant>>>>,
     window: Duration,
-    per_account: usize,
-    per_ip: usize,
+    per_account: u32,
+    per_ip: u32,
 }
+
+/// Longer emails are cut to this many characters before they become a throttle key.
+const THROTTLE_KEY_EMAIL_MAX: usize = 254;
 
 impl Default for SignInThrottle {
     fn default() -> Self {
@@ -160,56 +161,39 @@ impl Default for SignInThrottle {
 }
 
 impl SignInThrottle {
-    pub fn new(window: Duration, per_account: usize, per_ip: usize) -> Self {
+    pub fn new(window: Duration, per_account: u32, per_ip: u32) -> Self {
         Self {
-            inner: Arc::default(),
             window,
             per_account,
             per_ip,
         }
     }
 
-    fn keys(email: &str, ip: Option<IpAddr>) -> (String, Option<String>) {
-        (
-            format!("account:{}", email.trim().to_lowercase()),
-            ip.map(|ip| format!("ip:{ip}")),
-        )
+    fn account_key(email: &str) -> String {
+        let email: String = email
+            .trim()
+            .to_lowercase()
+            .chars()
+            .take(THROTTLE_KEY_EMAIL_MAX)
+            .collect();
+        format!("account:{email}")
     }
 
-    /// Whether another attempt is allowed now for this account from this address.
-    pub fn allows(&self, email: &str, ip: Option<IpAddr>) -> bool {
-        let (account, ip) = Self::keys(email, ip);
-        let mut map = self.inner.lock().expect("throttle lock");
-        let now = Instant::now();
-        let window = self.window;
-        let mut recent = |key: &str| {
-            map.get_mut(key).map_or(0, |times| {
-                times.retain(|t| now.duration_since(*t) < window);
-                times.len()
-            })
-        };
-        recent(&account) < self.per_account && ip.is_none_or(|ip| recent(&ip) < self.per_ip)
-    }
-
-    pub fn record_failure(&self, email: &str, ip: Option<IpAddr>) {
-        let (account, ip) = Self::keys(email, ip);
-        let mut map = self.inner.lock().expect("throttle lock");
-        // Bound the memory an attacker spraying addresses or emails can take.
-        if map.len() > 100_000 {
-            let window = self.window;
-            map.retain(|_, times| times.last().is_some_and(|t| t.elapsed() < window));
+    /// Counts an attempt for this account from this address and says whether it may go
+    /// ahead (both within their limits).
+    pub async fn reserve(&self, store: &Store, email: &str, ip: Option<IpAddr>) -> Result<bool, AppError> {
+        let account = Self::account_key(email);
+        let address = ip.map(|ip| format!("ip:{ip}"));
+        let mut keys = vec![(account.as_str(), self.per_account)];
+        if let Some(address) = &address {
+            keys.push((address.as_str(), self.per_ip));
         }
-        let now = Instant::now();
-        map.entry(account).or_default().push(now);
-        if let Some(ip) = ip {
-            map.entry(ip).or_default().push(now);
-        }
+        Ok(store.reserve_sign_in_attempt(&keys, self.window).await?)
     }
 
-    /// A successful sign-in clears the account's failures (not the address's).
-    pub fn record_success(&self, email: &str) {
-        let (account, _) = Self::keys(email, None);
-        self.inner.lock().expect("throttle lock").remove(&account);
+    /// A successful sign-in clears the account's attempts (not the address's).
+    pub async fn succeeded(&self, store: &Store, email: &str) -> Result<(), AppError> {
+        Ok(store.clear_sign_in_attempts(&Self::account_key(email)).await?)
     }
 }
 
@@ -258,41 +242,16 @@ pub fn answer_form_keeping<T>(
 mod tests {
     use super::*;
 
-    const IP: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
-
     #[test]
-    fn an_account_is_throttled_after_its_failures_whatever_the_case() {
-        let throttle = SignInThrottle::new(Duration::from_secs(60), 3, 100);
-        for _ in 0..3 {
-            assert!(throttle.allows("ada@example.com", IP));
-            throttle.record_failure("Ada@Example.com", IP);
-        }
-        assert!(!throttle.allows("ada@example.com", IP));
-        assert!(
-            throttle.allows("bob@example.com", IP),
-            "other accounts are not affected"
+    fn accounts_are_keyed_case_blind_and_bounded() {
+        assert_eq!(
+            SignInThrottle::account_key(" Ada@Example.com "),
+            "account:ada@example.com"
         );
-    }
-
-    #[test]
-    fn an_address_is_throttled_across_accounts() {
-        let throttle = SignInThrottle::new(Duration::from_secs(60), 100, 2);
-        throttle.record_failure("a@example.com", IP);
-        throttle.record_failure("b@example.com", IP);
-        assert!(!throttle.allows("c@example.com", IP));
-        let elsewhere = Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)));
-        assert!(throttle.allows("c@example.com", elsewhere));
-    }
-
-    #[test]
-    fn failures_expire_and_success_clears_the_account() {
-        let throttle = SignInThrottle::new(Duration::from_millis(30), 1, 100);
-        throttle.record_failure("ada@example.com", IP);
-        assert!(!throttle.allows("ada@example.com", IP));
-        std::thread::sleep(Duration::from_millis(40));
-        assert!(throttle.allows("ada@example.com", IP));
-        throttle.record_failure("ada@example.com", IP);
-        throttle.record_success("ADA@example.com");
-        assert!(throttle.allows("ada@example.com", IP));
+        let long = "a".repeat(10_000);
+        assert_eq!(
+            SignInThrottle::account_key(&long).len(),
+            "account:".len() + THROTTLE_KEY_EMAIL_MAX
+        );
     }
 }

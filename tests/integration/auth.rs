@@ -237,6 +237,31 @@ async fn repeated_failures_throttle_the_account_even_with_the_right_password() {
     assert!(browser.sign_in(ADMIN_EMAIL, PASSWORD, None).await.set_cookie.is_some());
 }
 
+/// Attempts are counted before the password is checked, in PostgreSQL: a burst of
+/// parallel guesses gets no more checks than the limit, and a second server sharing
+/// the database counts the same attempts.
+#[tokio::test]
+async fn parallel_guesses_get_no_more_checks_than_the_limit_on_any_instance() {
+    let (server, browser) = server_with_users().await;
+    let guesses = (0..40).map(|n| {
+        let browser = &browser;
+        async move { browser.sign_in(VIEWER_EMAIL, &format!("guess number {n}"), None).await }
+    });
+    let answers = futures_util::future::join_all(guesses).await;
+    let checked = answers
+        .iter()
+        .filter(|a| a.body["message"] == domain::auth::SIGN_IN_FAILED)
+        .count();
+    assert_eq!(checked, 5, "only the first five were checked");
+    let other = TestServer::start_with(server.store.clone(), crate::common::test_orchestrator_config()).await;
+    let elsewhere = Browser::new(&other).sign_in(VIEWER_EMAIL, PASSWORD, None).await;
+    assert!(elsewhere.set_cookie.is_none(), "throttled on the other instance too");
+    assert!(elsewhere.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("Too many failed sign-in attempts"));
+}
+
 #[tokio::test]
 async fn signing_in_gives_a_new_session_id_and_the_old_one_stops_working() {
     let (_server, browser) = server_with_users().await;

@@ -59,19 +59,19 @@ pub async fn sign_in(email: String, password: String, next: Option<String>) -> R
         }
         Err(AppError::new(ErrorCode::Unauthorized, message))
     };
-    if !throttle.allows(&email, ip) {
+    // Counted before the password is checked: parallel guesses cannot all pass.
+    if !throttle.reserve(&store, &email, ip).await? {
         tracing::warn!(?ip, "sign-in throttled");
         return fail(FAILED_THROTTLED, THROTTLED_MESSAGE);
     }
     let password = domain::Password::new(password);
     match store.authenticate_user(&email, &password).await? {
         None => {
-            throttle.record_failure(&email, ip);
             tracing::info!(?ip, "sign-in failed");
             fail(FAILED_CREDENTIALS, domain::auth::SIGN_IN_FAILED)
         }
         Some(user) => {
-            throttle.record_success(&email);
+            throttle.succeeded(&store, &email).await?;
             // A new id at sign-in, so a session id planted before cannot ride along.
             session.cycle_id().await.map_err(|_| AppError::internal())?;
             session

@@ -218,6 +218,53 @@ impl Store {
         tx.commit().await?;
         row.try_into()
     }
+
+    /// Counts one sign-in attempt against every key (`(key, limit)`: an account, a client
+    /// address) *before* the password is checked, in one statement, and says whether every
+    /// key is still within its limit for the current window. Parallel attempts are counted
+    /// one after the other (row locks), so a burst cannot all pass the check; the count is
+    /// shared by every instance.
+    pub async fn reserve_sign_in_attempt(
+        &self,
+        keys: &[(&str, u32)],
+        window: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let names: Vec<&str> = keys.iter().map(|(key, _)| *key).collect();
+        let window = format!("{} milliseconds", window.as_millis());
+        let counted: Vec<(String, i32)> = sqlx::query_as(
+            "INSERT INTO sign_in_attempts (key, attempts) SELECT k, 1 FROM UNNEST($1::text[]) AS k
+             ON CONFLICT (key) DO UPDATE SET
+                 attempts = CASE WHEN sign_in_attempts.window_start < now() - $2::interval
+                                 THEN 1 ELSE sign_in_attempts.attempts + 1 END,
+                 window_start = CASE WHEN sign_in_attempts.window_start < now() - $2::interval
+                                     THEN now() ELSE sign_in_attempts.window_start END
+             RETURNING key, attempts",
+        )
+        .bind(&names)
+        .bind(&window)
+        .fetch_all(&self.pool)
+        .await?;
+        // Now and then, forget windows long past (bounded work, no timer needed).
+        if rand::random::<u8>() == 0 {
+            sqlx::query("DELETE FROM sign_in_attempts WHERE window_start < now() - 2 * $1::interval")
+                .bind(&window)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(counted.iter().all(|(key, attempts)| {
+            let limit = keys.iter().find(|(k, _)| k == key).map_or(0, |(_, limit)| *limit);
+            *attempts as u32 <= limit
+        }))
+    }
+
+    /// A successful sign-in: its account's attempts are forgotten (not its address's).
+    pub async fn clear_sign_in_attempts(&self, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sign_in_attempts WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
