@@ -6,16 +6,16 @@ use serde_json::{json, Value};
 
 /// A session cookie of a freshly created viewer.
 async fn signed_in(server: &TestServer) -> String {
+    signed_in_as(server, "ada@example.com", domain::Role::Viewer).await
+}
+
+async fn signed_in_as(server: &TestServer, email: &str, role: domain::Role) -> String {
     let password = domain::Password::new("correct horse battery");
-    server
-        .store
-        .create_user("ada@example.com", &password, domain::Role::Viewer)
-        .await
-        .unwrap();
+    server.store.create_user(email, &password, role).await.unwrap();
     let answer = server
         .request(reqwest::Method::POST, "/rpc/sign_in")
         .header("accept", "application/json")
-        .form(&[("email", "ada@example.com"), ("password", "correct horse battery")])
+        .form(&[("email", email), ("password", "correct horse battery")])
         .send()
         .await
         .unwrap();
@@ -108,4 +108,36 @@ async fn the_status_page_data_covers_every_factory() {
         .expect("the gateway is listed");
     assert_eq!(zulu["factory_id"], last["id"]);
     assert_eq!(zulu["sensors"], json!([]));
+}
+
+/// Administrators see the server instances sharing the fleet on the status page;
+/// viewers do not.
+#[tokio::test]
+async fn the_status_page_lists_the_instances_for_administrators() {
+    let server = TestServer::start().await;
+    let fleet_view = |cookie: String| {
+        let request = server
+            .request(reqwest::Method::POST, "/rpc/fleet_view")
+            .header("accept", "application/json")
+            .header("cookie", cookie);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let admin = signed_in_as(&server, "root@example.com", domain::Role::Admin).await;
+    let data = fleet_view(admin.clone()).await;
+    let instances = data["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 1, "{data}");
+    assert_eq!(instances[0]["address"], "");
+    assert!(instances[0]["id"].is_string() && instances[0]["gateways"] == 0);
+    let page = server
+        .request(reqwest::Method::GET, "/")
+        .header("cookie", admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("id=\"instances-title\""), "the section is rendered");
+    let viewer = signed_in(&server).await;
+    assert_eq!(fleet_view(viewer).await["instances"], json!([]));
 }

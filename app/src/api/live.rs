@@ -1,7 +1,7 @@
 //! Server functions for the live pages: the orchestrator's registry and the
 //! store's history, for signed-in users; taking a reading is for admins.
 
-use domain::live::{GatewayEventRecord, GatewayLive, ReadingDetail, ReadingSummary, SensorRecord};
+use domain::live::{GatewayEventRecord, GatewayLive, Instance, ReadingDetail, ReadingSummary, SensorRecord};
 use domain::{AppError, Gateway, Page};
 use leptos::server;
 use uuid::Uuid;
@@ -20,21 +20,33 @@ pub struct FleetData {
     pub gateways: Vec<GatewayLive>,
     /// (id, name), by name.
     pub factories: Vec<(Uuid, String)>,
+    /// The server instances sharing the fleet, for administrators (empty for others).
+    pub instances: Vec<Instance>,
 }
 
 #[server(prefix = "/rpc", endpoint = "fleet_view")]
 pub async fn fleet_view() -> Result<FleetData, AppError> {
-    ssr::require_user().await?;
+    let user = ssr::require_user().await?;
     let store = ssr::store()?;
     // Every factory: a gateway whose factory is not listed would not be shown.
     let factories = store.factory_names().await?;
-    let mut gateways = orchestrator()?.snapshot(None);
+    let orchestrator = orchestrator()?;
+    let instances = if user.role.can_write() {
+        orchestrator.instances().await?
+    } else {
+        Vec::new()
+    };
+    let mut gateways = orchestrator.snapshot(None);
     // The page does not show sensors; sent for every gateway they would be most
     // of the page's weight. Stream updates bring them back, unused.
     for gateway in &mut gateways {
         gateway.sensors.clear();
     }
-    Ok(FleetData { gateways, factories })
+    Ok(FleetData {
+        gateways,
+        factories,
+        instances,
+    })
 }
 
 /// Everything the gateway detail page shows.

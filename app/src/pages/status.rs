@@ -51,6 +51,7 @@ fn LiveFleet(initial: FleetData) -> impl IntoView {
     });
     let now = clock();
     let factories = initial.factories;
+    let instances = initial.instances;
     let query = use_query_map();
     let factory_filter = move || query.read().get("factory").and_then(|f| f.parse::<Uuid>().ok());
     let state_filter = move || query.read().get("state").and_then(|s| ConnectionState::parse(&s));
@@ -203,7 +204,45 @@ fn LiveFleet(initial: FleetData) -> impl IntoView {
             <button type="submit">"Apply"</button>
         </Form>
         {groups}
+        <InstancesSection instances />
     }
+}
+
+/// The server instances sharing the fleet and how many gateways each holds (admins).
+#[component]
+fn InstancesSection(instances: Vec<domain::live::Instance>) -> impl IntoView {
+    (!instances.is_empty()).then(|| {
+        view! {
+            <section class="instances" aria-labelledby="instances-title">
+                <h2 id="instances-title">"Instances"</h2>
+                <table class="data-table">
+                    <thead>
+                        <tr>
+                            <th scope="col">"Address"</th>
+                            <th scope="col">"Started"</th>
+                            <th scope="col">"Last heartbeat"</th>
+                            <th scope="col">"Gateways"</th>
+                        </tr>
+                    </thead>
+                    <tbody>
+                        {instances
+                            .into_iter()
+                            .map(|i| {
+                                view! {
+                                    <tr data-instance=i.id.to_string()>
+                                        <td>{i.address}</td>
+                                        <td>{i.started_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()}</td>
+                                        <td>{i.last_heartbeat_at.format("%H:%M:%S UTC").to_string()}</td>
+                                        <td>{i.gateways}</td>
+                                    </tr>
+                                }
+                            })
+                            .collect_view()}
+                    </tbody>
+                </table>
+            </section>
+        }
+    })
 }
 
 fn status_row(g: GatewayLive, now: chrono::DateTime<chrono::Utc>) -> impl IntoView {
