@@ -12,6 +12,9 @@ pub const EMBEDDED_DATABASE: &str = "factory_monitor";
 /// The store plus, when we started it, the embedded PostgreSQL behind it.
 pub struct Database {
     pub store: Store,
+    /// Where it is (with its password): for processes this one starts, such as the
+    /// servers of a multi-instance benchmark.
+    pub url: secrecy::SecretString,
     embedded: Option<EmbeddedPostgres>,
 }
 
@@ -34,7 +37,11 @@ impl Database {
             .context("connecting to PostgreSQL")?;
         let store = Store::new(pool, keys);
         store.migrate().await.context("applying migrations")?;
-        Ok(Self { store, embedded })
+        Ok(Self {
+            store,
+            url: secrecy::SecretString::from(url),
+            embedded,
+        })
     }
 
     /// Tells other processes of this one's writes, closes the pool, then stops the

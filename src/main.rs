@@ -70,6 +70,10 @@ enum BenchCommand {
         /// Seconds of steady state over which CPU is measured.
         #[arg(long, default_value_t = 60)]
         steady_secs: u64,
+        /// Server processes sharing the fleet through one PostgreSQL (1: the orchestrator
+        /// runs in this process); with more, failover after kill -9 is measured too.
+        #[arg(long, default_value_t = 1)]
+        instances: usize,
     },
 }
 
@@ -167,11 +171,13 @@ async fn main() -> ExitCode {
     }
     // The benchmark brings its own database and configuration.
     if let Some(Command::Bench {
-        command: BenchCommand::Fleet {
-            gateways,
-            base_port,
-            steady_secs,
-        },
+        command:
+            BenchCommand::Fleet {
+                gateways,
+                base_port,
+                steady_secs,
+                instances,
+            },
     }) = cli.command
     {
         // Errors only: a fleet-wide drop would log one warning per gateway.
@@ -180,6 +186,7 @@ async fn main() -> ExitCode {
             gateways,
             base_port,
             steady_secs,
+            instances,
         };
         return match factory_monitor::bench::fleet(options).await {
             Ok(()) => ExitCode::SUCCESS,

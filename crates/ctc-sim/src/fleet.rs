@@ -79,6 +79,11 @@ impl SimFleet {
         self.gateways.iter().map(SimHandle::connections).sum()
     }
 
+    /// The most sessions any one gateway had at once.
+    pub fn peak_sessions(&self) -> usize {
+        self.gateways.iter().map(SimHandle::peak_sessions).max().unwrap_or(0)
+    }
+
     pub fn shutdown(&self) {
         self.gateways.iter().for_each(SimHandle::shutdown);
     }

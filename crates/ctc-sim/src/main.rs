@@ -187,6 +187,11 @@ async fn main() -> ExitCode {
         [] => eprintln!("ctc-sim: no gateways"),
     }
     wait_for_ctrl_c(&fleet).await;
+    // A client must hold at most one session per gateway; say how many there ever were.
+    eprintln!(
+        "ctc-sim: at most {} session(s) at once on one gateway",
+        fleet.peak_sessions()
+    );
     fleet.shutdown();
     ExitCode::SUCCESS
 }

@@ -247,7 +247,7 @@ async fn round(inner: &Arc<Inner>, at_start_up: bool) {
     let (sync_gateways, balance, known_version, may_expire) = {
         let mut state = inner.fleet.round_state();
         state.rounds += 1;
-        let balance = std::mem::take(&mut state.balance) || state.rounds % BALANCE_EVERY == 0;
+        let balance = std::mem::take(&mut state.balance) || state.rounds.is_multiple_of(BALANCE_EVERY);
         let may_expire = state
             .ok_since
             .is_some_and(|since| since.elapsed() >= inner.config.lease_time);
@@ -335,15 +335,14 @@ async fn apply_leases(inner: &Arc<Inner>, leases: Vec<Lease>, at_start_up: bool)
         unknown |= held.keys().any(|id| !registry.contains_key(id));
         for (id, entry) in registry.iter_mut() {
             match held.get(id) {
-                Some(lease) if !lease.handing_over => {
-                    if entry.lease != Some(lease.fence) {
-                        if entry.lease.is_none() {
-                            acquired.push(*id);
-                        }
-                        orchestrator.take_lease(entry, lease.fence, at_start_up);
-                        published.push((fresh_record(entry), entry.lease));
+                Some(lease) if !lease.handing_over && entry.lease != Some(lease.fence) => {
+                    if entry.lease.is_none() {
+                        acquired.push(*id);
                     }
+                    orchestrator.take_lease(entry, lease.fence, at_start_up);
+                    published.push((fresh_record(entry), entry.lease));
                 }
+                Some(lease) if !lease.handing_over => {}
                 Some(_) => {
                     if let Some(supervised) = entry.supervisor.take() {
                         to_close.push(supervised.handle);

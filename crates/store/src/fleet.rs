@@ -214,7 +214,8 @@ impl Store {
     /// Live instances (heartbeat within `lease_time`) with how many gateways each holds,
     /// oldest first.
     pub async fn list_instances(&self, lease_time: Duration) -> Result<Vec<Instance>, StoreError> {
-        let rows: Vec<(Uuid, String, DateTime<Utc>, DateTime<Utc>, i64)> = sqlx::query_as(
+        type Row = (Uuid, String, DateTime<Utc>, DateTime<Utc>, i64);
+        let rows: Vec<Row> = sqlx::query_as(
             "SELECT i.id, i.address, i.started_at, i.last_heartbeat_at,
                     (SELECT count(*) FROM gateway_leases l WHERE l.instance_id = i.id)
              FROM fleet_instances i WHERE i.last_heartbeat_at >= now() - $1::interval
@@ -299,6 +300,54 @@ impl Store {
         let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
         listener.listen_all([FLEET_CHANNEL, crate::INVENTORY_CHANNEL]).await?;
         Ok(listener)
+    }
+
+    /// Gateways whose published state is online (of `gateways`, or all), not under
+    /// `not_held_by`: how benchmarks watch a fleet of several processes.
+    pub async fn count_online_published(
+        &self,
+        gateways: Option<&[Uuid]>,
+        not_held_by: Option<Uuid>,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM gateway_live WHERE live->>'state' = 'online'
+               AND ($1::uuid[] IS NULL OR gateway_id = ANY($1))
+               AND ($2::text IS NULL OR live->>'owner' IS DISTINCT FROM $2)",
+        )
+        .bind(gateways)
+        .bind(not_held_by.map(|id| id.to_string()))
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Every instance row, oldest first: (id, address, gateways held).
+    pub async fn instance_census(&self) -> Result<Vec<(Uuid, String, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT i.id, i.address, count(l.gateway_id) FROM fleet_instances i
+             LEFT JOIN gateway_leases l ON l.instance_id = i.id GROUP BY i.id ORDER BY i.started_at, i.id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The gateways `instance` holds.
+    pub async fn gateways_held_by(&self, instance: Uuid) -> Result<Vec<Uuid>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT gateway_id FROM gateway_leases WHERE instance_id = $1")
+                .bind(instance)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Transactions this database has committed or rolled back so far (PostgreSQL's
+    /// statistics, updated about once a second): the load a cluster puts on it.
+    pub async fn transactions_so_far(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT (xact_commit + xact_rollback)::bigint FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// Gateways edited since `since` (deleted ones included), with their login version,
@@ -431,15 +480,13 @@ fn plan_assignment(load: &mut [(Uuid, u64)], free: &[(Uuid, bool)]) -> Plan {
     let mean = total as f64 / load.len() as f64;
     let cap = ((mean * (1.0 + BALANCE_TOLERANCE)).floor() as u64).max(mean.ceil() as u64);
     let target = mean.ceil() as u64;
-    loop {
-        let Some(most) = load
-            .iter()
+    let most_above_cap = |load: &[(Uuid, u64)]| {
+        load.iter()
             .copied()
             .filter(|(_, n)| *n > cap)
             .max_by_key(|(id, n)| (*n, *id))
-        else {
-            break;
-        };
+    };
+    while let Some(most) = most_above_cap(load) {
         let Some(least) = load
             .iter()
             .copied()

@@ -11,6 +11,8 @@
 //! and accepted connection). When the hard limit is too low for one simulator
 //! process to hold the whole fleet, the fleet is split over several processes.
 
+mod instances;
+
 use crate::{Config, Database};
 use anyhow::{bail, Context};
 use domain::live::ConnectionState;
@@ -49,6 +51,9 @@ pub struct FleetOptions {
     pub gateways: usize,
     pub base_port: u16,
     pub steady_secs: u64,
+    /// Server processes sharing the fleet (`--instances`); 1 runs the orchestrator in
+    /// this process instead.
+    pub instances: usize,
 }
 
 /// Runs the fleet benchmark and prints its report on standard output. Ctrl-C
@@ -67,13 +72,18 @@ pub async fn fleet(options: FleetOptions) -> anyhow::Result<()> {
     if options.base_port < 1024 {
         bail!("--base-port must be 1024 or above");
     }
+    if !(1..=20).contains(&options.instances) {
+        bail!("--instances must be from 1 to 20");
+    }
     tokio::select! {
         result = run(&options) => result,
         _ = tokio::signal::ctrl_c() => bail!("interrupted"),
     }
 }
 
-async fn run(options: &FleetOptions) -> anyhow::Result<()> {
+/// The simulators of `options.gateways` gateways, split over as many `ctc-sim`
+/// processes as the open-file limit needs; also returns that limit.
+async fn start_simulators(options: &FleetOptions) -> anyhow::Result<(Vec<Simulator>, u64)> {
     let n = options.gateways;
     let limit = raise_open_file_limit()?;
     let needed = n as u64 + FD_SLACK;
@@ -87,8 +97,6 @@ async fn run(options: &FleetOptions) -> anyhow::Result<()> {
     let per_sim = ((limit - FD_SLACK) / 2).max(1) as usize;
     let processes = n.div_ceil(per_sim);
     let sim_binary = simulator_binary()?;
-
-    let scratch = Scratch::create()?;
     let mut sims = Vec::with_capacity(processes);
     let started = Instant::now();
     for index in 0..processes {
@@ -101,7 +109,17 @@ async fn run(options: &FleetOptions) -> anyhow::Result<()> {
         "bench: {n} simulated gateways in {processes} ctc-sim process(es) (open-file limit {limit}), ready in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    Ok((sims, limit))
+}
 
+async fn run(options: &FleetOptions) -> anyhow::Result<()> {
+    if options.instances > 1 {
+        return instances::run(options).await;
+    }
+    let n = options.gateways;
+    let (mut sims, limit) = start_simulators(options).await?;
+    let processes = sims.len();
+    let scratch = Scratch::create()?;
     let config = bench_config(scratch.path())?;
     let db = Database::open(&config).await?;
     let outcome = measure(options, &db, &sims).await;
@@ -390,6 +408,8 @@ impl Drop for Scratch {
 /// One `ctc-sim` process; killed when dropped.
 struct Simulator {
     child: Child,
+    /// The most sessions one of its gateways had at once, as it said when stopped.
+    peak_sessions: Arc<std::sync::Mutex<Option<usize>>>,
 }
 
 impl Simulator {
@@ -422,12 +442,18 @@ impl Simulator {
             }
         }
         // Keep draining its messages (SIGUSR1 notices, errors) so it never blocks on a full pipe.
+        let peak_sessions = Arc::new(std::sync::Mutex::new(None));
+        let peak = peak_sessions.clone();
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(rest) = line.strip_prefix("ctc-sim: at most ") {
+                    let count = rest.split_whitespace().next().and_then(|n| n.parse().ok());
+                    *peak.lock().expect("peak lock") = count;
+                }
                 eprintln!("bench: {line}");
             }
         });
-        Ok(Self { child })
+        Ok(Self { child, peak_sessions })
     }
 
     fn pid(&self) -> Option<u32> {
@@ -445,6 +471,24 @@ impl Simulator {
 
     async fn stop(&mut self) {
         let _ = self.child.kill().await;
+    }
+
+    /// Stops it as Ctrl-C would and returns the most sessions one gateway had at once.
+    async fn stop_and_count_sessions(&mut self) -> Option<usize> {
+        if let Some(pid) = self.pid() {
+            // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
+            let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+        }
+        // Its last line may still be in the pipe.
+        for _ in 0..50 {
+            if let Some(peak) = *self.peak_sessions.lock().expect("peak lock") {
+                return Some(peak);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.stop().await;
+        None
     }
 }
 
