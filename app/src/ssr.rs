@@ -179,11 +179,15 @@ impl SignInThrottle {
         format!("account:{email}")
     }
 
+    fn address_key(ip: Option<IpAddr>) -> Option<String> {
+        ip.map(|ip| format!("ip:{ip}"))
+    }
+
     /// Counts an attempt for this account from this address and says whether it may go
     /// ahead (both within their limits).
     pub async fn reserve(&self, store: &Store, email: &str, ip: Option<IpAddr>) -> Result<bool, AppError> {
         let account = Self::account_key(email);
-        let address = ip.map(|ip| format!("ip:{ip}"));
+        let address = Self::address_key(ip);
         let mut keys = vec![(account.as_str(), self.per_account)];
         if let Some(address) = &address {
             keys.push((address.as_str(), self.per_ip));
@@ -191,9 +195,13 @@ impl SignInThrottle {
         Ok(store.reserve_sign_in_attempt(&keys, self.window).await?)
     }
 
-    /// A successful sign-in clears the account's attempts (not the address's).
-    pub async fn succeeded(&self, store: &Store, email: &str) -> Result<(), AppError> {
-        Ok(store.clear_sign_in_attempts(&Self::account_key(email)).await?)
+    /// A successful sign-in clears the account's attempts and gives its address back the
+    /// attempt it took (an address is limited in failures, not in sign-ins).
+    pub async fn succeeded(&self, store: &Store, email: &str, ip: Option<IpAddr>) -> Result<(), AppError> {
+        let address = Self::address_key(ip);
+        Ok(store
+            .clear_sign_in_attempts(&Self::account_key(email), address.as_deref())
+            .await?)
     }
 }
 

@@ -262,6 +262,17 @@ async fn parallel_guesses_get_no_more_checks_than_the_limit_on_any_instance() {
         .contains("Too many failed sign-in attempts"));
 }
 
+/// An address is limited in failures, not in sign-ins: people behind one proxy can all
+/// sign in (the address limit is 20).
+#[tokio::test]
+async fn successful_sign_ins_from_one_address_are_not_throttled() {
+    let (_server, browser) = server_with_users().await;
+    for n in 0..21 {
+        let answer = browser.sign_in(ADMIN_EMAIL, PASSWORD, None).await;
+        assert!(answer.set_cookie.is_some(), "sign-in {n}: {}", answer.body);
+    }
+}
+
 #[tokio::test]
 async fn signing_in_gives_a_new_session_id_and_the_old_one_stops_working() {
     let (_server, browser) = server_with_users().await;

@@ -71,7 +71,7 @@ pub async fn sign_in(email: String, password: String, next: Option<String>) -> R
             fail(FAILED_CREDENTIALS, domain::auth::SIGN_IN_FAILED)
         }
         Some(user) => {
-            throttle.succeeded(&store, &email).await?;
+            throttle.succeeded(&store, &email, ip).await?;
             // A new id at sign-in, so a session id planted before cannot ride along.
             session.cycle_id().await.map_err(|_| AppError::internal())?;
             session

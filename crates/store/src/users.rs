@@ -257,12 +257,18 @@ impl Store {
         }))
     }
 
-    /// A successful sign-in: its account's attempts are forgotten (not its address's).
-    pub async fn clear_sign_in_attempts(&self, key: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM sign_in_attempts WHERE key = $1")
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
+    /// A successful sign-in: its account's attempts are forgotten, and the attempt it
+    /// reserved against its address (`refund`) is given back, so an address counts its
+    /// failures only (many people may sign in from behind one proxy).
+    pub async fn clear_sign_in_attempts(&self, key: &str, refund: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query(
+            "WITH cleared AS (DELETE FROM sign_in_attempts WHERE key = $1)
+             UPDATE sign_in_attempts SET attempts = GREATEST(attempts - 1, 0) WHERE key = $2",
+        )
+        .bind(key)
+        .bind(refund)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }
