@@ -53,6 +53,8 @@ pub struct Config {
     /// `INSTANCE_ADDRESS`: how this instance is listed among the fleet's instances (its
     /// URL behind the proxy, say); by default `http://` and the address it listens on.
     pub instance_address: Option<String>,
+    /// `METRICS_PUBLIC`: serve `/metrics` without a token (a trusted scraping network).
+    pub metrics_public: bool,
 }
 
 impl Config {
@@ -160,10 +162,17 @@ impl Config {
             ),
         };
 
+        // Secure by default in production; COOKIE_SECURE=false for a plain-HTTP test of it.
         let cookie_secure = match get("COOKIE_SECURE").as_deref().map(str::trim) {
-            None | Some("false") | Some("0") => false,
+            None => production,
+            Some("false") | Some("0") => false,
             Some("true") | Some("1") => true,
             Some(other) => return Err(bad("COOKIE_SECURE", format!("must be true or false, got {other:?}"))),
+        };
+        let metrics_public = match get("METRICS_PUBLIC").as_deref().map(str::trim) {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(other) => return Err(bad("METRICS_PUBLIC", format!("must be true or false, got {other:?}"))),
         };
         let initial_admin_password = get("INITIAL_ADMIN_PASSWORD").map(SecretString::from);
         if let Some(password) = &initial_admin_password {
@@ -182,6 +191,7 @@ impl Config {
         }
 
         Ok(Self {
+            metrics_public,
             instance_address,
             cookie_secure,
             initial_admin_password,
@@ -325,6 +335,15 @@ mod tests {
     fn cookie_secure_defaults_to_false_for_plain_http() {
         assert!(!parse(&[], false).unwrap().cookie_secure);
         assert!(parse(&[("COOKIE_SECURE", "true")], false).unwrap().cookie_secure);
+        let key = ("ENCRYPTION_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+        assert!(
+            parse(&[key], true).unwrap().cookie_secure,
+            "secure by default in production"
+        );
+        assert!(
+            !parse(&[key, ("COOKIE_SECURE", "false")], true).unwrap().cookie_secure,
+            "unless overridden for a plain-HTTP test"
+        );
     }
 
     #[test]

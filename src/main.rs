@@ -305,7 +305,9 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     };
     let orchestrator = orchestrator::Orchestrator::start(db.store.clone(), fleet_config).await?;
     let state = AppState::new(db.store.clone(), addr, orchestrator.clone());
-    let state = state.with_cookie_secure(config.cookie_secure);
+    let state = state
+        .with_cookie_secure(config.cookie_secure)
+        .with_metrics_public(config.metrics_public);
     tracing::info!("serving http://{addr}");
     let served = web::serve(listener, state, &config.cors_origins, web::shutdown_signal()).await;
     orchestrator.shutdown().await;

@@ -38,7 +38,29 @@ pub enum CorsOrigins {
     List(Vec<HeaderValue>),
 }
 
+/// Pages and API answers (HTML, JSON, text) are not to be stored by browsers or proxies:
+/// they may show what only a signed-in user may see. Site files (scripts, wasm, styles,
+/// images) may be cached.
+async fn no_store_for_documents(mut response: Response) -> Response {
+    let document = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| {
+            ["text/html", "application/json", "text/plain", "text/event-stream"]
+                .iter()
+                .any(|d| t.starts_with(d))
+        });
+    if document && !response.headers().contains_key(header::CACHE_CONTROL) {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
 pub fn with_security_headers<S: Clone + Send + Sync + 'static>(router: Router<S>, cors: &CorsOrigins) -> Router<S> {
+    let router = router.layer(axum::middleware::map_response(no_store_for_documents));
     let mut router = router.layer(SetResponseHeaderLayer::if_not_present(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
@@ -111,8 +133,10 @@ fn is_cross_site_with_cookie(req: &Request) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .any(|pair| {
-            pair.trim_start()
-                .starts_with(&format!("{}=", crate::sessions::SESSION_COOKIE))
+            let pair = pair.trim_start();
+            [crate::sessions::SESSION_COOKIE, crate::sessions::SECURE_SESSION_COOKIE]
+                .iter()
+                .any(|name| pair.strip_prefix(name).is_some_and(|rest| rest.starts_with('=')))
         });
     // Signing in is checked without a cookie too: another site must not be able
     // to sign a visitor in to an account of its choosing (login CSRF).
@@ -170,6 +194,20 @@ mod tests {
         assert!(is_cross_site_with_cookie(&request(
             Method::POST,
             &[COOKIE, HOST, ("origin", "null")]
+        )));
+    }
+
+    #[test]
+    fn the_secure_cookie_name_is_guarded_too() {
+        let secure = ("cookie", "__Host-fm_session=abc");
+        assert!(is_cross_site_with_cookie(&request(
+            Method::POST,
+            &[secure, HOST, ("sec-fetch-site", "cross-site")]
+        )));
+        let lookalike = ("cookie", "fm_session_theme=dark");
+        assert!(!is_cross_site_with_cookie(&request(
+            Method::POST,
+            &[lookalike, HOST, ("sec-fetch-site", "cross-site")]
         )));
     }
 

@@ -15,6 +15,19 @@ use tower_sessions::{Expiry, Session, SessionManagerLayer};
 
 /// The session cookie's name (the CSRF check looks for it).
 pub const SESSION_COOKIE: &str = "fm_session";
+/// Its name when it is `Secure`: the `__Host-` prefix makes browsers refuse it unless it
+/// is Secure, for this host only (no Domain) and for the whole site, so a sibling
+/// subdomain or a plain-HTTP page cannot plant or overwrite it.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-fm_session";
+
+/// The session cookie's name, by whether it is `Secure`.
+pub fn session_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
+}
 /// A session unused this long ends.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(8 * 60 * 60);
 /// A session ends this long after sign-in, however active.
@@ -22,12 +35,12 @@ pub const ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// The account `serve` creates when there is no user at all.
 pub const INITIAL_ADMIN_EMAIL: &str = "admin@factory-monitor.local";
 
-/// The cookie: HttpOnly, SameSite=Lax, `Secure` when `COOKIE_SECURE` says the
-/// site is served over HTTPS.
+/// The cookie: HttpOnly, SameSite=Lax, `Secure` (and `__Host-` named) when
+/// `COOKIE_SECURE` says the site is served over HTTPS (the default in production).
 pub fn session_layer(store: Store, secure: bool) -> SessionManagerLayer<PgSessionStore> {
     let idle = tower_sessions::cookie::time::Duration::try_from(IDLE_TIMEOUT).expect("idle timeout fits");
     SessionManagerLayer::new(PgSessionStore::new(store, ABSOLUTE_TIMEOUT))
-        .with_name(SESSION_COOKIE)
+        .with_name(session_cookie_name(secure))
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_secure(secure)

@@ -38,6 +38,8 @@ pub struct Shared {
     pub cookie_secure: bool,
     pub sign_in_throttle: SignInThrottle,
     pub orchestrator: Orchestrator,
+    /// `METRICS_PUBLIC`: serve `/metrics` without a token.
+    pub metrics_public: bool,
 }
 
 impl std::ops::Deref for AppState {
@@ -58,7 +60,14 @@ impl AppState {
             cookie_secure: false,
             sign_in_throttle: SignInThrottle::default(),
             orchestrator,
+            metrics_public: false,
         }))
+    }
+
+    pub fn with_metrics_public(self, public: bool) -> Self {
+        let mut shared = Arc::unwrap_or_clone(self.0);
+        shared.metrics_public = public;
+        Self(Arc::new(shared))
     }
 
     pub fn with_cookie_secure(self, secure: bool) -> Self {

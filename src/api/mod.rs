@@ -54,6 +54,14 @@ impl Modify for BearerAuth {
 
 pub fn router(state: AppState) -> Router<AppState> {
     use inventory::*;
+    // `/metrics` sits outside `/api` (where scrapers look) but needs a token of any role
+    // too, unless METRICS_PUBLIC says the network in front of it is trusted.
+    let metrics = Router::new().route("/metrics", get(live::metrics));
+    let metrics = if state.metrics_public {
+        metrics
+    } else {
+        metrics.route_layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
+    };
     let protected = Router::new()
         .route("/organizations", get(list_organizations))
         .route("/organizations/", get(list_organizations))
@@ -93,7 +101,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(protected)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
-    Router::new().nest("/api", api).route("/metrics", get(live::metrics))
+    Router::new().nest("/api", api).merge(metrics)
 }
 
 async fn openapi_json() -> impl IntoResponse {

@@ -490,6 +490,26 @@ async fn gateway_update_is_atomic_moves_and_clears() {
         "n3w"
     );
 
+    // The stored password follows the URL only on the same host: another host must be given
+    // it again (a stolen token could otherwise send it anywhere).
+    let elsewhere = s
+        .call(PATCH, &path, Some(json!({"url": "ws://collector.evil.example:5000"})))
+        .await;
+    assert_eq!(elsewhere.status, StatusCode::BAD_REQUEST, "{}", elsewhere.text);
+    assert_eq!(elsewhere.fields(), ["password"]);
+    let before = s.call(GET, &path, None).await;
+    assert_eq!(before.body["url"], "ws://127.0.0.1:9", "nothing changed");
+    let new_port = s.call(PATCH, &path, Some(json!({"url": "ws://127.0.0.1:5001"}))).await;
+    assert_eq!(new_port.status, StatusCode::OK, "{}", new_port.text);
+    let with_password = s
+        .call(
+            PATCH,
+            &path,
+            Some(json!({"url": "ws://gateway.plant.example:5000", "password": "n3w"})),
+        )
+        .await;
+    assert_eq!(with_password.status, StatusCode::OK, "{}", with_password.text);
+
     // Predecessor: factory_id was silently ignored on PUT.
     let moved = s.call(PUT, &path, Some(json!({"factory_id": b}))).await;
     assert_eq!(moved.body["factory_id"], b.as_str());

@@ -503,8 +503,10 @@ async fn metrics_report_the_fleet() {
     let sim = sim().await;
     let (id, _) = gateway_on(&s, &sim, "GW-MET-1").await;
     wait_for_state(&s, &id, "online", QUICK).await;
-    let r = s.send(s.request(Method::GET, "/metrics")).await;
-    assert_eq!(r.status, StatusCode::OK);
+    let anonymous = s.send(s.request(Method::GET, "/metrics")).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "a token is needed");
+    let r = s.send(s.request(Method::GET, "/metrics").bearer_auth(&s.viewer)).await;
+    assert_eq!(r.status, StatusCode::OK, "any role may read them");
     assert!(
         r.text.contains("factory_monitor_gateways{state=\"online\"} 1"),
         "{}",

@@ -141,3 +141,28 @@ async fn the_status_page_lists_the_instances_for_administrators() {
     let viewer = signed_in(&server).await;
     assert_eq!(fleet_view(viewer).await["instances"], json!([]));
 }
+
+/// Pages and API answers may show what only a signed-in user may see: browsers and
+/// proxies must not store them. Site files may be cached.
+#[tokio::test]
+async fn pages_and_api_answers_are_not_stored_site_files_may_be() {
+    let server = TestServer::start().await;
+    let api = server.call(reqwest::Method::GET, "/api/factories", None).await;
+    assert_eq!(api.headers["cache-control"], "no-store");
+    let cookie = signed_in(&server).await;
+    let page = server
+        .request(reqwest::Method::GET, "/")
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    let file = server
+        .request(reqwest::Method::GET, "/pkg/factory-monitor.js")
+        .send()
+        .await
+        .unwrap();
+    if file.status().is_success() {
+        assert!(file.headers().get("cache-control").is_none_or(|v| v != "no-store"));
+    }
+}

@@ -9,9 +9,23 @@ use crate::ssr;
 /// A path on this site to return to after signing in; anything else (another
 /// host, `//evil.example`, a backslash trick) becomes `/`.
 pub fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains(['\\', '\r', '\n']) => {
-            path.to_owned()
+    // Any origin will do: only whether `next` stays on it matters.
+    const SITE: &str = "http://site.invalid/";
+    let Some(path) = next else { return "/".to_owned() };
+    // Browsers drop tabs and newlines from URLs and read `\` as `/`: "/\t/evil.example"
+    // would become "//evil.example", another site.
+    if !path.starts_with('/') || path.chars().any(|c| c.is_control() || c == '\\') {
+        return "/".to_owned();
+    }
+    let site = url::Url::parse(SITE).expect("a valid base URL");
+    match site.join(path) {
+        Ok(target) if target.origin() == site.origin() => {
+            let mut same_site = target.path().to_owned();
+            if let Some(query) = target.query() {
+                same_site.push('?');
+                same_site.push_str(query);
+            }
+            same_site
         }
         _ => "/".to_owned(),
     }
@@ -104,6 +118,15 @@ mod tests {
         assert_eq!(safe_next(Some("//evil.example")), "/");
         assert_eq!(safe_next(Some("https://evil.example")), "/");
         assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(Some("/\t/evil.example")), "/", "a tab browsers would drop");
+        assert_eq!(safe_next(Some("/\n/evil.example")), "/");
+        assert_eq!(
+            safe_next(Some("/%09/evil.example")),
+            "/%09/evil.example",
+            "stays a path here"
+        );
+        assert_eq!(safe_next(Some("/gateways/../users")), "/users");
+        assert_eq!(safe_next(Some("https:evil.example")), "/");
         assert_eq!(safe_next(None), "/");
     }
 

@@ -112,6 +112,20 @@ pub fn is_valid_email(email: &str) -> bool {
     local_ok && domain_ok
 }
 
+/// The host a gateway URL names, lower-cased; `None` when it names none. Changing it
+/// sends the stored password elsewhere, so a change of host needs the password again.
+pub fn gateway_url_host(url: &str) -> Option<String> {
+    let lower = url.trim().to_ascii_lowercase();
+    let rest = lower.strip_prefix("ws://").or_else(|| lower.strip_prefix("wss://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, after)| after);
+    let host = match authority.strip_prefix('[') {
+        Some(bracketed) => bracketed.split_once(']')?.0,
+        None => authority.rsplit_once(':').map_or(authority, |(host, _)| host),
+    };
+    (!host.is_empty()).then(|| host.to_owned())
+}
+
 /// Why a gateway URL is not acceptable, or `None` when it is: `ws://` or `wss://`,
 /// a host (name, IPv4 or bracketed IPv6), an optional port 1-65535, an optional path;
 /// no credentials, query or fragment.
@@ -193,6 +207,17 @@ mod tests {
         ] {
             assert!(!is_valid_email(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn gateway_url_hosts() {
+        assert_eq!(
+            gateway_url_host("ws://Gateway.Plant:5000/ws").as_deref(),
+            Some("gateway.plant")
+        );
+        assert_eq!(gateway_url_host("wss://[::1]:5000").as_deref(), Some("::1"));
+        assert_eq!(gateway_url_host("ws://10.0.0.7").as_deref(), Some("10.0.0.7"));
+        assert_eq!(gateway_url_host("http://10.0.0.7"), None);
     }
 
     #[test]

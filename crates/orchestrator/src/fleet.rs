@@ -31,7 +31,7 @@ use uuid::Uuid;
 pub const LEASE_TIME: Duration = Duration::from_secs(10);
 
 /// How often an instance renews its heartbeat and coordinates.
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Share of the lease time without a renewed heartbeat after which an instance closes
 /// its connections (a clean close takes up to ~2 s; the rest is margin).

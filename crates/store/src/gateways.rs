@@ -203,6 +203,18 @@ impl Store {
         let Some((old_url, old_email, old_enabled)) = before else {
             return Err(AppError::gateway_not_found().into());
         };
+        // The stored password goes wherever the URL points: another host must be given it
+        // again (a new port or path on the same host need not).
+        if let Some(url) = &changes.url {
+            let host = domain::validate::gateway_url_host;
+            if changes.password.is_none() && host(url) != host(&old_url) {
+                return Err(AppError::validation(vec![domain::FieldError::new(
+                    "password",
+                    "is required again when the URL's host changes",
+                )])
+                .into());
+            }
+        }
         if let Some(factory_id) = changes.factory_id {
             let parent: Option<Uuid> =
                 sqlx::query_scalar("SELECT id FROM factories WHERE id = $1 AND deleted_at IS NULL FOR SHARE")

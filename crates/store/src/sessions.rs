@@ -88,20 +88,19 @@ impl SessionStore for PgSessionStore {
         }
     }
 
+    /// Updates an existing session only: a slow request that finishes after its session
+    /// was deleted (sign-out, a password reset, a disabled user) must not bring it back.
+    /// New sessions go through [`Self::create`].
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let data = serde_json::to_value(&record.data).map_err(|e| Error::Encode(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO sessions (id_sha256, user_id, data, expires_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (id_sha256) DO UPDATE
-             SET user_id = EXCLUDED.user_id, data = EXCLUDED.data, expires_at = EXCLUDED.expires_at",
-        )
-        .bind(id_digest(&record.id).as_slice())
-        .bind(user_of(record))
-        .bind(&data)
-        .bind(to_chrono(record.expiry_date))
-        .execute(self.store.pool())
-        .await
-        .map_err(backend)?;
+        sqlx::query("UPDATE sessions SET user_id = $2, data = $3, expires_at = $4 WHERE id_sha256 = $1")
+            .bind(id_digest(&record.id).as_slice())
+            .bind(user_of(record))
+            .bind(&data)
+            .bind(to_chrono(record.expiry_date))
+            .execute(self.store.pool())
+            .await
+            .map_err(backend)?;
         Ok(())
     }
 

@@ -220,3 +220,20 @@ async fn sessions_round_trip_and_expire(pool: PgPool) {
     sessions.delete(&live.id).await.unwrap();
     assert_eq!(store.count_user_sessions(ada.id).await.unwrap(), 0);
 }
+
+/// A request that saves its session after the session was deleted (a sign-out in
+/// another tab, a password reset) must not re-create it.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_deleted_session_is_not_brought_back_by_a_late_save(pool: PgPool) {
+    let store = new_store(pool);
+    let user = ada(&store, Role::Viewer).await;
+    let (sessions, record) = session_of(&store, user.id).await;
+    assert!(sessions.load(&record.id).await.unwrap().is_some());
+    sessions.delete(&record.id).await.unwrap();
+    sessions.save(&record).await.unwrap();
+    assert!(
+        sessions.load(&record.id).await.unwrap().is_none(),
+        "the session stays deleted"
+    );
+    assert_eq!(store.count_user_sessions(user.id).await.unwrap(), 0);
+}
