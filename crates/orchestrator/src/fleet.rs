@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 /// How long a heartbeat keeps an instance's leases. An instance that dies is replaced
 /// after at most this long plus one [`HEARTBEAT_INTERVAL`].
-pub const LEASE_TIME: Duration = Duration::from_secs(10);
+pub const LEASE_TIME: Duration = Duration::from_secs(8);
 
 /// How often an instance renews its heartbeat and coordinates.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
