@@ -2,8 +2,8 @@
 //! fleet through one PostgreSQL. Reports the time until every gateway is online, each
 //! instance's RSS, steady CPU and share of the fleet, the database's transactions per
 //! second at steady state (coordination, heartbeats and last-seen ticks: the whole
-//! load the cluster puts on it), the failover after `kill -9` of one instance (p50 and
-//! max over its gateways, from its death to each gateway online under a new holder),
+//! load the cluster puts on it), the failover after `kill -9` of the instance holding the
+//! most gateways (p50 and max over them, from its death to each online under a new holder),
 //! and the most sessions any gateway ever had at once (the simulators count them).
 
 use super::{bench_config, cpu_seconds, create_fleet, start_simulators, FleetOptions, Scratch, POLL};
@@ -175,8 +175,13 @@ async fn measure(options: &FleetOptions, db: &Database, data_dir: &Path) -> anyh
         })
         .collect();
 
-    // Failover: kill -9 the newest instance; time each of its gateways until online elsewhere.
-    let (victim_id, address, _) = census.last().cloned().context("no instance registered")?;
+    // Failover, worst case: kill -9 the instance holding the most gateways; time each of
+    // them until online under another holder.
+    let (victim_id, address, _) = census
+        .iter()
+        .max_by_key(|(_, _, held)| *held)
+        .cloned()
+        .context("no instance registered")?;
     let victim_gateways = store.gateways_held_by(victim_id).await?;
     let victim = servers
         .iter_mut()

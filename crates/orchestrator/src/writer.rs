@@ -139,18 +139,16 @@ pub async fn run(
                 other => {
                     // Order matters for a reading's rows: flush what came before.
                     flush(&store, &mut events, &mut seen).await;
-                    for job in sensors.drain(..) {
-                        write_one(&store, job).await;
-                    }
+                    write_sensors(&store, &mut sensors).await;
                     write_one(&store, other).await;
                 }
             }
         }
         flush(&store, &mut events, &mut seen).await;
-        for job in sensors.drain(..) {
-            write_one(&store, job).await;
-        }
+        // Before the sensors (one transaction per gateway): the other instances show these
+        // states, and a mass change (a failover, a plant-wide drop) must reach them first.
         publish_live(&store, &live, instance, &outbox).await;
+        write_sensors(&store, &mut sensors).await;
         for done in barriers {
             let _ = done.send(());
         }
@@ -184,6 +182,24 @@ async fn publish_live(
             }
         }
         Err(err) => tracing::debug!(%err, "publishing live records"),
+    }
+}
+
+/// Every gateway's discovered sensors of a batch, in one transaction.
+async fn write_sensors(store: &Store, jobs: &mut Vec<WriteJob>) {
+    let discovered: Vec<(Uuid, i64, Vec<DiscoveredSensor>)> = jobs
+        .drain(..)
+        .filter_map(|job| match job {
+            WriteJob::Sensors {
+                gateway,
+                fence,
+                sensors,
+            } => Some((gateway, fence, sensors)),
+            _ => None,
+        })
+        .collect();
+    if let Err(err) = persist("sensors", || store.upsert_sensors_of(&discovered)).await {
+        tracing::warn!(%err, gateways = discovered.len(), "recording sensors");
     }
 }
 
@@ -230,14 +246,6 @@ fn reading_result(data: &ctc::Reading) -> ReadingResult<'_> {
 
 async fn write_one(store: &Store, job: WriteJob) {
     let (result, done) = match job {
-        WriteJob::Sensors {
-            gateway,
-            fence,
-            sensors,
-        } => (
-            persist("sensors", || store.upsert_sensors(gateway, fence, &sensors)).await,
-            None,
-        ),
         WriteJob::ReadingRequested { reading, request } => (
             persist("reading request", || store.create_reading(reading, &request)).await,
             None,
@@ -280,7 +288,11 @@ async fn write_one(store: &Store, job: WriteJob) {
             }
             (result, done)
         }
-        WriteJob::Event(_) | WriteJob::Seen(..) | WriteJob::Live { .. } | WriteJob::Barrier(_) => (Ok(()), None),
+        WriteJob::Event(_)
+        | WriteJob::Seen(..)
+        | WriteJob::Sensors { .. }
+        | WriteJob::Live { .. }
+        | WriteJob::Barrier(_) => (Ok(()), None),
     };
     if let Err(err) = &result {
         tracing::warn!(%err, "orchestrator write");

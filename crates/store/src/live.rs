@@ -246,43 +246,99 @@ impl Store {
         fence: i64,
         sensors: &[DiscoveredSensor],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // FOR SHARE: the lease cannot pass on before this transaction ends.
-        let holds: Option<i32> =
-            sqlx::query_scalar("SELECT 1 FROM gateway_leases WHERE gateway_id = $1 AND fence = $2 FOR SHARE")
-                .bind(gateway)
-                .bind(fence)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if holds.is_none() {
-            tracing::debug!(%gateway, fence, "sensors from a former lease holder refused");
+        self.upsert_sensors_of(&[(gateway, fence, sensors.to_vec())]).await
+    }
+
+    /// [`Self::upsert_sensors`] for many gateways in one transaction of two statements
+    /// (a fleet's start or failover discovers thousands at once). A gateway listed twice
+    /// keeps its last list.
+    pub async fn upsert_sensors_of(&self, discovered: &[(Uuid, i64, Vec<DiscoveredSensor>)]) -> Result<(), StoreError> {
+        let mut latest: std::collections::HashMap<Uuid, (i64, &[DiscoveredSensor])> = Default::default();
+        for (gateway, fence, sensors) in discovered {
+            latest.insert(*gateway, (*fence, sensors));
+        }
+        if latest.is_empty() {
             return Ok(());
         }
-        let serials: Vec<i64> = sensors.iter().map(|s| s.serial as i64).collect();
-        for sensor in sensors {
-            sqlx::query(
-                "INSERT INTO sensors (gateway_id, serial, part_number, read_rate, samples, connected, metadata)
-                 SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM gateways WHERE id = $1)
-                 ON CONFLICT (gateway_id, serial) DO UPDATE SET
-                     part_number = EXCLUDED.part_number, read_rate = EXCLUDED.read_rate,
-                     samples = EXCLUDED.samples, connected = EXCLUDED.connected,
-                     metadata = EXCLUDED.metadata, last_seen_at = now()",
-            )
-            .bind(gateway)
-            .bind(sensor.serial as i64)
-            .bind(&sensor.part_number)
-            .bind(sensor.read_rate)
-            .bind(sensor.samples.map(|s| s as i32))
-            .bind(sensor.connected)
-            .bind(Json(&sensor.metadata))
-            .execute(&mut *tx)
-            .await?;
+        let gateways: Vec<Uuid> = latest.keys().copied().collect();
+        let fences: Vec<i64> = gateways.iter().map(|g| latest[g].0).collect();
+        let (mut of, mut serials, mut parts, mut rates, mut samples, mut connected, mut metadata) = (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
+        for gateway in &gateways {
+            // One row per serial (a gateway never lists one twice; if it did, the last wins).
+            let mut by_serial: std::collections::BTreeMap<u64, &DiscoveredSensor> = Default::default();
+            for sensor in latest[gateway].1 {
+                by_serial.insert(sensor.serial, sensor);
+            }
+            for sensor in by_serial.values() {
+                of.push(*gateway);
+                serials.push(sensor.serial as i64);
+                parts.push(sensor.part_number.clone());
+                rates.push(sensor.read_rate);
+                samples.push(sensor.samples.map(|s| s as i32));
+                connected.push(sensor.connected);
+                metadata.push(Json(&sensor.metadata));
+            }
         }
-        sqlx::query("UPDATE sensors SET connected = false WHERE gateway_id = $1 AND NOT (serial = ANY($2))")
-            .bind(gateway)
-            .bind(&serials)
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = self.pool.begin().await?;
+        // Only gateways whose lease the writer still holds; FOR SHARE keeps those leases from
+        // passing on before this transaction ends.
+        let held: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT l.gateway_id FROM gateway_leases l
+             JOIN UNNEST($1::uuid[], $2::bigint[]) AS w(gateway_id, fence)
+               ON w.gateway_id = l.gateway_id AND w.fence = l.fence
+             JOIN gateways g ON g.id = l.gateway_id
+             FOR SHARE OF l",
+        )
+        .bind(&gateways)
+        .bind(&fences)
+        .fetch_all(&mut *tx)
+        .await?;
+        if held.len() < gateways.len() {
+            tracing::debug!(
+                refused = gateways.len() - held.len(),
+                "sensors from former lease holders refused"
+            );
+        }
+        sqlx::query(
+            "INSERT INTO sensors (gateway_id, serial, part_number, read_rate, samples, connected, metadata)
+             SELECT s.gateway_id, s.serial, s.part_number, s.read_rate, s.samples, s.connected, s.metadata
+             FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::float8[], $5::int[], $6::bool[], $7::jsonb[])
+                  AS s(gateway_id, serial, part_number, read_rate, samples, connected, metadata)
+             WHERE s.gateway_id = ANY($8)
+             ON CONFLICT (gateway_id, serial) DO UPDATE SET
+                 part_number = EXCLUDED.part_number, read_rate = EXCLUDED.read_rate,
+                 samples = EXCLUDED.samples, connected = EXCLUDED.connected,
+                 metadata = EXCLUDED.metadata, last_seen_at = now()",
+        )
+        .bind(&of)
+        .bind(&serials)
+        .bind(&parts)
+        .bind(&rates)
+        .bind(&samples)
+        .bind(&connected)
+        .bind(&metadata)
+        .bind(&held)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE sensors s SET connected = false
+             WHERE s.gateway_id = ANY($3) AND s.connected
+               AND NOT EXISTS (SELECT 1 FROM UNNEST($1::uuid[], $2::bigint[]) AS listed(gateway_id, serial)
+                               WHERE listed.gateway_id = s.gateway_id AND listed.serial = s.serial)",
+        )
+        .bind(&of)
+        .bind(&serials)
+        .bind(&held)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -107,6 +107,9 @@ async fn events_sensors_readings_last_seen_and_retention(pool: PgPool) {
         sensors.iter().map(|s| (s.serial, s.connected)).collect::<Vec<_>>(),
         [(1, true), (2, false)]
     );
+    // A former holder's list (an older fencing number) is refused.
+    store.upsert_sensors(g.id, fence - 1, &[sensor(3, true)]).await.unwrap();
+    assert_eq!(store.list_sensors(g.id).await.unwrap().len(), 2);
 
     let updated_at = store.get_gateway(g.id).await.unwrap().updated_at;
     store.touch_last_seen(&[(g.id, fence)]).await.unwrap();
