@@ -40,6 +40,8 @@ pub struct Shared {
     pub orchestrator: Orchestrator,
     /// `METRICS_PUBLIC`: serve `/metrics` without a token.
     pub metrics_public: bool,
+    /// Caps on open `/api/events` streams.
+    pub event_streams: Arc<crate::api::EventStreams>,
 }
 
 impl std::ops::Deref for AppState {
@@ -61,7 +63,15 @@ impl AppState {
             sign_in_throttle: SignInThrottle::default(),
             orchestrator,
             metrics_public: false,
+            event_streams: Arc::default(),
         }))
+    }
+
+    /// Other caps on open event streams (tests use small ones).
+    pub fn with_event_streams(self, streams: crate::api::EventStreams) -> Self {
+        let mut shared = Arc::unwrap_or_clone(self.0);
+        shared.event_streams = Arc::new(streams);
+        Self(Arc::new(shared))
     }
 
     pub fn with_metrics_public(self, public: bool) -> Self {

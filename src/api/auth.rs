@@ -29,7 +29,7 @@ pub struct Caller {
 }
 
 /// Who is calling: a script's token or a signed-in user's browser.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Subject {
     Token(Uuid),
     User(Uuid),

@@ -2,6 +2,7 @@
 //! (`GET /api/events`, Server-Sent Events) and `/metrics`. State comes from the
 //! orchestrator's registry; history from the store.
 
+use super::auth::{Caller, Subject};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{IdPath, QueryMap};
 use crate::web::AppState;
@@ -9,7 +10,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
-use axum::Json;
+use axum::{Extension, Json};
+use domain::error::ErrorCode;
 use domain::live::{
     FleetStatus, GatewayEventRecord, GatewayLive, Instance, LiveEvent, ReadingDetail, ReadingSummary, SensorRecord,
 };
@@ -189,19 +191,101 @@ pub async fn reading(
 #[utoipa::path(get, path = "/api/events", tag = "live",
     params(("factory_id" = Option<Uuid>, Query), ("Last-Event-ID" = Option<u64>, Header)),
     responses((status = 200, description = "text/event-stream of LiveEvent", content_type = "text/event-stream", body = LiveEvent),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 503, description = "Too many event streams open (see `Retry-After`)", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn events(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     query: QueryMap,
-) -> ApiResult<impl IntoResponse> {
+) -> Result<axum::response::Response, ApiError> {
     let factory = query.uuid("factory_id")?;
     let last_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    Ok(Sse::new(live_stream(state, factory, last_id)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    let Some(slot) = state.event_streams.open(caller.subject) else {
+        let mut refused = ApiError(AppError::new(
+            ErrorCode::ServiceUnavailable,
+            "Too many event streams are open; close one or try again later",
+        ))
+        .into_response();
+        refused.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("30"),
+        );
+        return Ok(refused);
+    };
+    let stream = live_stream(state, factory, last_id).map(move |event| {
+        // Held as long as the stream: the slot is free again once the client goes.
+        let _slot = &slot;
+        event
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+/// Event streams open at once, in all and per caller (a user or a token): each holds a
+/// connection and a broadcast receiver, so a script or a browser opening them in a loop
+/// must not exhaust the server. The excess gets 503 with `Retry-After`.
+pub struct EventStreams {
+    total: usize,
+    per_caller: usize,
+    open: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Subject, usize>>>,
+}
+
+/// Default caps: `EVENT_STREAMS_TOTAL` in all, `EVENT_STREAMS_PER_CALLER` per user or token.
+pub const EVENT_STREAMS_TOTAL: usize = 1000;
+pub const EVENT_STREAMS_PER_CALLER: usize = 10;
+
+impl Default for EventStreams {
+    fn default() -> Self {
+        Self::new(EVENT_STREAMS_TOTAL, EVENT_STREAMS_PER_CALLER)
+    }
+}
+
+impl EventStreams {
+    pub fn new(total: usize, per_caller: usize) -> Self {
+        Self {
+            total,
+            per_caller,
+            open: Default::default(),
+        }
+    }
+
+    /// A slot for `caller`'s new stream, or `None` when a cap is reached.
+    fn open(&self, caller: Subject) -> Option<StreamSlot> {
+        let mut open = self.open.lock().expect("event streams lock");
+        let all: usize = open.values().sum();
+        let mine = open.get(&caller).copied().unwrap_or(0);
+        if all >= self.total || mine >= self.per_caller {
+            return None;
+        }
+        *open.entry(caller).or_default() += 1;
+        Some(StreamSlot {
+            caller,
+            open: self.open.clone(),
+        })
+    }
+}
+
+struct StreamSlot {
+    caller: Subject,
+    open: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Subject, usize>>>,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().expect("event streams lock");
+        if let Some(count) = open.get_mut(&self.caller) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.caller);
+            }
+        }
+    }
 }
 
 fn sse_event(id: u64, event: &LiveEvent) -> Event {

@@ -10,6 +10,8 @@ mod health;
 mod inventory;
 mod live;
 
+pub use live::{EventStreams, EVENT_STREAMS_PER_CALLER, EVENT_STREAMS_TOTAL};
+
 use crate::web::AppState;
 use axum::extract::OriginalUri;
 use axum::http::Method;

@@ -544,3 +544,42 @@ async fn a_dropped_orchestrator_and_store_close_their_connections() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Each event stream holds a connection: one caller cannot open more than its share,
+/// the excess gets 503 with `Retry-After`, others are not affected, and a closed stream
+/// gives its slot back.
+#[tokio::test]
+async fn event_streams_are_capped_per_caller() {
+    let s = TestServer::start().await;
+    let open_one = |token: String| {
+        let request = s.request(Method::GET, "/api/events").bearer_auth(token);
+        async move { request.send().await.unwrap() }
+    };
+    let mut streams = Vec::new();
+    for _ in 0..factory_monitor::api::EVENT_STREAMS_PER_CALLER {
+        streams.push(SseReader::open(&s, "", None).await);
+    }
+    let refused = open_one(s.admin.clone()).await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers()["retry-after"], "30");
+    assert_eq!(
+        open_one(s.viewer.clone()).await.status(),
+        StatusCode::OK,
+        "another caller"
+    );
+    // A closed stream is noticed at the next event written to it; its slot comes back.
+    drop(streams.pop());
+    let factory = s.create_factory("Wakes the streams").await;
+    let deadline = Instant::now() + QUICK;
+    let mut n = 0;
+    loop {
+        n += 1;
+        s.create_gateway(factory["id"].as_str().unwrap(), &format!("GW-CAP-{n}"), "Cap")
+            .await;
+        if open_one(s.admin.clone()).await.status() == StatusCode::OK {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the closed stream's slot did not come back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
