@@ -157,21 +157,78 @@ fn not_found_page(state: &AppState) -> axum::routing::MethodRouter {
     axum::routing::any(handler).with_state(state.clone())
 }
 
-/// Serves until `shutdown` completes, then finishes in-flight requests.
+/// A client that has not sent a whole request head this long after connecting (or after
+/// its previous response, on a kept-alive connection) is disconnected.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Connections open at once; beyond this, new ones are closed at once.
+pub const MAX_CONNECTIONS: usize = 10_000;
+/// How long a stop waits for requests in flight (event streams never end by themselves).
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Serves until `shutdown` completes, then finishes in-flight requests (for at most
+/// [`SHUTDOWN_GRACE`]). Each connection gets [`HEADER_READ_TIMEOUT`] to send a request
+/// head, and at most [`MAX_CONNECTIONS`] are open at once.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     cors: &CorsOrigins,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // The peer address is what sign-in throttling counts per client.
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
     // Hear changes made by other processes, so the store's read caches and the
     // token cache can be trusted.
     let change_listener = state.store.start_change_listener();
-    let app = router(state, cors).into_make_service_with_connect_info::<SocketAddr>();
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let app = router(state, cors);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // Out of descriptors, say: wait a little rather than spin.
+                Err(err) => {
+                    tracing::warn!(%err, "accepting a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = connections.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "too many connections; closed a new one");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        // The peer address is what sign-in throttling counts per client.
+        let service = app
+            .clone()
+            .map_request(move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                request
+            });
+        // No upgrades: the server speaks plain HTTP/1.1 (event streams are ordinary responses).
+        let connection = http.serve_connection(
+            TokioIo::new(stream),
+            hyper_util::service::TowerToHyperService::new(service),
+        );
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(%peer, %err, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+        tracing::info!("closed the connections still open after the shutdown grace");
+    }
     change_listener.abort();
-    served
+    Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM.

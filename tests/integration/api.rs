@@ -814,3 +814,30 @@ async fn openapi_document_lists_every_route() {
         ["factory_id", "gateway_id", "name", "url", "email", "password"]
     );
 }
+
+/// A client that sends half a request head and then nothing holds a socket only until the
+/// header-read timeout; the server goes on answering others meanwhile.
+#[tokio::test]
+async fn a_half_sent_request_head_is_closed_after_the_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start().await;
+    let address = s.base.strip_prefix("http://").unwrap().to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let sent = std::time::Instant::now();
+    assert_eq!(
+        s.call(GET, "/api/health", None).await.status,
+        StatusCode::OK,
+        "others are served"
+    );
+    let mut answer = Vec::new();
+    let limit = factory_monitor::web::HEADER_READ_TIMEOUT + std::time::Duration::from_secs(5);
+    let read = tokio::time::timeout(limit, slow.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the connection was still open after {:?}", sent.elapsed());
+    assert!(
+        sent.elapsed() >= factory_monitor::web::HEADER_READ_TIMEOUT - std::time::Duration::from_secs(1),
+        "closed after the timeout, not before"
+    );
+}
