@@ -21,14 +21,7 @@ type ApiResult<T> = Result<T, ApiError>;
     security(("bearer" = [])))]
 pub async fn list_organizations(State(state): State<AppState>, query: QueryMap) -> ApiResult<Json<Page<Organization>>> {
     let page = query.page()?;
-    let all = state.store.list_organizations().await?;
-    let total = all.len() as u64;
-    let data = all
-        .into_iter()
-        .skip(page.offset as usize)
-        .take(page.limit as usize)
-        .collect();
-    Ok(Json(Page::new(data, total, page)))
+    Ok(Json(Page::slice(state.store.list_organizations().await?, page)))
 }
 
 // ---------------------------------------------------------------- factories

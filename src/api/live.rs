@@ -47,14 +47,7 @@ pub async fn fleet_status(State(state): State<AppState>, query: QueryMap) -> Api
     security(("bearer" = [])))]
 pub async fn instances(State(state): State<AppState>, query: QueryMap) -> ApiResult<Json<Page<Instance>>> {
     let page = query.page()?;
-    let all = state.orchestrator.instances().await?;
-    let total = all.len() as u64;
-    let data = all
-        .into_iter()
-        .skip(page.offset as usize)
-        .take(page.limit as usize)
-        .collect();
-    Ok(Json(Page::new(data, total, page)))
+    Ok(Json(Page::slice(state.orchestrator.instances().await?, page)))
 }
 
 fn live_of(state: &AppState, id: Uuid) -> ApiResult<GatewayLive> {

@@ -84,6 +84,14 @@ pub struct Pagination {
 }
 
 impl<T> Page<T> {
+    /// The page `request` asks for out of `all`, a list read whole.
+    pub fn slice(all: Vec<T>, request: PageRequest) -> Self {
+        let total = all.len() as u64;
+        let offset = usize::try_from(request.offset).unwrap_or(usize::MAX);
+        let data = all.into_iter().skip(offset).take(request.limit as usize).collect();
+        Self::new(data, total, request)
+    }
+
     pub fn new(data: Vec<T>, total: u64, request: PageRequest) -> Self {
         Self {
             data,
@@ -101,6 +109,14 @@ impl<T> Page<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_list_read_whole_is_sliced_into_its_page() {
+        let page = Page::slice(vec![1, 2, 3, 4, 5], PageRequest { limit: 2, offset: 3 });
+        assert_eq!((page.data, page.pagination.total, page.pagination.has_next), (vec![4, 5], 5, false));
+        let beyond = Page::slice(vec![1, 2], PageRequest { limit: 2, offset: u64::MAX / 2 });
+        assert_eq!((beyond.data.len(), beyond.pagination.total), (0, 2));
+    }
 
     #[test]
     fn defaults_apply_when_absent() {

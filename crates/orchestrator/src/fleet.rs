@@ -408,26 +408,7 @@ async fn fail_readings_left_behind(inner: &Arc<Inner>, gateways: &[Uuid]) {
         .fail_unfinished_readings_of(gateways, &in_flight, reason)
         .await
     {
-        Ok(ended) => {
-            for (reading, gateway, serial) in ended {
-                let factory_id = inner
-                    .registry
-                    .read()
-                    .expect("registry lock")
-                    .get(&gateway)
-                    .map(|e| e.gateway.factory_id)
-                    .unwrap_or_default();
-                inner.metrics.readings_abandoned.fetch_add(1, Ordering::Relaxed);
-                inner.reading_reached(
-                    reading,
-                    gateway,
-                    factory_id,
-                    serial,
-                    ReadingStage::Failed,
-                    Some(reason.into()),
-                );
-            }
-        }
+        Ok(ended) => inner.abandoned(ended, reason),
         Err(err) => tracing::warn!(%err, "ending readings a former holder left"),
     }
 }

@@ -240,6 +240,24 @@ impl Inner {
         });
     }
 
+    /// Readings the store ended as failed because nothing was taking them any more
+    /// (reading, gateway, serial): counted and announced.
+    fn abandoned(&self, ended: Vec<(Uuid, Uuid, u64)>, reason: &str) {
+        for (reading, gateway, serial) in ended {
+            self.metrics.readings_abandoned.fetch_add(1, Ordering::Relaxed);
+            let factory_id = self
+                .registry
+                .read()
+                .expect("registry lock")
+                .get(&gateway)
+                .map(|e| e.gateway.factory_id);
+            if let Some(factory_id) = factory_id {
+                let error = Some(reason.to_owned());
+                self.reading_reached(reading, gateway, factory_id, serial, ReadingStage::Failed, error);
+            }
+        }
+    }
+
     /// A reading's progress, on this instance's stream and, through the fleet channel,
     /// on the others' (the reading may have been asked for there).
     fn publish_reading(&self, progress: ReadingProgress) {
@@ -936,25 +954,7 @@ async fn fail_abandoned_readings(inner: &Inner) {
             return;
         }
     };
-    for (reading, gateway, serial) in ended {
-        inner.metrics.readings_abandoned.fetch_add(1, Ordering::Relaxed);
-        let factory_id = inner
-            .registry
-            .read()
-            .expect("registry lock")
-            .get(&gateway)
-            .map(|e| e.gateway.factory_id);
-        if let Some(factory_id) = factory_id {
-            inner.reading_reached(
-                reading,
-                gateway,
-                factory_id,
-                serial,
-                ReadingStage::Failed,
-                Some(reason.to_owned()),
-            );
-        }
-    }
+    inner.abandoned(ended, reason);
 }
 
 async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(futures: impl Iterator<Item = F>) {
