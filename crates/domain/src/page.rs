@@ -113,8 +113,17 @@ mod tests {
     #[test]
     fn a_list_read_whole_is_sliced_into_its_page() {
         let page = Page::slice(vec![1, 2, 3, 4, 5], PageRequest { limit: 2, offset: 3 });
-        assert_eq!((page.data, page.pagination.total, page.pagination.has_next), (vec![4, 5], 5, false));
-        let beyond = Page::slice(vec![1, 2], PageRequest { limit: 2, offset: u64::MAX / 2 });
+        assert_eq!(
+            (page.data, page.pagination.total, page.pagination.has_next),
+            (vec![4, 5], 5, false)
+        );
+        let beyond = Page::slice(
+            vec![1, 2],
+            PageRequest {
+                limit: 2,
+                offset: u64::MAX / 2,
+            },
+        );
         assert_eq!((beyond.data.len(), beyond.pagination.total), (0, 2));
     }
 
