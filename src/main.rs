@@ -284,6 +284,7 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
         .initial_admin_password
         .as_ref()
         .map(|p| secrecy::ExposeSecret::expose_secret(p).to_owned());
+    let one_time = initial_password.is_none();
     if let Some(password) = factory_monitor::sessions::ensure_initial_admin(&db.store, initial_password).await? {
         // Printed once, to the terminal only (never logged): how a newcomer signs in.
         println!();
@@ -291,6 +292,9 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
         println!("    email:    {}", factory_monitor::sessions::INITIAL_ADMIN_EMAIL);
         println!("    password: {password}");
         println!("  Sign in at http://{addr}/login and create your own accounts under Users.");
+        if one_time {
+            println!("  This password works once: you choose your own at first sign-in.");
+        }
         println!();
     }
     if args.demo {

@@ -67,6 +67,10 @@ pub async fn require_page_sign_in(State(state): State<AppState>, req: Request, n
     }
     let signed_in = match req.extensions().get::<Session>() {
         Some(session) => match app::ssr::user_of_session(&state.store, session).await {
+            // A one-time password leads to the account page, and nowhere else, until changed.
+            Ok(Some(user)) if user.must_change_password && path != ACCOUNT_PAGE => {
+                return (StatusCode::SEE_OTHER, [(header::LOCATION, ACCOUNT_PAGE)]).into_response();
+            }
             Ok(user) => user.is_some(),
             Err(err) => {
                 return (
@@ -86,18 +90,28 @@ pub async fn require_page_sign_in(State(state): State<AppState>, req: Request, n
     (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
 }
 
+/// Where a user with a one-time password is sent.
+pub const ACCOUNT_PAGE: &str = "/account";
+
 /// When no user exists, creates the first administrator with `password` (or a
 /// random one) and returns the password to print once. `None` when users exist.
+/// A random password is a one-time password: it must be changed at first sign-in.
 pub async fn ensure_initial_admin(store: &Store, password: Option<String>) -> anyhow::Result<Option<String>> {
     if store.count_users().await? > 0 {
         return Ok(None);
     }
+    let one_time = password.is_none();
     let password = password.unwrap_or_else(|| Alphanumeric.sample_string(&mut rand::rngs::OsRng, 20));
     match store
         .create_user(INITIAL_ADMIN_EMAIL, &Password::new(password.clone()), Role::Admin)
         .await
     {
-        Ok(_) => Ok(Some(password)),
+        Ok(admin) => {
+            if one_time {
+                store.require_password_change(admin.id).await?;
+            }
+            Ok(Some(password))
+        }
         // Instances started together: another one created it first.
         Err(_) if store.count_users().await? > 0 => Ok(None),
         Err(err) => Err(domain::AppError::from(err).into()),

@@ -114,22 +114,10 @@ pub fn leptos_options(addr: SocketAddr) -> LeptosOptions {
 
 pub fn router(state: AppState, cors: &CorsOrigins) -> Router {
     let routes = generate_route_list(App);
-    let store = state.store.clone();
-    let throttle = state.sign_in_throttle.clone();
-    let orchestrator = state.orchestrator.clone();
     let leptos = state.leptos.clone();
     let app = Router::new()
         .merge(api::router(state.clone()))
-        .leptos_routes_with_context(
-            &state,
-            routes,
-            move || {
-                provide_context(store.clone());
-                provide_context(throttle.clone());
-                provide_context(orchestrator.clone());
-            },
-            move || shell(leptos.clone()),
-        )
+        .leptos_routes_with_context(&state, routes, app_context(&state), move || shell(leptos.clone()))
         // Site files (wasm, JS, CSS, public/) are served by tower-http, and anything
         // else gets the app's 404 page. Not leptos_axum's file handler: it looks up
         // ResponseOptions from whatever reactive owner is current on its thread, and
@@ -146,15 +134,22 @@ pub fn router(state: AppState, cors: &CorsOrigins) -> Router {
 
 /// The 404 page: the layout with "Page not found" (its server functions need the store).
 fn not_found_page(state: &AppState) -> axum::routing::MethodRouter {
-    let (store, throttle) = (state.store.clone(), state.sign_in_throttle.clone());
-    let handler = leptos_axum::file_and_error_handler_with_context::<AppState, _>(
-        move || {
-            provide_context(store.clone());
-            provide_context(throttle.clone());
-        },
-        shell,
-    );
+    let handler = leptos_axum::file_and_error_handler_with_context::<AppState, _>(app_context(state), shell);
     axum::routing::any(handler).with_state(state.clone())
+}
+
+/// What pages and server functions find in their context on every request.
+fn app_context(state: &AppState) -> impl Fn() + Clone + Send + Sync + 'static {
+    let store = state.store.clone();
+    let throttle = state.sign_in_throttle.clone();
+    let orchestrator = state.orchestrator.clone();
+    let secure = app::ssr::SecureCookies(state.cookie_secure);
+    move || {
+        provide_context(store.clone());
+        provide_context(throttle.clone());
+        provide_context(orchestrator.clone());
+        provide_context(secure);
+    }
 }
 
 /// A client that has not sent a whole request head this long after connecting (or after

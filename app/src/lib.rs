@@ -105,7 +105,7 @@ fn Layout() -> impl IntoView {
                     })}
                 </nav>
                 <div class="account">
-                    <span class="account-email" title="Signed in">{user.email}</span>
+                    <A href="/account" attr:class="account-email" attr:title="Your account">{user.email}</A>
                     <span class="account-role">{user.role.to_string()}</span>
                     <ActionForm action=sign_out attr:class="sign-out">
                         <button type="submit">"Sign out"</button>
@@ -138,6 +138,7 @@ fn Layout() -> impl IntoView {
                         ssr=SsrMode::Async
                     />
                     <Route path=path!("/users") view={Lazy::<pages::users::UsersRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("/account") view={Lazy::<pages::account::AccountRoute>::new()} ssr=SsrMode::Async />
                     <Route path=path!("/tokens") view={Lazy::<pages::tokens::TokensRoute>::new()} ssr=SsrMode::Async />
                 </Routes>
             </main>

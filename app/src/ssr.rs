@@ -91,12 +91,25 @@ pub async fn current_user() -> Result<Option<User>, AppError> {
 /// The signed-in user, or `UNAUTHORIZED`. Every server function starts with
 /// this or [`require_admin`].
 pub async fn require_user() -> Result<User, AppError> {
-    current_user().await?.ok_or_else(|| {
+    let user = current_user().await?.ok_or_else(|| {
         with_status(AppError::new(
             ErrorCode::Unauthorized,
             "Your session has ended. Sign in again.",
         ))
-    })
+    })?;
+    if user.must_change_password {
+        return Err(with_status(password_change_required()));
+    }
+    Ok(user)
+}
+
+/// The answer to everything but the account page while the user still has a one-time
+/// password.
+pub fn password_change_required() -> AppError {
+    AppError::new(
+        ErrorCode::Forbidden,
+        "Choose your own password first: you signed in with a one-time password (Account page).",
+    )
 }
 
 /// Gives the HTTP response the error's status (401, 403…), so that a direct
@@ -223,28 +236,53 @@ pub fn answer_form_keeping<T>(
     kept: &[(&str, String)],
     result: Result<T, AppError>,
 ) -> Result<T, AppError> {
-    use crate::api::auth::encode_query_value;
     // Direct callers see the error's own status (400, 403, 404, 409…), not 500.
     let result = result.map_err(with_status);
     if is_plain_form_post() {
         match &result {
             Ok(_) => leptos_axum::redirect(page),
-            Err(err) => {
-                let separator = if retry.contains('?') { '&' } else { '?' };
-                let mut url = format!("{retry}{separator}error={}", encode_query_value(&err.message));
-                for (name, value) in kept {
-                    url.push_str(&format!(
-                        "&{}{name}={}",
-                        crate::components::SUBMITTED_PREFIX,
-                        encode_query_value(value)
-                    ));
-                }
-                leptos_axum::redirect(&url)
-            }
+            Err(err) => leptos_axum::redirect(&refused_form_location(retry, &[("error", &err.message)], kept)),
         }
     }
     result
 }
+
+/// Where a refused plain form post goes back to: `retry` with `params` and the fields as
+/// typed (`kept`, `form.<name>=`), bound to this browser by a fresh random value both in
+/// the URL and in a short-lived cookie. The page shows the error and fills the form in
+/// only when the two match, so a crafted link can do neither.
+pub fn refused_form_location(retry: &str, params: &[(&str, &str)], kept: &[(&str, String)]) -> String {
+    use crate::api::auth::encode_query_value;
+    use crate::components::{REFUSED_FORM_COOKIE, SUBMITTED_PREFIX};
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let secure = use_context::<SecureCookies>().is_some_and(|secure| secure.0);
+    let cookie = format!(
+        "{REFUSED_FORM_COOKIE}={nonce}; Path=/; Max-Age=300; SameSite=Strict{}",
+        if secure { "; Secure" } else { "" }
+    );
+    if let (Some(response), Ok(cookie)) = (
+        use_context::<leptos_axum::ResponseOptions>(),
+        http::HeaderValue::from_str(&cookie),
+    ) {
+        response.append_header(http::header::SET_COOKIE, cookie);
+    }
+    let mut url = retry.to_owned();
+    for (name, value) in params {
+        let separator = if url.contains('?') { '&' } else { '?' };
+        url.push_str(&format!("{separator}{name}={}", encode_query_value(value)));
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    url.push_str(&format!("{separator}{SUBMITTED_PREFIX}nonce={nonce}"));
+    for (name, value) in kept {
+        url.push_str(&format!("&{SUBMITTED_PREFIX}{name}={}", encode_query_value(value)));
+    }
+    url
+}
+
+/// Whether the site's cookies are `Secure` (served over HTTPS), as context for server
+/// functions that set a cookie of their own.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SecureCookies(pub bool);
 
 #[cfg(test)]
 mod tests {

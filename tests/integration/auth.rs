@@ -371,6 +371,10 @@ async fn the_first_start_creates_one_administrator_and_only_once() {
         .unwrap()
         .expect("the printed password signs in");
     assert_eq!(admin.role, Role::Admin);
+    assert!(
+        admin.must_change_password,
+        "the printed password is a one-time password"
+    );
     let again = factory_monitor::sessions::ensure_initial_admin(&store, Some("ignored-password".into()))
         .await
         .unwrap();
@@ -413,6 +417,160 @@ async fn user_create_reads_the_password_from_stdin() {
     let short = run("short@example.com", "short\n");
     assert!(!short.status.success());
     assert!(String::from_utf8_lossy(&short.stderr).contains("password: must be at least 8 characters"));
+    let common = run("common@example.com", "Password123\n");
+    assert!(!common.status.success(), "a common password is refused");
+    assert!(
+        String::from_utf8_lossy(&common.stderr).contains(domain::auth::COMMON_PASSWORD_MESSAGE),
+        "{}",
+        String::from_utf8_lossy(&common.stderr)
+    );
+}
+
+#[tokio::test]
+async fn forms_refuse_common_passwords() {
+    let (_server, browser) = server_with_users().await;
+    let cookie = browser.session(ADMIN_EMAIL).await;
+    let refused = browser
+        .post_form(
+            "/rpc/create_user",
+            &cookie,
+            &[
+                ("email", "new@example.com"),
+                ("password", "iloveyou"),
+                ("role", "viewer"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert_eq!(refused.body["details"][0]["field"], "password");
+    assert_eq!(
+        refused.body["details"][0]["message"],
+        domain::auth::COMMON_PASSWORD_MESSAGE
+    );
+}
+
+#[tokio::test]
+async fn a_user_changes_their_own_password_and_their_other_sessions_end() {
+    let (server, browser) = server_with_users().await;
+    let here = browser.session(VIEWER_EMAIL).await;
+    let elsewhere = browser.session(VIEWER_EMAIL).await;
+    let admin = browser.session(ADMIN_EMAIL).await;
+    let wrong = browser
+        .post_form(
+            "/rpc/change_password",
+            &here,
+            &[
+                ("current_password", "not my password"),
+                ("new_password", "a brand new secret"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::BAD_REQUEST, "{}", wrong.body);
+    assert_eq!(wrong.body["details"][0]["field"], "current_password");
+    let common = browser
+        .post_form(
+            "/rpc/change_password",
+            &here,
+            &[("current_password", PASSWORD), ("new_password", "baseball")],
+        )
+        .await;
+    assert_eq!(common.body["details"][0]["field"], "new_password", "{}", common.body);
+    let changed = browser
+        .post_form(
+            "/rpc/change_password",
+            &here,
+            &[("current_password", PASSWORD), ("new_password", "a brand new secret")],
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    let renewed = cookie_pair(&changed.set_cookie.expect("a new session id after the change"));
+    assert_ne!(renewed, here);
+    assert_eq!(
+        browser.get("/api/factories", Some(&renewed)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        browser.get("/api/factories", Some(&elsewhere)).await.status,
+        StatusCode::UNAUTHORIZED,
+        "the other session ended"
+    );
+    assert_eq!(
+        browser.get("/api/factories", Some(&admin)).await.status,
+        StatusCode::OK,
+        "other users' sessions stay"
+    );
+    let old = server
+        .store
+        .authenticate_user(VIEWER_EMAIL, &Password::new(PASSWORD))
+        .await
+        .unwrap();
+    assert!(old.is_none(), "the old password no longer signs in");
+    assert!(browser
+        .sign_in(VIEWER_EMAIL, "a brand new secret", None)
+        .await
+        .set_cookie
+        .is_some());
+}
+
+/// The first administrator's printed password works once: until its owner chooses their
+/// own, every page leads to the account page and the API refuses the session.
+#[tokio::test]
+async fn a_one_time_password_must_be_changed_at_first_sign_in() {
+    let server = TestServer::start().await;
+    let printed = factory_monitor::sessions::ensure_initial_admin(&server.store, None)
+        .await
+        .unwrap()
+        .expect("a printed password");
+    let admin = factory_monitor::sessions::INITIAL_ADMIN_EMAIL;
+    let browser = Browser::new(&server);
+    let signed_in = browser.sign_in(admin, &printed, None).await;
+    let cookie = cookie_pair(&signed_in.set_cookie.expect("the one-time password signs in"));
+    let page = browser.get("/gateways", Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location.as_deref(), Some("/account"));
+    assert_eq!(browser.get("/account", Some(&cookie)).await.status, StatusCode::OK);
+    let api = browser.get("/api/factories", Some(&cookie)).await;
+    assert_eq!(api.status, StatusCode::FORBIDDEN, "{}", api.body);
+    let rpc = browser
+        .post_form(
+            "/rpc/create_factory",
+            &cookie,
+            &[("name", "Early"), ("location", ""), ("timezone", "UTC")],
+        )
+        .await;
+    assert_eq!(rpc.status, StatusCode::FORBIDDEN, "{}", rpc.body);
+    let changed = browser
+        .post_form(
+            "/rpc/change_password",
+            &cookie,
+            &[("current_password", &printed), ("new_password", "my own admin secret")],
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    let cookie = cookie_pair(&changed.set_cookie.expect("a new session id"));
+    assert_eq!(browser.get("/gateways", Some(&cookie)).await.status, StatusCode::OK);
+    assert_eq!(
+        browser.get("/api/factories", Some(&cookie)).await.status,
+        StatusCode::OK
+    );
+}
+
+/// A given first password (tests, demos) is not a one-time one.
+#[tokio::test]
+async fn a_configured_first_password_need_not_be_changed() {
+    let store = crate::common::fresh_store().await;
+    factory_monitor::sessions::ensure_initial_admin(&store, Some("configured admin secret".into()))
+        .await
+        .unwrap();
+    let admin = store
+        .authenticate_user(
+            factory_monitor::sessions::INITIAL_ADMIN_EMAIL,
+            &Password::new("configured admin secret"),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!admin.must_change_password);
 }
 
 #[tokio::test]

@@ -166,3 +166,59 @@ async fn pages_and_api_answers_are_not_stored_site_files_may_be() {
         assert!(file.headers().get("cache-control").is_none_or(|v| v != "no-store"));
     }
 }
+
+/// A refused plain form post comes back with its message and the fields as typed, bound
+/// to the posting browser by a cookie; a crafted link with the same parameters shows
+/// neither the message nor the values (finding 6 and 8 of the security review).
+#[tokio::test]
+async fn only_the_browser_that_posted_a_refused_form_sees_its_message_and_values() {
+    let server = TestServer::start().await;
+    let cookie = signed_in_as(&server, "root@example.com", domain::Role::Admin).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let refused = http
+        .post(format!("{}/rpc/create_factory", server.base))
+        .header("accept", "text/html")
+        .header("origin", &server.base)
+        .header("cookie", &cookie)
+        .form(&[
+            ("name", "Typed plant"),
+            ("location", "Hall 9"),
+            ("timezone", "Mars/Olympus_Mons"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(refused.status().is_redirection(), "{}", refused.status());
+    let location = refused.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with("/factories?error="), "{location}");
+    let binding = refused
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("fm_refused_form="))
+        .expect("the refusal sets its cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = |path: String, cookies: String| {
+        let request = http.get(format!("{}{path}", server.base)).header("cookie", cookies);
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    let answered = page(location.clone(), format!("{cookie}; {binding}")).await;
+    assert!(answered.contains("must be an IANA time zone"), "the message is shown");
+    assert!(answered.contains("value=\"Typed plant\""), "the form is filled in");
+    let crafted = page(location.clone(), cookie.clone()).await;
+    assert!(!crafted.contains("must be an IANA time zone"), "no cookie: no message");
+    assert!(!crafted.contains("value=\"Typed plant\""), "no cookie: no values");
+    let forged = page(
+        "/factories?error=Your%20account%20is%20locked%3A%20call%20555&form.nonce=guess&form.name=Evil".into(),
+        format!("{cookie}; fm_refused_form=other"),
+    )
+    .await;
+    assert!(!forged.contains("Your account is locked") && !forged.contains("value=\"Evil\""));
+}

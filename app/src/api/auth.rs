@@ -64,11 +64,10 @@ pub async fn sign_in(email: String, password: String, next: Option<String>) -> R
     let fail = |reason: &str, message: &str| {
         if ssr::is_plain_form_post() {
             // The email comes back in the form; the password never does.
-            leptos_axum::redirect(&format!(
-                "/login?failed={reason}&next={}&{}email={}",
-                encode_query_value(&next),
-                crate::components::SUBMITTED_PREFIX,
-                encode_query_value(&email)
+            leptos_axum::redirect(&ssr::refused_form_location(
+                "/login",
+                &[("failed", reason), ("next", &next)],
+                &[("email", email.clone())],
             ));
         }
         Err(AppError::new(ErrorCode::Unauthorized, message))
@@ -97,6 +96,38 @@ pub async fn sign_in(email: String, password: String, next: Option<String>) -> R
             Ok(())
         }
     }
+}
+
+/// The signed-in user replaces their own password (the current one is required). Their
+/// other sessions end; this one stays signed in under a new session id.
+#[server(prefix = "/rpc", endpoint = "change_password")]
+pub async fn change_password(current_password: String, new_password: String) -> Result<User, AppError> {
+    ssr::answer_form(
+        "/account",
+        change_password_checked(current_password, new_password).await,
+    )
+}
+
+#[cfg(feature = "ssr")]
+async fn change_password_checked(current_password: String, new_password: String) -> Result<User, AppError> {
+    use domain::error::ErrorCode;
+    // Not `require_user`: this is what a user with a one-time password may still do.
+    let user = ssr::current_user()
+        .await?
+        .ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "Your session has ended. Sign in again."))?;
+    let session = ssr::session().await?;
+    let changed = ssr::store()?
+        .change_own_password(
+            user.id,
+            &domain::Password::new(current_password),
+            &domain::Password::new(new_password),
+            session.id().as_ref(),
+        )
+        .await?;
+    // A credential change gets a new session id, like a sign-in.
+    session.cycle_id().await.map_err(|_| AppError::internal())?;
+    tracing::info!(user_id = %user.id, "password changed by its owner; other sessions ended");
+    Ok(changed)
 }
 
 #[server(prefix = "/rpc", endpoint = "sign_out")]

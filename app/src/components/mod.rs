@@ -7,12 +7,57 @@ use leptos::prelude::*;
 /// typed, in the URL it goes back to: `?form.name=…` (see `ssr::answer_form_keeping`).
 pub const SUBMITTED_PREFIX: &str = "form.";
 
+/// The cookie that binds the URL answering a refused plain form post to the browser
+/// that posted the form: the URL carries the same random value as `form.nonce`.
+pub const REFUSED_FORM_COOKIE: &str = "fm_refused_form";
+const REFUSED_FORM_NONCE: &str = "form.nonce";
+
 /// What was typed into field `name` of a form the server refused, when the page
 /// is the answer to a plain form post; fields start from it instead of blank.
 pub fn submitted_value(name: &str) -> Option<String> {
-    leptos_router::hooks::use_query_map()
-        .read_untracked()
-        .get(&format!("{SUBMITTED_PREFIX}{name}"))
+    let query = leptos_router::hooks::use_query_map().read_untracked();
+    answers_refused_post(&query)
+        .then(|| query.get(&format!("{SUBMITTED_PREFIX}{name}")))
+        .flatten()
+}
+
+/// Whether this page answers a refused post made from this very browser: only then are
+/// `?error=` and the `form.*` values shown. A crafted link can carry any text and any
+/// field value (a gateway URL, say) but cannot set this site's cookie to match.
+fn answers_refused_post(query: &leptos_router::params::ParamsMap) -> bool {
+    let Some(nonce) = query.get(REFUSED_FORM_NONCE).filter(|n| !n.is_empty()) else {
+        return false;
+    };
+    cookie(REFUSED_FORM_COOKIE).is_some_and(|cookie| cookie == nonce)
+}
+
+/// A cookie of the request (server) or of the document (browser): both see the same
+/// one, so the server's HTML and the hydrated page agree.
+fn cookie(name: &str) -> Option<String> {
+    #[cfg(feature = "ssr")]
+    let header = use_context::<http::request::Parts>().and_then(|parts| {
+        let values: Vec<String> = parts
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok().map(str::to_owned))
+            .collect();
+        (!values.is_empty()).then(|| values.join("; "))
+    });
+    #[cfg(all(feature = "hydrate", not(feature = "ssr")))]
+    let header = {
+        use wasm_bindgen::JsCast;
+        web_sys::window()
+            .and_then(|window| window.document())
+            .and_then(|document| document.dyn_into::<web_sys::HtmlDocument>().ok())
+            .and_then(|document| document.cookie().ok())
+    };
+    #[cfg(not(any(feature = "ssr", feature = "hydrate")))]
+    let header: Option<String> = None;
+    header?.split(';').find_map(|pair| {
+        let (key, value) = pair.trim().split_once('=')?;
+        (key == name).then(|| value.to_owned())
+    })
 }
 
 /// A labelled text input with its inline validation message from the last
@@ -216,13 +261,16 @@ pub fn RoleSelect(
 
 /// The message of a failed form post that came back as `?error=` (without
 /// JavaScript the page cannot receive the server function's answer).
+/// Shown only when this browser made that post (see `answers_refused_post`): a link
+/// cannot put words of its own on the page.
 #[component]
 pub fn UrlError() -> impl IntoView {
     let query = leptos_router::hooks::use_query_map();
     move || {
-        query
-            .read()
-            .get("error")
+        let query = query.read();
+        answers_refused_post(&query)
+            .then(|| query.get("error"))
+            .flatten()
             .filter(|message| !message.is_empty())
             .map(|message| view! { <p class="toast form-error" role="alert">{message}</p> })
     }

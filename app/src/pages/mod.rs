@@ -18,6 +18,7 @@ macro_rules! lazy_page {
     };
 }
 
+pub mod account;
 pub mod factories;
 pub mod gateway_detail;
 pub mod gateways;

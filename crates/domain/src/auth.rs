@@ -51,6 +51,10 @@ pub struct User {
     pub email: String,
     pub role: Role,
     pub disabled_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Signed in with a password someone else chose (the first administrator's one-time
+    /// password): the user must set their own before doing anything else.
+    #[serde(default)]
+    pub must_change_password: bool,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
@@ -82,14 +86,42 @@ pub fn validate_user_email(email: &str) -> Result<String, crate::AppError> {
 
 /// Checks a new sign-in password (never trimmed: spaces are characters too).
 pub fn validate_user_password(password: &str) -> Result<(), crate::AppError> {
+    validate_new_password("password", password)
+}
+
+/// [`validate_user_password`] for a form or body whose field has another name.
+pub fn validate_new_password(field: &str, password: &str) -> Result<(), crate::AppError> {
     let mut check = crate::validate::Checker::default();
     let length = password.chars().count();
     if length < USER_PASSWORD_MIN {
-        check.fail("password", format!("must be at least {USER_PASSWORD_MIN} characters"));
+        check.fail(field, format!("must be at least {USER_PASSWORD_MIN} characters"));
     } else if length > USER_PASSWORD_MAX {
-        check.fail("password", format!("must be at most {USER_PASSWORD_MAX} characters"));
+        check.fail(field, format!("must be at most {USER_PASSWORD_MAX} characters"));
+    } else if is_common_password(password) {
+        check.fail(field, COMMON_PASSWORD_MESSAGE);
     }
     check.finish(())
+}
+
+/// Why a password from the common-password list is refused.
+pub const COMMON_PASSWORD_MESSAGE: &str =
+    "is one of the most common passwords, the first ones an attacker tries; choose another";
+
+/// Whether `password` (ignoring case) is in the list of common leaked passwords shipped
+/// with the server (`data/common-passwords.txt`, its source in `data/README.md`). Not in
+/// the browser build: the list would weigh on every page, and the server decides anyway.
+#[cfg(feature = "server")]
+pub fn is_common_password(password: &str) -> bool {
+    use std::collections::HashSet;
+    use std::sync::LazyLock;
+    static COMMON: LazyLock<HashSet<&'static str>> =
+        LazyLock::new(|| include_str!("../data/common-passwords.txt").lines().collect());
+    COMMON.contains(password.to_lowercase().as_str())
+}
+
+#[cfg(not(feature = "server"))]
+pub fn is_common_password(_password: &str) -> bool {
+    false
 }
 
 #[cfg(test)]
@@ -107,10 +139,20 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "server")]
+    #[test]
+    fn common_passwords_are_refused_ignoring_case() {
+        for common in ["password", "PassWord1", "12345678", "iloveyou", "sunshine"] {
+            let err = validate_user_password(common).unwrap_err();
+            assert_eq!(err.field_message("password"), Some(COMMON_PASSWORD_MESSAGE), "{common}");
+        }
+        assert!(validate_user_password("correct horse battery").is_ok());
+    }
+
     #[test]
     fn user_password_length_is_bounded() {
         assert!(validate_user_password("1234567").is_err());
-        assert!(validate_user_password("12345678").is_ok());
+        assert!(validate_user_password("1234567x").is_ok());
         assert!(validate_user_password(&"x".repeat(USER_PASSWORD_MAX + 1)).is_err());
     }
 }

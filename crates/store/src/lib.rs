@@ -27,6 +27,7 @@ pub use observer::{ConnectionChange, InventoryObserver};
 pub use sessions::{PgSessionStore, SESSION_USER_KEY};
 pub use sqlx::postgres::PgListener;
 pub use tokens::{token_digest, ApiToken, TOKEN_PREFIX};
+pub use users::{argon2_concurrency, argon2_peak_concurrency};
 
 use changes::ReadCache;
 use domain::{Gateway, Page, PageRequest};

@@ -23,7 +23,7 @@ pub struct PgSessionStore {
     absolute_lifetime: Duration,
 }
 
-fn id_digest(id: &Id) -> [u8; 32] {
+pub(crate) fn id_digest(id: &Id) -> [u8; 32] {
     Sha256::digest(id.to_string().as_bytes()).into()
 }
 

@@ -46,9 +46,43 @@ fn verify_blocking(password: &str, stored: Option<&str>) -> bool {
 /// would stall every other request sharing the async worker.
 async fn hash_password(password: &Password) -> Result<String, StoreError> {
     let password = password.clone();
-    tokio::task::spawn_blocking(move || hash_password_blocking(password.expose()))
+    argon2_work(move || hash_password_blocking(password.expose())).await?
+}
+
+/// How many argon2 computations may run at once: each holds 19 MiB and a core, so a
+/// burst of sign-ins waits its turn instead of exhausting memory or the blocking pool.
+pub fn argon2_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8)
+}
+
+static ARGON2_PERMITS: std::sync::LazyLock<tokio::sync::Semaphore> =
+    std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(argon2_concurrency()));
+static ARGON2_RUNNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static ARGON2_PEAK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The most argon2 computations seen running at once since the process started.
+pub fn argon2_peak_concurrency() -> usize {
+    ARGON2_PEAK.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Runs one argon2 computation on the blocking pool under [`argon2_concurrency`].
+async fn argon2_work<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, StoreError> {
+    use std::sync::atomic::Ordering;
+    let permit = ARGON2_PERMITS
+        .acquire()
         .await
-        .map_err(|e| StoreError::Config(format!("password hashing task: {e}")))?
+        .map_err(|_| StoreError::Config("password hashing is shut down".into()))?;
+    // The permit moves into the task: a caller that gives up does not free it early.
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let running = ARGON2_RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
+        ARGON2_PEAK.fetch_max(running, Ordering::Relaxed);
+        let result = work();
+        ARGON2_RUNNING.fetch_sub(1, Ordering::SeqCst);
+        result
+    })
+    .await
+    .map_err(|e| StoreError::Config(format!("password hashing task: {e}")))
 }
 
 #[derive(sqlx::FromRow)]
@@ -57,6 +91,7 @@ struct UserRow {
     email: String,
     role: String,
     disabled_at: Option<DateTime<Utc>>,
+    must_change_password: bool,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -70,6 +105,7 @@ impl TryFrom<UserRow> for User {
             email: row.email,
             role: row.role.parse().map_err(StoreError::Config)?,
             disabled_at: row.disabled_at,
+            must_change_password: row.must_change_password,
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
@@ -83,7 +119,7 @@ struct UserWithHash {
     password_hash: String,
 }
 
-const USER_COLUMNS: &str = "id, email, role, disabled_at, created_at, updated_at";
+const USER_COLUMNS: &str = "id, email, role, disabled_at, must_change_password, created_at, updated_at";
 
 fn user_not_found() -> StoreError {
     StoreError::code(ErrorCode::NotFound, "User not found")
@@ -126,9 +162,7 @@ impl Store {
         .await?;
         let stored_hash = found.as_ref().map(|row| row.password_hash.clone());
         let password = password.clone();
-        let matches = tokio::task::spawn_blocking(move || verify_blocking(password.expose(), stored_hash.as_deref()))
-            .await
-            .map_err(|e| StoreError::Config(format!("password check task: {e}")))?;
+        let matches = argon2_work(move || verify_blocking(password.expose(), stored_hash.as_deref())).await?;
         match found {
             Some(row) if matches && row.user.disabled_at.is_none() => Ok(Some(row.user.try_into()?)),
             _ => Ok(None),
@@ -213,6 +247,67 @@ impl Store {
         let row = row.ok_or_else(user_not_found)?;
         sqlx::query("DELETE FROM sessions WHERE user_id = $1")
             .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        row.try_into()
+    }
+
+    /// The first administrator's printed one-time password: its owner must replace it at
+    /// first sign-in.
+    pub async fn require_password_change(&self, id: Uuid) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET must_change_password = true, updated_at = now() WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// A signed-in user replaces their own password: `current` must be right, `new` must
+    /// follow the password rules and differ from it. Every other session of the user ends
+    /// (`keep_session`, the one asking, stays signed in).
+    pub async fn change_own_password(
+        &self,
+        id: Uuid,
+        current: &Password,
+        new: &Password,
+        keep_session: Option<&tower_sessions_core::session::Id>,
+    ) -> Result<User, StoreError> {
+        let stored: Option<String> = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let stored = stored.ok_or_else(user_not_found)?;
+        let check = current.clone();
+        if !argon2_work(move || verify_blocking(check.expose(), Some(&stored))).await? {
+            return Err(AppError::validation(vec![domain::FieldError::new(
+                "current_password",
+                "is not your current password",
+            )])
+            .into());
+        }
+        domain::auth::validate_new_password("new_password", new.expose())?;
+        if new.expose() == current.expose() {
+            return Err(AppError::validation(vec![domain::FieldError::new(
+                "new_password",
+                "must differ from the current password",
+            )])
+            .into());
+        }
+        let hash = hash_password(new).await?;
+        let mut tx = self.pool.begin().await?;
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "UPDATE users SET password_hash = $2, must_change_password = false, updated_at = now()
+             WHERE id = $1 RETURNING {USER_COLUMNS}"
+        ))
+        .bind(id)
+        .bind(&hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let row = row.ok_or_else(user_not_found)?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id_sha256 IS DISTINCT FROM $2")
+            .bind(id)
+            .bind(keep_session.map(|kept| crate::sessions::id_digest(kept).to_vec()))
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

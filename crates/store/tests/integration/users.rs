@@ -237,3 +237,30 @@ async fn a_deleted_session_is_not_brought_back_by_a_late_save(pool: PgPool) {
     );
     assert_eq!(store.count_user_sessions(user.id).await.unwrap(), 0);
 }
+
+/// A burst of password checks waits its turn: no more argon2 computations (19 MiB each)
+/// run at once than the cap, whatever the burst's size.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn password_checks_run_at_most_the_cap_at_once(pool: PgPool) {
+    let store = new_store(pool);
+    ada(&store, Role::Viewer).await;
+    let mut burst = tokio::task::JoinSet::new();
+    for n in 0..16 {
+        let store = store.clone();
+        burst.spawn(async move {
+            store
+                .authenticate_user("ada@example.com", &password(&format!("guess {n}")))
+                .await
+        });
+    }
+    while let Some(answer) = burst.join_next().await {
+        assert!(answer.unwrap().unwrap().is_none());
+    }
+    let peak = store::argon2_peak_concurrency();
+    assert!(peak >= 1, "the checks ran");
+    assert!(
+        peak <= store::argon2_concurrency(),
+        "{peak} ran at once, above the cap of {}",
+        store::argon2_concurrency()
+    );
+}
