@@ -128,7 +128,8 @@ pub fn router(state: AppState, cors: &CorsOrigins) -> Router {
         // layer loads; cross-site requests are refused before anything runs.
         .layer(middleware::from_fn_with_state(state.clone(), require_page_sign_in))
         .layer(middleware::from_fn(require_same_origin))
-        .layer(session_layer(state.store.clone(), state.cookie_secure));
+        .layer(session_layer(state.store.clone(), state.cookie_secure))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(BODY_READ_TIMEOUT));
     with_security_headers(app, cors)
 }
 
@@ -155,6 +156,9 @@ fn app_context(state: &AppState) -> impl Fn() + Clone + Send + Sync + 'static {
 /// A client that has not sent a whole request head this long after connecting (or after
 /// its previous response, on a kept-alive connection) is disconnected.
 pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// A request body that sends nothing for this long is given up (408): a client cannot hold
+/// a request open by trickling, or stopping, its body.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 /// Connections open at once; beyond this, new ones are closed at once.
 pub const MAX_CONNECTIONS: usize = 10_000;
 /// How long a stop waits for requests in flight (event streams never end by themselves).

@@ -22,6 +22,28 @@ fn validation(field: &str, message: impl Into<String>) -> ApiError {
     ApiError(AppError::validation(vec![FieldError::new(field, message)]))
 }
 
+/// Why a body could not be read: too long, too slow (`BODY_READ_TIMEOUT`), or cut off.
+fn unreadable_body(err: axum::Error) -> ApiError {
+    let cause = err.into_inner();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(cause.as_ref());
+    while let Some(error) = source {
+        if error.is::<http_body_util::LengthLimitError>() {
+            return too_large();
+        }
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return ApiError::new(
+                ErrorCode::RequestTimeout,
+                format!(
+                    "Request Timeout: the body was not sent within {} s",
+                    crate::web::BODY_READ_TIMEOUT.as_secs()
+                ),
+            );
+        }
+        source = error.source();
+    }
+    ApiError::new(ErrorCode::InvalidJsonBody, "The request body could not be read")
+}
+
 fn too_large() -> ApiError {
     ApiError::new(
         ErrorCode::PayloadTooLarge,
@@ -48,7 +70,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             .map(|v| v.to_str().unwrap_or("(not text)").to_owned());
         let bytes = axum::body::to_bytes(Body::new(body), BODY_LIMIT)
             .await
-            .map_err(|_| too_large())?;
+            .map_err(unreadable_body)?;
         match content_type.as_deref() {
             None if bytes.is_empty() => return Err(validation("body", "a JSON object is required")),
             Some(ct) if !is_json(ct) => {

@@ -841,3 +841,49 @@ async fn a_half_sent_request_head_is_closed_after_the_timeout() {
         "closed after the timeout, not before"
     );
 }
+
+/// A kept-alive connection that sends nothing after its answer is closed after the same
+/// timeout, and a body that stops half-way is answered 408 after the body timeout; both
+/// at once, so the test takes the longer of the two.
+#[tokio::test]
+async fn idle_connections_and_stalled_bodies_are_given_up() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start().await;
+    let address = s.base.strip_prefix("http://").unwrap().to_owned();
+    let idle = async {
+        let mut idle = tokio::net::TcpStream::connect(&address).await.unwrap();
+        idle.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut first = [0u8; 12];
+        idle.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first, b"HTTP/1.1 200");
+        let answered = std::time::Instant::now();
+        let mut rest = Vec::new();
+        let limit = factory_monitor::web::HEADER_READ_TIMEOUT + std::time::Duration::from_secs(5);
+        let read = tokio::time::timeout(limit, idle.read_to_end(&mut rest)).await;
+        assert!(
+            read.is_ok(),
+            "an idle connection was still open after {:?}",
+            answered.elapsed()
+        );
+    };
+    let stalled = async {
+        let mut stalled = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let token = s.admin.clone();
+        let head = format!(
+            "POST /api/factories HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"name\":"
+        );
+        stalled.write_all(head.as_bytes()).await.unwrap();
+        let sent = std::time::Instant::now();
+        let mut answer = Vec::new();
+        let limit = factory_monitor::web::BODY_READ_TIMEOUT + std::time::Duration::from_secs(5);
+        let read = tokio::time::timeout(limit, stalled.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "a stalled body held its request for {:?}", sent.elapsed());
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("REQUEST_TIMEOUT"), "{answer}");
+    };
+    tokio::join!(idle, stalled);
+}
