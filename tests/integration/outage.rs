@@ -101,3 +101,119 @@ async fn gateways_and_their_history_survive_a_database_outage() {
     }
     let _ = pg.stop().await;
 }
+
+/// What a writer saw: each acknowledged factory name, and every answer's status and time.
+#[derive(Default)]
+struct WriteLog {
+    acknowledged: Vec<String>,
+    statuses: std::collections::BTreeMap<u16, usize>,
+    slowest: Duration,
+}
+
+/// The API under a steady write load while PostgreSQL stops and starts again: every write
+/// is answered (201, or 503 while the database is away; never another error, never a
+/// hang), the server recovers without a restart, and every write acknowledged with 201 is
+/// in the database afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_under_load_survive_a_postgresql_restart() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let pg = EmbeddedPostgres::start(dir.path()).await.expect("a private PostgreSQL");
+    let port = pg.port();
+    let store = store_at(&pg.url("writes")).await;
+    let s = Arc::new(TestServer::start_with(store.clone(), test_orchestrator_config()).await);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let (s, stop) = (s.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut log = WriteLog::default();
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let name = format!("Load {writer}-{n}");
+                    let started = Instant::now();
+                    let sent = s
+                        .request(Method::POST, "/api/factories")
+                        .bearer_auth(&s.admin)
+                        .timeout(Duration::from_secs(20))
+                        .json(&serde_json::json!({ "name": name }))
+                        .send()
+                        .await;
+                    let status = sent.expect("every write is answered, none hangs").status();
+                    log.slowest = log.slowest.max(started.elapsed());
+                    *log.statuses.entry(status.as_u16()).or_default() += 1;
+                    match status {
+                        StatusCode::CREATED => log.acknowledged.push(name),
+                        StatusCode::SERVICE_UNAVAILABLE => tokio::time::sleep(Duration::from_millis(50)).await,
+                        other => panic!("{name}: answered {other}"),
+                    }
+                }
+                log
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pg.stop().await.expect("PostgreSQL stops");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let pg = EmbeddedPostgres::start_on(dir.path(), Some(port))
+        .await
+        .expect("PostgreSQL starts again");
+    wait_for_health(&s, StatusCode::OK, Duration::from_secs(30)).await;
+    // Writes go through again, from the same server process.
+    let after = s
+        .call(
+            Method::POST,
+            "/api/factories",
+            Some(serde_json::json!({"name": "After"})),
+        )
+        .await;
+    assert_eq!(after.status, StatusCode::CREATED, "{}", after.text);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+
+    let mut total = WriteLog::default();
+    for writer in writers {
+        let log = writer.await.expect("a writer saw only 201 and 503");
+        total.acknowledged.extend(log.acknowledged);
+        for (status, count) in log.statuses {
+            *total.statuses.entry(status).or_default() += count;
+        }
+        total.slowest = total.slowest.max(log.slowest);
+    }
+    eprintln!(
+        "writes under a PostgreSQL restart: {:?} (status: count), slowest answer {:?}",
+        total.statuses, total.slowest
+    );
+    assert!(
+        total.statuses.get(&503).copied().unwrap_or(0) > 0,
+        "the outage was seen: {:?}",
+        total.statuses
+    );
+    // A write waits at most the pool's acquire timeout (5 s) per query while the database
+    // is away, then gets its 503.
+    assert!(
+        total.slowest < Duration::from_secs(15),
+        "a write hung for {:?}",
+        total.slowest
+    );
+    let stored: std::collections::HashSet<String> = sqlx::query_scalar("SELECT name FROM factories")
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    let lost: Vec<&String> = total
+        .acknowledged
+        .iter()
+        .filter(|name| !stored.contains(*name))
+        .collect();
+    assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
+    assert!(
+        total.acknowledged.len() > 10,
+        "the load ran: {}",
+        total.acknowledged.len()
+    );
+    let _ = pg.stop().await;
+}
