@@ -158,3 +158,35 @@ test.describe("roles", () => {
     await expect(row).toContainText("Revoked");
   });
 });
+
+test.describe("own account", () => {
+  test("a user changes their own password; a common one is refused", async ({ page }) => {
+    failOnPageErrors(page);
+    await signIn(page);
+    const email = await createUser(page, "viewer", "first-password-1");
+    await page.context().clearCookies();
+    await signIn(page, email, "first-password-1", "/factories");
+    await waitForHydration(page);
+    await page.locator(".account-email").click();
+    await page.waitForURL("**/account");
+    const form = page.getByRole("form", { name: "Change password" });
+    await form.getByLabel("Current password").fill("first-password-1");
+    await form.getByLabel("New password").fill("password1");
+    await form.getByRole("button", { name: "Change password" }).click();
+    await expect(form.getByText("one of the most common passwords")).toBeVisible();
+    await form.getByLabel("New password").fill("second-password-2");
+    await form.getByRole("button", { name: "Change password" }).click();
+    await expect(page.getByRole("status")).toContainText("Password changed");
+    await page.context().clearCookies();
+    await signIn(page, email, "second-password-2", "/factories");
+  });
+
+  test("a crafted link neither shows its text nor fills a form in", async ({ page }) => {
+    failOnPageErrors(page);
+    await signIn(page);
+    await page.goto("/factories?error=Your%20account%20is%20locked%3A%20call%20555&form.nonce=guess&form.name=Evil%20plant");
+    await waitForHydration(page);
+    await expect(page.getByText("Your account is locked")).toHaveCount(0);
+    await expect(page.getByRole("form", { name: "Add factory" }).getByLabel("Factory name")).toHaveValue("");
+  });
+});
