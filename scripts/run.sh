@@ -7,5 +7,6 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/tools/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 
 scripts/bootstrap.sh
-cargo leptos build --release --split
+# --precompress: brotli and gzip twins of the site files, served as they are.
+cargo leptos build --release --split --precompress
 exec target/release/factory-monitor serve --demo "$@"

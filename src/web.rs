@@ -122,14 +122,24 @@ pub fn router(state: AppState, cors: &CorsOrigins) -> Router {
         // else gets the app's 404 page. Not leptos_axum's file handler: it looks up
         // ResponseOptions from whatever reactive owner is current on its thread, and
         // could take the headers (the CSP) of a page being rendered beside it.
-        .fallback_service(ServeDir::new(state.leptos.site_root.to_string()).fallback(not_found_page(&state)))
+        // `make run` builds with `--precompress`: a file's `.br` or `.gz` twin is sent as it
+        // is when the browser accepts it; otherwise the compression layer below compresses it.
+        .fallback_service(
+            ServeDir::new(state.leptos.site_root.to_string())
+                .precompressed_br()
+                .precompressed_gzip()
+                .fallback(not_found_page(&state)),
+        )
         .with_state(state.clone())
         // Innermost first: the page guard needs the session, which the outermost
         // layer loads; cross-site requests are refused before anything runs.
         .layer(middleware::from_fn_with_state(state.clone(), require_page_sign_in))
         .layer(middleware::from_fn(require_same_origin))
         .layer(session_layer(state.store.clone(), state.cookie_secure))
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(BODY_READ_TIMEOUT));
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(BODY_READ_TIMEOUT))
+        // Pages, JSON and site files as the client accepts (brotli, gzip); never event
+        // streams (each event must leave at once) or answers already encoded.
+        .layer(tower_http::compression::CompressionLayer::new());
     with_security_headers(app, cors)
 }
 

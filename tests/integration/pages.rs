@@ -222,3 +222,49 @@ async fn only_the_browser_that_posted_a_refused_form_sees_its_message_and_values
     .await;
     assert!(!forged.contains("Your account is locked") && !forged.contains("value=\"Evil\""));
 }
+
+/// Pages, JSON and site files go compressed as the client accepts (brotli before gzip),
+/// as they are when it accepts nothing; event streams never (each event must leave at once).
+#[tokio::test]
+async fn answers_are_compressed_as_the_client_accepts() {
+    let server = TestServer::start().await;
+    let cookie = signed_in(&server).await;
+    let encoding = |path: &'static str, accept: &'static str| {
+        let request = server
+            .request(reqwest::Method::GET, path)
+            .header("cookie", cookie.clone())
+            .header("accept-encoding", accept);
+        async move {
+            let answer = request.send().await.unwrap();
+            assert!(answer.status().is_success(), "{path}: {}", answer.status());
+            let encoding = answer
+                .headers()
+                .get("content-encoding")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (encoding, answer.bytes().await.unwrap().len())
+        }
+    };
+    for path in ["/", "/api/factories?limit=100", "/pkg/factory-monitor.wasm"] {
+        let (plain, plain_size) = encoding(path, "identity").await;
+        assert_eq!(plain, None, "{path}");
+        let (br, br_size) = encoding(path, "gzip, deflate, br").await;
+        assert_eq!(br.as_deref(), Some("br"), "{path}");
+        let (gzip, _) = encoding(path, "gzip").await;
+        assert_eq!(gzip.as_deref(), Some("gzip"), "{path}");
+        if path.ends_with(".wasm") {
+            assert!(br_size * 2 < plain_size, "{path}: {br_size} of {plain_size} bytes");
+        }
+    }
+    let events = server
+        .request(reqwest::Method::GET, "/api/events")
+        .bearer_auth(&server.admin)
+        .header("accept-encoding", "gzip, br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), reqwest::StatusCode::OK);
+    assert!(
+        events.headers().get("content-encoding").is_none(),
+        "event streams go as they are"
+    );
+}

@@ -1,0 +1,65 @@
+// First-visit transfer of each page: wasm and JS bytes as sent on the wire (encoded
+// size: after brotli or gzip), with an empty cache per page. Run by bench/wasm.sh.
+import { chromium } from "@playwright/test";
+
+const base = process.env.BASE_URL;
+const password = process.env.ADMIN_PASSWORD;
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run"],
+});
+
+async function signedInState() {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${base}/login`);
+  await page.getByLabel("Email").fill("admin@factory-monitor.local");
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.waitForURL((url) => url.pathname === "/");
+  const state = await context.storageState();
+  const gateway = await page.evaluate(async () => {
+    const answer = await fetch("/api/gateways?limit=1");
+    return (await answer.json()).data[0]?.id;
+  });
+  await context.close();
+  return { state, gateway };
+}
+
+async function firstVisit(path, state) {
+  // A new context is a new, empty cache.
+  const context = await browser.newContext(state ? { storageState: state } : {});
+  const page = await context.newPage();
+  const responses = [];
+  page.on("requestfinished", async (request) => {
+    const url = new URL(request.url());
+    if (/\.(wasm|js)$/.test(url.pathname)) {
+      const sizes = await request.sizes();
+      const response = await request.response();
+      responses.push({
+        path: url.pathname,
+        wire: sizes.responseBodySize,
+        encoding: (await response?.headerValue("content-encoding")) ?? "none",
+      });
+    }
+  });
+  await page.goto(`${base}${path}`);
+  await page.locator("[data-hydrated=true]").waitFor();
+  await page.waitForLoadState("networkidle");
+  await context.close();
+  const sum = (kind) => responses.filter((r) => r.path.endsWith(kind)).reduce((n, r) => n + r.wire, 0);
+  return { wasm: sum(".wasm"), js: sum(".js"), files: responses };
+}
+
+const { state, gateway } = await signedInState();
+const pages = [["/login", null], ["/", state], ["/factories", state], ["/gateways", state],
+  [`/gateways/${gateway}`, state], ["/users", state], ["/tokens", state], ["/account", state]];
+console.log("page                                          wasm KB   js KB   files (encoding)");
+for (const [path, pageState] of pages) {
+  const { wasm, js, files } = await firstVisit(path, pageState);
+  const encodings = [...new Set(files.map((f) => f.encoding))].join(",");
+  const shown = path.length > 44 ? `${path.slice(0, 41)}...` : path;
+  console.log(`${shown.padEnd(44)} ${(wasm / 1000).toFixed(1).padStart(8)} ${(js / 1000).toFixed(1).padStart(7)}   ${files.length} (${encodings})`);
+}
+await browser.close();
