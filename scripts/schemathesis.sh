@@ -2,7 +2,9 @@
 # Property-based check of the REST API against its own OpenAPI document
 # (/api/openapi.json) with schemathesis: every operation, every check, the
 # stateful phase (links inferred from the document), as an admin token.
-# Fails on any 5xx or any answer that the document does not describe.
+# Fails on any 5xx, any answer the document does not describe, and any request
+# the server judges otherwise than the document does (accepts what it forbids,
+# refuses what it allows).
 #
 #   scripts/schemathesis.sh          bounded run (make test): about 2 minutes
 #   scripts/schemathesis.sh --long   long run: 30 minutes, more examples per round
@@ -123,12 +125,17 @@ api() { # METHOD PATH [JSON] → body on stdout; fails on a non-2xx
   curl -fsS -X "$1" -H "Authorization: Bearer $ST_TOKEN" -H 'content-type: application/json' \
     ${3:+-d "$3"} "$origin$2"
 }
-field() { "$py" -c 'import json, sys; d = json.load(sys.stdin); print(eval("d" + sys.argv[1]))' "$1"; }
-org=$(api GET /api/organizations | field '["data"][0]["id"]')
-factory=$(api POST /api/factories '{"name":"Schemathesis Plant","timezone":"Europe/Berlin"}' | field '["id"]')
-factory2=$(api POST /api/factories '{"name":"Second Plant","location":"Hall 2"}' | field '["id"]')
+json_get() { # KEY... → the value at that path of the JSON on stdin
+  "$py" -c 'import json, sys
+v = json.load(sys.stdin)
+for k in sys.argv[1:]: v = v[int(k)] if k.isdigit() else v[k]
+print(v)' "$@"
+}
+org=$(api GET /api/organizations | json_get data 0 id)
+factory=$(api POST /api/factories '{"name":"Schemathesis Plant","timezone":"Europe/Berlin"}' | json_get id)
+factory2=$(api POST /api/factories '{"name":"Second Plant","location":"Hall 2"}' | json_get id)
 gateway=$(api POST /api/gateways "{\"factory_id\":\"$factory\",\"gateway_id\":\"GW-ST-001\",\"name\":\"Seed gateway\",
-  \"url\":\"ws://127.0.0.1:1\",\"email\":\"tech@plant.example\",\"password\":\"s3cret\"}" | field '["id"]')
+  \"url\":\"ws://127.0.0.1:1\",\"email\":\"tech@plant.example\",\"password\":\"s3cret\"}" | json_get id)
 
 export ST_SEEDED_IDS="$factory $factory2 $gateway"
 
@@ -220,7 +227,7 @@ elapsed=$(( $(date +%s) - started ))
 # 7. Summary, and the server's own account of any 5xx.
 {
   echo
-  echo "schemathesis summary ($SCHEMATHESIS_VERSION, $( [ "$long" = 1 ] && echo long || echo bounded ) run)"
+  echo "schemathesis summary ($SCHEMATHESIS_VERSION, $( [ "$long" = 1 ] && echo long || echo bounded ) run, ${max_time} s budget)"
   echo "  wall time:   ${elapsed} s"
   sed -n 's/^ *Tested: *\([0-9]*\).*/  operations:  \1 tested/p' "$run/schemathesis.log" | tail -n1
   sed -n 's/^ *\([0-9]* generated.*\)/  test cases:  \1/p' "$run/schemathesis.log" | tail -n1
@@ -235,9 +242,12 @@ for f in failures:
 for e in report.get("errors", []):
     print(f"  error: {e}")
 PY
+  sed -n 's/^Seed: \([0-9]*\)/  seed:        \1 (rerun with SCHEMATHESIS_SEED=\1)/p' "$run/schemathesis.log" | tail -n1
   echo "  log, reports, server log: $run"
 } >&2
-errors=$(sed 's/\x1b\[[0-9;]*m//g' "$run/server.log" | grep ' ERROR ' | sed 's/^[^ ]* *//' | cut -c1-240 || true)
+# Without timestamps and positions, so that one cause counts once.
+errors=$(sed 's/\x1b\[[0-9;]*m//g' "$run/server.log" | grep ' ERROR ' | sed 's/^[^ ]* *//; s/ at line [0-9]* column [0-9]*//g' |
+  cut -c1-240 || true)
 if [ -n "$errors" ]; then
   say "server errors (from $run/server.log):"
   sort <<<"$errors" | uniq -c | sort -rn | head -20 >&2
