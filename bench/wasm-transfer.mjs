@@ -1,6 +1,9 @@
 // First-visit transfer of each page: wasm and JS bytes as sent on the wire (encoded
 // size: after brotli or gzip), with an empty cache per page. Run by bench/wasm.sh.
-import { chromium } from "@playwright/test";
+import { createRequire } from "node:module";
+
+// Playwright is installed in end2end/, where bench/wasm.sh runs this.
+const { chromium } = createRequire(`${process.cwd()}/`)("@playwright/test");
 
 const base = process.env.BASE_URL;
 const password = process.env.ADMIN_PASSWORD;

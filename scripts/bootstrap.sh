@@ -106,3 +106,9 @@ if [ ! -d "$repo/end2end/node_modules/@playwright/test" ] || \
   step "npm ci in end2end/"
   (cd "$repo/end2end" && npm ci --silent --no-audit --no-fund >/dev/null)
 fi
+
+# 5. schemathesis (API property tests) in a project-local virtualenv, pinned in its script.
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  apt_install python3-venv
+fi
+"$repo/scripts/schemathesis.sh" --install

@@ -6,19 +6,20 @@
 # the server judges otherwise than the document does (accepts what it forbids,
 # refuses what it allows).
 #
-#   scripts/schemathesis.sh          bounded run (make test): about 2 minutes
+#   scripts/schemathesis.sh          bounded run (make test): about 75 seconds
 #   scripts/schemathesis.sh --long   long run: 30 minutes, more examples per round
+#   scripts/schemathesis.sh --install  only install schemathesis (the bootstrap does)
 #   scripts/schemathesis.sh [--long] -- ARGS...   ARGS go to `st run` as well,
 #       e.g. -- --include-path-regex '^/api/gateways' --report har
 #
-# Environment:
+# Environment (relative paths are from the repository root):
 #   FACTORY_MONITOR_BIN   server binary (default target/debug/factory-monitor)
 #   DATABASE_URL          a PostgreSQL server to use; the run makes its own fresh
 #                         database there and drops it after. Unset: a private
 #                         cluster in target/schemathesis-db is started and stopped.
 #   SCHEMATHESIS_LONG=1   same as --long
-#   SCHEMATHESIS_MAX_TIME seconds of testing (default 120, long 1800)
-#   SCHEMATHESIS_SEED     replay a run's seed (printed at the end of each run)
+#   SCHEMATHESIS_MAX_TIME seconds of testing (default 60, long 1800)
+#   SCHEMATHESIS_SEED     rerun with a run's seed (its summary prints it)
 #   SCHEMATHESIS_SCHEMA   test against this document (a file) instead of the served one
 #   SCHEMATHESIS_VENV     virtualenv for schemathesis (default tools/venv)
 #   SCHEMATHESIS_OUT      logs, reports, example database (default target/schemathesis)
@@ -28,18 +29,20 @@ cd "$(dirname "$0")/.."
 SCHEMATHESIS_VERSION=4.32.5
 
 long=${SCHEMATHESIS_LONG:-0}
+install_only=0
 while [ $# -gt 0 ]; do
   case $1 in
     --long) long=1; shift ;;
+    --install) install_only=1; shift ;;
     --) shift; break ;;
-    *) echo "usage: $0 [--long] [-- st run arguments]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--long | --install] [-- st run arguments]" >&2; exit 2 ;;
   esac
 done
 if [ "$long" = 1 ]; then
   max_time=${SCHEMATHESIS_MAX_TIME:-1800}
   max_examples=200
 else
-  max_time=${SCHEMATHESIS_MAX_TIME:-120}
+  max_time=${SCHEMATHESIS_MAX_TIME:-60}
   max_examples=25
 fi
 
@@ -48,7 +51,7 @@ venv=${SCHEMATHESIS_VENV:-tools/venv}
 out=${SCHEMATHESIS_OUT:-target/schemathesis}
 say() { echo "schemathesis: $*" >&2; }
 
-[ -x "$bin" ] || { say "no server binary at $bin (build first, or set FACTORY_MONITOR_BIN)"; exit 1; }
+[ "$install_only" = 1 ] || [ -x "$bin" ] || { say "no server binary at $bin (build first, or set FACTORY_MONITOR_BIN)"; exit 1; }
 
 # 1. schemathesis, pinned, in a project-local virtualenv.
 if ! "$venv/bin/st" --version 2>/dev/null | grep -qx "st, version $SCHEMATHESIS_VERSION"; then
@@ -56,7 +59,9 @@ if ! "$venv/bin/st" --version 2>/dev/null | grep -qx "st, version $SCHEMATHESIS_
   python3 -m venv "$venv" || { say "python3 with venv is needed (Debian: apt-get install python3-venv)"; exit 1; }
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
+venv=$(cd "$venv" && pwd)
 py="$venv/bin/python"
+[ "$install_only" = 1 ] && exit 0
 
 # Everything of this run goes under $out/run (wiped); the example database
 # (failing inputs are retried first next time) is kept beside it.
@@ -234,7 +239,9 @@ elapsed=$(( $(date +%s) - started ))
   "$py" - "$run" <<'PY'
 import glob, json, sys
 reports = sorted(glob.glob(f"{sys.argv[1]}/json-*.json"))
-report = json.load(open(reports[-1])) if reports else {}
+if not reports:
+    sys.exit("  no report: schemathesis did not finish")
+report = json.load(open(reports[-1]))
 failures = report.get("failures", [])
 print(f"  failures:    {sum(f['count'] for f in failures) if failures else 'none'}")
 for f in failures:

@@ -34,6 +34,9 @@ fi
 section "cargo test"
 cargo test --workspace --locked
 
+section "REST API against its OpenAPI document (schemathesis, about 75 s)"
+scripts/schemathesis.sh
+
 section "end-to-end (Playwright + Chromium)"
 # The server stops its embedded PostgreSQL on SIGTERM; this catches a kill.
 e2e_cleanup() { target/debug/factory-monitor db stop --data-dir target/e2e-data/db >/dev/null 2>&1 || true; }

@@ -182,7 +182,9 @@ pub async fn reading(
 /// missed), then `gateway`, `removed` and `reading` events. A client that falls
 /// too far behind is disconnected; it reconnects and resumes.
 #[utoipa::path(get, path = "/api/events", tag = "live",
-    params(("factory_id" = Option<Uuid>, Query), ("Last-Event-ID" = Option<u64>, Header)),
+    params(("factory_id" = Option<Uuid>, Query),
+        ("Last-Event-ID" = Option<String>, Header,
+            description = "The last event id seen; an unknown, old or malformed one gets a fresh snapshot")),
     responses((status = 200, description = "text/event-stream of LiveEvent", content_type = "text/event-stream", body = LiveEvent),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 503, description = "Too many event streams open (see `Retry-After`)", body = ErrorBody)),

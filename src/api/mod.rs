@@ -4,6 +4,8 @@
 //! handlers' annotations and served at `/api/openapi.json`.
 
 pub mod auth;
+mod document;
+pub use document::document;
 pub mod error;
 pub mod extract;
 mod health;
@@ -107,7 +109,7 @@ pub fn router(state: AppState) -> Router<AppState> {
 }
 
 async fn openapi_json() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
+    Json(document::document())
 }
 
 // `OriginalUri`: inside `nest("/api")` the plain `Uri` has lost its prefix.

@@ -1,7 +1,6 @@
 //! Black-box harness: the real server on port 0, a fresh database per test,
 //! called over HTTP. Every response is checked against the OpenAPI document.
 
-use factory_monitor::api::ApiDoc;
 use factory_monitor::security::CorsOrigins;
 use factory_monitor::web::{self, AppState};
 use reqwest::{Method, StatusCode};
@@ -106,7 +105,7 @@ impl TestServer {
             admin: admin.to_string(),
             viewer: viewer.to_string(),
             store,
-            openapi: serde_json::to_value(ApiDoc::openapi()).unwrap(),
+            openapi: factory_monitor::api::document().clone(),
         }
     }
 

@@ -1,0 +1,170 @@
+//! The OpenAPI document served at `/api/openapi.json`: utoipa's, from the handlers'
+//! annotations, plus what its attributes cannot say, taken from the rules the server
+//! enforces (`domain`'s limits, patterns equivalent to its checks, the time-zone list),
+//! so that a client generated from it, or schemathesis, knows what the server accepts.
+
+use domain::inventory::{
+    EMAIL_MAX, FIRMWARE_MAX, GATEWAY_ID_MAX, LOCATION_MAX, MODEL_MAX, NAME_MAX, PASSWORD_MAX, TIMEZONE_MAX, URL_MAX,
+};
+use serde_json::{json, Value};
+use std::sync::OnceLock;
+use utoipa::OpenApi;
+
+/// Built once: it never changes while the server runs.
+pub fn document() -> &'static Value {
+    static DOCUMENT: OnceLock<Value> = OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        let mut document = serde_json::to_value(super::ApiDoc::openapi()).expect("the document is JSON");
+        state_input_rules(&mut document);
+        describe_event_stream(&mut document);
+        document
+    })
+}
+
+/// Text the server trims and requires: something other than spaces, and no NUL
+/// (PostgreSQL cannot store it).
+const REQUIRED_TEXT: &str = r"^[^\u0000]*[^\s\u0000][^\u0000]*$";
+const OPTIONAL_TEXT: &str = r"^[^\u0000]*$";
+/// `domain::validate::is_valid_email`, with the spaces the server trims.
+const EMAIL: &str = r"^\s*[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}\s*$";
+/// `domain::validate::gateway_url_problem`: ws:// or wss://, a host (or bracketed IPv6),
+/// a port from 1 to 65535, a path; no credentials, query, fragment or inner spaces.
+const GATEWAY_URL: &str = r"^\s*[wW][sS][sS]?://([A-Za-z0-9._-]+|\[[A-Za-z0-9._:-]+\])(:(0*([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])))?(/[^\s?#]*)?\s*$";
+
+fn state_input_rules(document: &mut Value) {
+    let text = |max: usize, required: bool| {
+        let pattern = if required { REQUIRED_TEXT } else { OPTIONAL_TEXT };
+        json!({ "maxLength": max, "pattern": pattern })
+    };
+    let zones: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|zone| zone.name()).collect();
+    let timezone = json!({ "maxLength": TIMEZONE_MAX, "enum": zones });
+    let rules: [(&str, &str, Value); 16] = [
+        ("FactoryInput", "name", text(NAME_MAX, true)),
+        ("FactoryInput", "location", text(LOCATION_MAX, false)),
+        ("FactoryInput", "timezone", timezone.clone()),
+        ("FactoryPatch", "name", text(NAME_MAX, true)),
+        ("FactoryPatch", "location", text(LOCATION_MAX, false)),
+        ("FactoryPatch", "timezone", timezone),
+        ("GatewayInput", "gateway_id", text(GATEWAY_ID_MAX, true)),
+        ("GatewayInput", "name", text(NAME_MAX, true)),
+        (
+            "GatewayInput",
+            "url",
+            json!({ "maxLength": URL_MAX, "pattern": GATEWAY_URL }),
+        ),
+        (
+            "GatewayInput",
+            "email",
+            json!({ "maxLength": EMAIL_MAX, "pattern": EMAIL }),
+        ),
+        ("GatewayInput", "password", json!({ "maxLength": PASSWORD_MAX })),
+        ("GatewayInput", "model", text(MODEL_MAX, false)),
+        ("GatewayInput", "firmware_version", text(FIRMWARE_MAX, false)),
+        ("GatewayPatch", "gateway_id", text(GATEWAY_ID_MAX, true)),
+        ("GatewayPatch", "name", text(NAME_MAX, true)),
+        (
+            "GatewayPatch",
+            "url",
+            json!({ "maxLength": URL_MAX, "pattern": GATEWAY_URL }),
+        ),
+    ];
+    let more: [(&str, &str, Value); 4] = [
+        (
+            "GatewayPatch",
+            "email",
+            json!({ "maxLength": EMAIL_MAX, "pattern": EMAIL }),
+        ),
+        ("GatewayPatch", "password", json!({ "maxLength": PASSWORD_MAX })),
+        ("GatewayPatch", "model", text(MODEL_MAX, false)),
+        ("GatewayPatch", "firmware_version", text(FIRMWARE_MAX, false)),
+    ];
+    for (schema, field, rule) in rules.into_iter().chain(more) {
+        let property = &mut document["components"]["schemas"][schema]["properties"][field];
+        assert!(property.is_object(), "the document has no {schema}.{field}");
+        for (key, value) in rule.as_object().expect("a rule is an object") {
+            property[key] = value.clone();
+        }
+    }
+}
+
+/// An event stream's schema describes each event (OpenAPI 3.2, and how schemathesis
+/// reads it): `event`, `id`, and `data` holding a [`LiveEvent`](domain::live) as JSON.
+fn describe_event_stream(document: &mut Value) {
+    let content = &mut document["paths"]["/api/events"]["get"]["responses"]["200"]["content"]["text/event-stream"];
+    assert!(content.is_object(), "the document has no event stream");
+    content["schema"] = json!({
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "event": { "type": "string", "enum": ["snapshot", "gateway", "removed", "reading"] },
+            "id": { "type": "string" },
+            "retry": { "type": "integer" },
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": { "$ref": "#/components/schemas/LiveEvent" }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matches(pattern: &str, text: &str) -> bool {
+        regex::Regex::new(pattern).unwrap().is_match(text)
+    }
+
+    /// The patterns say what the server's checks say, on both sides of the line.
+    #[test]
+    fn the_patterns_agree_with_the_server_checks() {
+        for url in [
+            "ws://192.168.1.100:5000",
+            "wss://gw.plant.example/ws",
+            " ws://[fe80::1]:1 ",
+            "WS://h",
+            "ws://h:65535",
+        ] {
+            assert!(matches(GATEWAY_URL, url), "{url}");
+            assert!(domain::validate::gateway_url_problem(url.trim()).is_none(), "{url}");
+        }
+        for url in [
+            "http://h",
+            "ws://",
+            "ws://u:p@h",
+            "ws://h?x=1",
+            "ws://h#f",
+            "ws://h:0",
+            "ws://h:65536",
+            "ws://h x",
+        ] {
+            assert!(!matches(GATEWAY_URL, url), "{url}");
+            assert!(domain::validate::gateway_url_problem(url.trim()).is_some(), "{url}");
+        }
+        for email in ["admin@gateway.local", "a.b+c@x-y.example", " a@b.cd "] {
+            assert!(
+                matches(EMAIL, email) && domain::validate::is_valid_email(email.trim()),
+                "{email}"
+            );
+        }
+        for email in ["a@localhost", ".a@b.cd", "a..b@c.de", "a@-b.cd", "a@b.c1", "a b@c.de"] {
+            assert!(
+                !matches(EMAIL, email) && !domain::validate::is_valid_email(email),
+                "{email}"
+            );
+        }
+        assert!(matches(REQUIRED_TEXT, " x ") && !matches(REQUIRED_TEXT, "  ") && !matches(REQUIRED_TEXT, "a\0"));
+    }
+
+    #[test]
+    fn the_document_carries_the_rules() {
+        let document = document();
+        let name = &document["components"]["schemas"]["FactoryInput"]["properties"]["name"];
+        assert_eq!(name["maxLength"], NAME_MAX);
+        let zones = document["components"]["schemas"]["FactoryPatch"]["properties"]["timezone"]["enum"]
+            .as_array()
+            .unwrap();
+        assert!(zones.iter().any(|z| z == "Europe/Berlin") && zones.len() > 400);
+    }
+}
