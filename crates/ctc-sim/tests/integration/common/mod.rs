@@ -38,6 +38,7 @@ pub fn fast_client() -> ClientConfig {
 pub fn fast_supervisor(url: &str) -> SupervisorConfig {
     SupervisorConfig {
         url: url.to_owned(),
+        tls_pin: None,
         client: fast_client(),
         backoff: BackoffConfig {
             initial: Duration::from_millis(20),
