@@ -913,8 +913,10 @@ impl Connection {
         }
         if let Some(size) = faults.oversized_frame.filter(|_| !self.oversized_sent) {
             self.oversized_sent = true;
+            // Built by hand: serialising tens of megabytes through serde_json takes seconds in
+            // a debug build, long enough for a client's login to time out first.
             let padding = "x".repeat(size.saturating_sub(60));
-            let blob = frame("NOT_BLOB", Value::String(padding));
+            let blob = format!(r#"{{"Type":"NOT_BLOB","From":"SERV","Target":"UI","Data":"{padding}"}}"#);
             self.sink.send(Message::text(blob)).await.map_err(|_| Dropped)?;
         }
         let copies = if kind == Kind::Reply && faults.duplicate_replies {
