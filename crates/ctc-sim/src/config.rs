@@ -9,6 +9,8 @@ use ctc::frame::IntOrString;
 use ctc::waveform::Encoding;
 use serde::{Deserialize, Serialize};
 
+use crate::tls::SimTls;
+
 /// One simulated gateway.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -39,6 +41,10 @@ pub struct SimConfig {
     pub record_frames: bool,
     /// Oldest entries of that log are dropped beyond this.
     pub max_recorded_frames: usize,
+    /// Serve `wss://` with this certificate (read at start). Set in code or with the binary's
+    /// `--tls` flags; not read from config files, which hold no keys.
+    #[serde(skip)]
+    pub tls: Option<SimTls>,
 }
 
 impl Default for SimConfig {
@@ -57,6 +63,7 @@ impl Default for SimConfig {
             temperature_delay_ms: 10,
             record_frames: true,
             max_recorded_frames: 10_000,
+            tls: None,
         }
     }
 }
@@ -80,6 +87,12 @@ impl SimConfig {
             password: password.to_owned(),
             ..SimUser::default()
         }];
+        self
+    }
+
+    /// A config that serves `wss://` with `tls`.
+    pub fn with_tls(mut self, tls: SimTls) -> Self {
+        self.tls = Some(tls);
         self
     }
 

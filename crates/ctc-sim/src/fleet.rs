@@ -2,6 +2,8 @@
 
 use std::io;
 
+use ctc::CertificatePin;
+
 use crate::config::SimConfig;
 use crate::gateway::{Fault, SimGateway, SimHandle};
 
@@ -49,6 +51,11 @@ impl SimFleet {
 
     pub fn urls(&self) -> Vec<String> {
         self.gateways.iter().map(|g| g.url().to_owned()).collect()
+    }
+
+    /// The fingerprint of the certificate every gateway serves (with TLS; one per template).
+    pub fn tls_pin(&self) -> Option<CertificatePin> {
+        self.gateways.first().and_then(SimHandle::tls_pin)
     }
 
     pub fn len(&self) -> usize {

@@ -4,18 +4,21 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ctc::frame::{
     GET_DYN_CONNECTED, NOT_DYN_READING, NOT_DYN_READING_STARTED, NOT_DYN_TEMP, POST_LOGIN, POST_SUB_CHANGES,
     POST_UNSUB_CHANGES, RTN_DYN, RTN_ERR, RTN_LOGIN, TAKE_DYN_READING,
 };
+use ctc::CertificatePin;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Map, Value};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, timeout, Instant};
@@ -27,6 +30,7 @@ use tracing::debug;
 
 use crate::config::{LoginFailure, SimConfig, SimSensor, SimUser};
 use crate::synth::{synthesise, SimWaveform};
+use crate::tls::SimTls;
 
 /// A misbehaviour to switch on with [`SimHandle::set_fault`].
 #[derive(Clone, Debug, PartialEq)]
@@ -125,9 +129,12 @@ impl SimGateway {
     pub async fn start(config: SimConfig) -> io::Result<SimHandle> {
         let listener = bind(SocketAddr::new(config.bind, config.port))?;
         let addr = listener.local_addr()?;
+        let tls = config.tls.clone();
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
         let shared = Arc::new(Shared {
             addr,
-            url: format!("ws://{addr}"),
+            url: format!("{scheme}://{addr}"),
+            tls,
             config: RwLock::new(config),
             faults: watch::channel(Faults::default()).0,
             generation: watch::channel(0).0,
@@ -163,6 +170,8 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 struct Shared {
     addr: SocketAddr,
     url: String,
+    /// The certificate served, for `wss://`; fixed at start.
+    tls: Option<SimTls>,
     config: RwLock<SimConfig>,
     faults: watch::Sender<Faults>,
     /// Bumped by `drop_connections`: every connection task watching it ends.
@@ -216,9 +225,14 @@ impl std::fmt::Debug for SimHandle {
 }
 
 impl SimHandle {
-    /// `ws://127.0.0.1:PORT`.
+    /// `ws://127.0.0.1:PORT`, or `wss://127.0.0.1:PORT` with TLS.
     pub fn url(&self) -> &str {
         &self.shared.url
+    }
+
+    /// The fingerprint of the certificate served (with TLS): what a client pins.
+    pub fn tls_pin(&self) -> Option<CertificatePin> {
+        self.shared.tls.as_ref().map(SimTls::pin)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -552,13 +566,25 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream) {
         .read_buffer_size(8 << 10)
         .write_buffer_size(0)
         .max_message_size(Some(16 << 20));
-    let handshake = timeout(
-        Duration::from_secs(10),
-        tokio_tungstenite::accept_async_with_config(stream, Some(ws_config)),
-    );
+    // TLS (for wss://) and the WebSocket handshake, within one time limit.
+    let handshake = timeout(Duration::from_secs(10), async {
+        let stream = match &shared.tls {
+            Some(tls) => match tls.acceptor().accept(stream).await {
+                Ok(stream) => SimStream::Tls(Box::new(stream)),
+                Err(error) => {
+                    debug!(%error, "TLS handshake failed");
+                    return None;
+                }
+            },
+            None => SimStream::Plain(stream),
+        };
+        tokio_tungstenite::accept_async_with_config(stream, Some(ws_config))
+            .await
+            .ok()
+    });
     let socket = tokio::select! {
         result = handshake => match result {
-            Ok(Ok(socket)) => socket,
+            Ok(Some(socket)) => socket,
             _ => return,
         },
         _ = stop.requested() => return,
@@ -644,10 +670,49 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream) {
 /// The connection was dropped (by a fault, or the peer went away).
 struct Dropped;
 
+/// A connection's socket: plain for `ws://`, TLS for `wss://`.
+enum SimStream {
+    Plain(TcpStream),
+    /// Boxed: the TLS state is large and plain connections are the many.
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for SimStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            SimStream::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            SimStream::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for SimStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            SimStream::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            SimStream::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            SimStream::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            SimStream::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            SimStream::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            SimStream::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
 struct Connection {
     id: u64,
     shared: Arc<Shared>,
-    sink: SplitSink<WebSocketStream<TcpStream>, Message>,
+    sink: SplitSink<WebSocketStream<SimStream>, Message>,
     outbox: mpsc::UnboundedSender<Outgoing>,
     /// The account logged in on this connection.
     logged_in: Option<SimUser>,
@@ -848,8 +913,10 @@ impl Connection {
         }
         if let Some(size) = faults.oversized_frame.filter(|_| !self.oversized_sent) {
             self.oversized_sent = true;
+            // Built by hand: serialising tens of megabytes through serde_json takes seconds in
+            // a debug build, long enough for a client's login to time out first.
             let padding = "x".repeat(size.saturating_sub(60));
-            let blob = frame("NOT_BLOB", Value::String(padding));
+            let blob = format!(r#"{{"Type":"NOT_BLOB","From":"SERV","Target":"UI","Data":"{padding}"}}"#);
             self.sink.send(Message::text(blob)).await.map_err(|_| Dropped)?;
         }
         let copies = if kind == Kind::Reply && faults.duplicate_replies {

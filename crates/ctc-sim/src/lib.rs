@@ -7,6 +7,10 @@
 //! println!("{}", gateway.url());
 //! gateway.set_fault(Fault::DuplicateReplies); // break it…
 //! gateway.clear_faults(); // …and heal it
+//!
+//! // wss:// with a self-signed certificate; clients pin its fingerprint.
+//! let secure = SimGateway::start(SimConfig::default().with_tls(ctc_sim::SimTls::localhost()?)).await?;
+//! println!("{} {}", secure.url(), secure.tls_pin().expect("TLS"));
 //! # Ok(()) }
 //! ```
 
@@ -14,8 +18,10 @@ pub mod config;
 pub mod fleet;
 pub mod gateway;
 pub mod synth;
+pub mod tls;
 
 pub use config::{LoginFailure, SimConfig, SimSensor, SimUser, Tone, WaveEncoding};
 pub use fleet::SimFleet;
 pub use gateway::{Fault, Faults, ReceivedClose, ReceivedFrame, SimGateway, SimHandle};
 pub use synth::SimWaveform;
+pub use tls::SimTls;

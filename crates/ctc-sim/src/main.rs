@@ -4,6 +4,7 @@
 //! ctc-sim                                   # one gateway on ws://127.0.0.1:5000
 //! ctc-sim --gateways 1000 --base-port 20000 --list > urls.txt
 //! ctc-sim --config plant.toml --encoding base64 --sensors 4
+//! ctc-sim --tls                             # wss://127.0.0.1:5000, self-signed; prints its pin
 //! kill -USR1 <pid>                          # drop every open connection, keep listening
 //! ```
 
@@ -12,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use ctc_sim::{SimConfig, SimFleet, SimSensor, Tone, WaveEncoding};
+use ctc_sim::{SimConfig, SimFleet, SimSensor, SimTls, Tone, WaveEncoding};
 
 #[derive(Parser, Debug)]
 #[command(name = "ctc-sim", version, about = "Simulated CTC Connect Wireless gateways")]
@@ -73,6 +74,16 @@ struct Args {
     /// Keep a log of received frames (costs memory with many gateways).
     #[arg(long)]
     record: bool,
+    /// Serve wss:// with a self-signed certificate made at start (for localhost, 127.0.0.1,
+    /// ::1 and the --bind address); its SHA-256 fingerprint, for pinning, is printed.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    tls: bool,
+    /// Serve wss:// with this certificate chain (PEM, leaf first)…
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// …and this private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 fn parse_tone(text: &str) -> Result<Tone, String> {
@@ -139,6 +150,11 @@ fn build_template(args: &Args) -> Result<SimConfig, String> {
     if let Some(delay) = args.reading_delay_ms {
         config.reading_delay_ms = delay;
     }
+    config.tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(SimTls::from_pem_files(cert, key).map_err(|error| error.to_string())?),
+        _ if args.tls => Some(SimTls::self_signed_for(args.bind).map_err(|error| error.to_string())?),
+        _ => None,
+    };
     Ok(config)
 }
 
@@ -185,6 +201,10 @@ async fn main() -> ExitCode {
             last.url()
         ),
         [] => eprintln!("ctc-sim: no gateways"),
+    }
+    if let Some(tls) = &template.tls {
+        let origin = if args.tls { "self-signed" } else { "from --tls-cert" };
+        eprintln!("ctc-sim: TLS certificate ({origin}) sha256:{}", tls.pin());
     }
     wait_for_ctrl_c(&fleet).await;
     // A client must hold at most one session per gateway; say how many there ever were.

@@ -7,7 +7,7 @@ use crate::frame::SensorInfo;
 /// Settings of one connection ([`crate::Session`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClientConfig {
-    /// TCP connect plus WebSocket handshake.
+    /// TCP connect, TLS handshake (`wss://`) and WebSocket handshake.
     pub connect_timeout: Duration,
     /// Wait for the reply to `POST_LOGIN`.
     pub login_timeout: Duration,

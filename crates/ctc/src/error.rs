@@ -17,7 +17,8 @@ pub enum Error {
     Connect { url: String, reason: String },
     #[error("timed out after {after:?} connecting to {url}")]
     ConnectTimeout { url: String, after: Duration },
-    #[error("WebSocket handshake with {url} failed: {reason}")]
+    /// The TLS (`wss://`; the reason starts with `TLS:`) or the WebSocket handshake failed.
+    #[error("handshake with {url} failed: {reason}")]
     Handshake { url: String, reason: String },
     /// The gateway rejected the credentials (`RTN_ERR`, or `RTN_LOGIN` with `Success: false`).
     #[error("authentication failed: {0}")]

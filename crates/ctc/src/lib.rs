@@ -6,6 +6,7 @@
 //! - [`Session`]: one logged-in connection (commands, readings, liveness).
 //! - [`supervisor`]: keeps a gateway connected (reconnect, backoff, events, commands).
 //! - [`probe`]: the field engineer's one-shot check behind `factory-monitor gateway probe`.
+//! - [`tls`]: `wss://` with the platform's root certificates or a [`CertificatePin`].
 //!
 //! No web or database code lives here.
 
@@ -17,6 +18,7 @@ pub mod frame;
 pub mod probe;
 pub mod session;
 pub mod supervisor;
+pub mod tls;
 pub mod waveform;
 
 pub use config::{BackoffConfig, ClientConfig, ReadingTimeouts};
@@ -29,4 +31,5 @@ pub use supervisor::{
     run_gateway, EventSink, GatewayCommand, GatewayEvent, GatewayState, GatewayStatus, GatewaySupervisor,
     SupervisorConfig,
 };
+pub use tls::{CertificatePin, PinParseError};
 pub use waveform::{decode_waveform, AxisStats, DecodeOptions, Encoding, Waveform, WaveformError};

@@ -18,12 +18,16 @@ use crate::credentials::{Credentials, Password};
 use crate::error::Error;
 use crate::frame::{SensorInfo, Serial};
 use crate::session::{Reading, Session};
+use crate::tls::CertificatePin;
 use crate::waveform::Axis;
 
 /// What to probe.
 #[derive(Clone, Debug)]
 pub struct ProbeOptions {
     pub url: String,
+    /// For `wss://`: the fingerprint of the gateway's certificate to accept (see
+    /// [`crate::CertificatePin`]); `None` verifies it against the platform's root certificates.
+    pub tls_pin: Option<CertificatePin>,
     pub email: String,
     pub password: Password,
     /// Take one reading of this sensor after listing.
@@ -35,6 +39,7 @@ impl ProbeOptions {
     pub fn new(url: impl Into<String>, email: impl Into<String>, password: Password) -> Self {
         ProbeOptions {
             url: url.into(),
+            tls_pin: None,
             email: email.into(),
             password,
             reading: None,
@@ -86,7 +91,15 @@ impl From<Error> for ProbeError {
 /// Logs in, lists the sensors, optionally takes one reading, and closes cleanly.
 pub async fn probe(options: &ProbeOptions, out: &mut dyn Write) -> Result<(), ProbeError> {
     let credentials = Credentials::new(options.email.clone(), options.password.clone());
-    let session = Session::connect(&options.url, &credentials, &options.config).await?;
+    let session = Session::connect_with(
+        &options.url,
+        options.tls_pin.as_ref(),
+        &credentials,
+        &options.config,
+        Default::default(),
+        |_| {},
+    )
+    .await?;
     let result = report(&session, options, out).await;
     session.close().await;
     result

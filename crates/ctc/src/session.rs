@@ -39,6 +39,7 @@ use crate::frame::{
     parse_inbound, parse_sensor_list, Command, CommandKind, Inbound, LoginReply, ReadingData, ReadingStarted,
     SensorInfo, Serial, TemperatureData, CLIENT_ENDPOINT, GATEWAY_ENDPOINT,
 };
+use crate::tls::{self, CertificatePin};
 use crate::waveform::{decode_waveform, DecodeOptions, Waveform};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -62,7 +63,7 @@ pub struct Reading {
 /// Steps of [`Session::connect_with`], reported to its observer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConnectPhase {
-    /// TCP connect and WebSocket handshake.
+    /// TCP connect, TLS (`wss://`) and WebSocket handshake.
     Connecting,
     /// Socket open, `POST_LOGIN` sent.
     Authenticating,
@@ -88,22 +89,28 @@ pub fn validate_url(url: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Opens the WebSocket (TCP connect + handshake) within `config.connect_timeout`.
-async fn open_socket(url: &str, config: &ClientConfig) -> Result<Socket, Error> {
+/// Opens the WebSocket (TCP connect, TLS for `wss://`, WebSocket handshake) within
+/// `config.connect_timeout`. With a pin, the gateway's certificate must be the pinned one.
+async fn open_socket(url: &str, tls_pin: Option<&CertificatePin>, config: &ClientConfig) -> Result<Socket, Error> {
     validate_url(url)?;
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(config.buffer_size)
         .write_buffer_size(0)
         .max_message_size(Some(config.max_message_size))
         .max_frame_size(Some(config.max_message_size));
-    let connecting = tokio_tungstenite::connect_async_with_config(url, Some(ws_config), true);
+    let connecting = async {
+        let connector = tls::connector(url, tls_pin).await?;
+        tokio_tungstenite::connect_async_tls_with_config(url, Some(ws_config), true, Some(connector))
+            .await
+            .map_err(|error| connect_error(url, error))
+    };
     match timeout(config.connect_timeout, connecting).await {
         Err(_) => Err(Error::ConnectTimeout {
             url: url.to_owned(),
             after: config.connect_timeout,
         }),
         Ok(Ok((socket, _response))) => Ok(socket),
-        Ok(Err(error)) => Err(connect_error(url, error)),
+        Ok(Err(error)) => Err(error),
     }
 }
 
@@ -112,13 +119,21 @@ fn connect_error(url: &str, error: tungstenite::Error) -> Error {
     let url = url.to_owned();
     match error {
         Ws::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => Error::Refused { url },
-        Ws::Io(io) => Error::Connect {
+        // tokio-rustls's "tls handshake eof": typically a plain ws:// server.
+        Ws::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof && url.starts_with("wss://") => Error::Handshake {
             url,
-            reason: io.to_string(),
+            reason: "TLS: the gateway closed the connection during the handshake (does it serve wss://?)".into(),
         },
-        Ws::Url(tungstenite::error::UrlError::TlsFeatureNotEnabled) => Error::InvalidUrl {
+        Ws::Io(io) => match tls::tls_failure(&io) {
+            Some(reason) => Error::Handshake { url, reason },
+            None => Error::Connect {
+                url,
+                reason: io.to_string(),
+            },
+        },
+        Ws::Tls(tungstenite::error::TlsError::InvalidDnsName) => Error::InvalidUrl {
             url,
-            reason: "wss:// needs the `tls` feature of the ctc crate".into(),
+            reason: "the host is neither a DNS name nor an IP address".into(),
         },
         Ws::Url(reason) => Error::InvalidUrl {
             url,
@@ -157,14 +172,28 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    /// Connects, logs in, subscribes and discovers the sensors.
+    /// Connects, logs in, subscribes and discovers the sensors. A `wss://` gateway's certificate
+    /// must verify against the platform's root certificates (see [`Session::connect_pinned`]).
     pub async fn connect(url: &str, credentials: &Credentials, config: &ClientConfig) -> Result<Session, Error> {
-        Self::connect_with(url, credentials, config, Arc::default(), |_| {}).await
+        Self::connect_with(url, None, credentials, config, Arc::default(), |_| {}).await
     }
 
-    /// [`Session::connect`] counting into `counters` and reporting each step to `on_phase`.
+    /// [`Session::connect`] to a `wss://` gateway that must present the certificate `tls_pin`
+    /// (typically a self-signed one), whatever its chain, names and dates.
+    pub async fn connect_pinned(
+        url: &str,
+        tls_pin: &CertificatePin,
+        credentials: &Credentials,
+        config: &ClientConfig,
+    ) -> Result<Session, Error> {
+        Self::connect_with(url, Some(tls_pin), credentials, config, Arc::default(), |_| {}).await
+    }
+
+    /// [`Session::connect`], pinned to `tls_pin` if there is one (which needs a `wss://` URL),
+    /// counting into `counters` and reporting each step to `on_phase`.
     pub async fn connect_with(
         url: &str,
+        tls_pin: Option<&CertificatePin>,
         credentials: &Credentials,
         config: &ClientConfig,
         counters: Arc<Counters>,
@@ -172,7 +201,7 @@ impl Session {
     ) -> Result<Session, Error> {
         on_phase(ConnectPhase::Connecting);
         Counters::bump(&counters.connection_attempts);
-        let socket = open_socket(url, config).await?;
+        let socket = open_socket(url, tls_pin, config).await?;
         let link = Link::spawn(socket, url.to_owned(), config.clone(), counters);
 
         on_phase(ConnectPhase::Authenticating);

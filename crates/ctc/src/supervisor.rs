@@ -29,12 +29,16 @@ use crate::credentials::CredentialsProvider;
 use crate::error::Error;
 use crate::frame::{LoginReply, SensorInfo, Serial};
 use crate::session::{ConnectPhase, Reading, Session};
+use crate::tls::CertificatePin;
 
 /// What a supervisor needs to know about its gateway.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SupervisorConfig {
-    /// `ws://host:port`.
+    /// `ws://host:port` or `wss://host:port`.
     pub url: String,
+    /// For `wss://`: accept exactly the certificate with this fingerprint instead of verifying
+    /// it against the platform's root certificates (gateways with self-signed certificates).
+    pub tls_pin: Option<CertificatePin>,
     pub client: ClientConfig,
     pub backoff: BackoffConfig,
     /// Re-run discovery this often while online (sensors come and go); `None` never.
@@ -47,6 +51,7 @@ impl SupervisorConfig {
     pub fn new(url: impl Into<String>) -> Self {
         SupervisorConfig {
             url: url.into(),
+            tls_pin: None,
             client: ClientConfig::default(),
             backoff: BackoffConfig::default(),
             rediscover_interval: Some(Duration::from_secs(300)),
@@ -62,7 +67,7 @@ pub enum GatewayState {
     /// Not connected and not trying (before the first attempt, or just after a loss).
     #[default]
     Disconnected,
-    /// TCP connect and WebSocket handshake.
+    /// TCP connect, TLS (`wss://`) and WebSocket handshake.
     Connecting,
     /// Socket open, logging in.
     Authenticating,
@@ -524,7 +529,15 @@ impl Supervisor {
                     });
                 }
             };
-            Session::connect_with(&config.url, &credentials, &config.client, counters, &mut phase_reporter).await
+            Session::connect_with(
+                &config.url,
+                config.tls_pin.as_ref(),
+                &credentials,
+                &config.client,
+                counters,
+                &mut phase_reporter,
+            )
+            .await
         });
         let session = loop {
             tokio::select! {

@@ -7,3 +7,4 @@ mod client_session;
 mod probe;
 mod sim_protocol;
 mod supervisor;
+mod tls;

@@ -187,6 +187,30 @@ async fn credentials_are_asked_for_on_every_attempt() {
 }
 
 #[tokio::test]
+async fn goes_online_over_wss_with_its_pin_and_backs_off_with_a_wrong_one() {
+    let sim = start_tls_sim().await;
+    let pin = sim.tls_pin().unwrap();
+    let mut config = fast_supervisor(sim.url());
+    config.tls_pin = Some(ctc::CertificatePin::of_certificate(b"not the gateway's"));
+    let (sink, mut events) = Events::new();
+    let supervisor = GatewaySupervisor::spawn(config.clone(), Arc::new(credentials()), sink);
+    let backoff = events.wait_for_state("backoff", WITHIN).await;
+    let GatewayEvent::StateChanged { error, .. } = backoff else {
+        unreachable!()
+    };
+    let error = error.unwrap();
+    assert!(error.contains(&format!("presented sha256:{pin}")), "{error}");
+
+    // The administrator pins what was presented: the next attempt goes online.
+    config.tls_pin = Some(pin);
+    supervisor.reconfigure(config);
+    events.wait_for_state("online", WITHIN).await;
+    let reading = supervisor.take_reading(Serial(SERIAL)).await.unwrap();
+    assert_eq!(reading.waveform.x.samples, sim.last_waveform(SERIAL).unwrap().x);
+    supervisor.shutdown().await;
+}
+
+#[tokio::test]
 async fn backs_off_while_refused_and_recovers_when_healed() {
     let sim = start_default_sim().await;
     sim.set_fault(Fault::RefuseConnections);

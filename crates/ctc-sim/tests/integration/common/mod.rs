@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use ctc::config::{BackoffConfig, ClientConfig, ReadingTimeouts};
 use ctc::{Credentials, SupervisorConfig};
-use ctc_sim::{SimConfig, SimGateway, SimHandle, SimSensor};
+use ctc_sim::{SimConfig, SimGateway, SimHandle, SimSensor, SimTls};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
@@ -38,6 +38,7 @@ pub fn fast_client() -> ClientConfig {
 pub fn fast_supervisor(url: &str) -> SupervisorConfig {
     SupervisorConfig {
         url: url.to_owned(),
+        tls_pin: None,
         client: fast_client(),
         backoff: BackoffConfig {
             initial: Duration::from_millis(20),
@@ -72,6 +73,11 @@ pub async fn start_sim(config: SimConfig) -> SimHandle {
 
 pub async fn start_default_sim() -> SimHandle {
     start_sim(sim_config()).await
+}
+
+/// [`sim_config`] serving wss:// with a new self-signed certificate.
+pub async fn start_tls_sim() -> SimHandle {
+    start_sim(sim_config().with_tls(SimTls::localhost().expect("certificate"))).await
 }
 
 pub fn sensor(serial: u64) -> SimSensor {
