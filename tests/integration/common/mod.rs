@@ -6,7 +6,6 @@ use factory_monitor::web::{self, AppState};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use store::{EncryptionKey, KeyRing, Store};
-use utoipa::OpenApi;
 
 pub const CORS_ORIGIN: &str = "https://ui.plant.example";
 
