@@ -4,7 +4,8 @@
 //! so that a client generated from it, or schemathesis, knows what the server accepts.
 
 use domain::inventory::{
-    EMAIL_MAX, FIRMWARE_MAX, GATEWAY_ID_MAX, LOCATION_MAX, MODEL_MAX, NAME_MAX, PASSWORD_MAX, TIMEZONE_MAX, URL_MAX,
+    EMAIL_MAX, FIRMWARE_MAX, GATEWAY_ID_MAX, LOCATION_MAX, MODEL_MAX, NAME_MAX, PASSWORD_MAX, TIMEZONE_MAX,
+    TLS_PIN_INPUT_MAX, URL_MAX,
 };
 use serde_json::{json, Value};
 use std::sync::OnceLock;
@@ -29,6 +30,8 @@ const OPTIONAL_TEXT: &str = r"^[^\u0000]*$";
 const EMAIL: &str = r"^\s*[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}\s*$";
 /// `domain::validate::gateway_url_problem`: ws:// or wss://, a host (or bracketed IPv6),
 /// a port from 1 to 65535, a path; no credentials, query, fragment or inner spaces.
+/// `domain::validate::certificate_pin`, or blank (no pin).
+const TLS_PIN: &str = r"^\s*(([sS][hH][aA]256:)?([0-9A-Fa-f]{64}|[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){31}))?\s*$";
 const GATEWAY_URL: &str = r"^\s*[wW][sS][sS]?://([A-Za-z0-9._-]+|\[[A-Za-z0-9._:-]+\])(:(0*([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])))?(/[^\s?#]*)?\s*$";
 
 fn state_input_rules(document: &mut Value) {
@@ -38,47 +41,31 @@ fn state_input_rules(document: &mut Value) {
     };
     let zones: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|zone| zone.name()).collect();
     let timezone = json!({ "maxLength": TIMEZONE_MAX, "enum": zones });
-    let rules: [(&str, &str, Value); 16] = [
+    let url = json!({ "maxLength": URL_MAX, "pattern": GATEWAY_URL });
+    let email = json!({ "maxLength": EMAIL_MAX, "pattern": EMAIL });
+    let pin = json!({ "maxLength": TLS_PIN_INPUT_MAX, "pattern": TLS_PIN });
+    let password = json!({ "maxLength": PASSWORD_MAX });
+    let mut rules = vec![
         ("FactoryInput", "name", text(NAME_MAX, true)),
         ("FactoryInput", "location", text(LOCATION_MAX, false)),
         ("FactoryInput", "timezone", timezone.clone()),
         ("FactoryPatch", "name", text(NAME_MAX, true)),
         ("FactoryPatch", "location", text(LOCATION_MAX, false)),
         ("FactoryPatch", "timezone", timezone),
-        ("GatewayInput", "gateway_id", text(GATEWAY_ID_MAX, true)),
-        ("GatewayInput", "name", text(NAME_MAX, true)),
-        (
-            "GatewayInput",
-            "url",
-            json!({ "maxLength": URL_MAX, "pattern": GATEWAY_URL }),
-        ),
-        (
-            "GatewayInput",
-            "email",
-            json!({ "maxLength": EMAIL_MAX, "pattern": EMAIL }),
-        ),
-        ("GatewayInput", "password", json!({ "maxLength": PASSWORD_MAX })),
-        ("GatewayInput", "model", text(MODEL_MAX, false)),
-        ("GatewayInput", "firmware_version", text(FIRMWARE_MAX, false)),
-        ("GatewayPatch", "gateway_id", text(GATEWAY_ID_MAX, true)),
-        ("GatewayPatch", "name", text(NAME_MAX, true)),
-        (
-            "GatewayPatch",
-            "url",
-            json!({ "maxLength": URL_MAX, "pattern": GATEWAY_URL }),
-        ),
     ];
-    let more: [(&str, &str, Value); 4] = [
-        (
-            "GatewayPatch",
-            "email",
-            json!({ "maxLength": EMAIL_MAX, "pattern": EMAIL }),
-        ),
-        ("GatewayPatch", "password", json!({ "maxLength": PASSWORD_MAX })),
-        ("GatewayPatch", "model", text(MODEL_MAX, false)),
-        ("GatewayPatch", "firmware_version", text(FIRMWARE_MAX, false)),
-    ];
-    for (schema, field, rule) in rules.into_iter().chain(more) {
+    for schema in ["GatewayInput", "GatewayPatch"] {
+        rules.extend([
+            (schema, "gateway_id", text(GATEWAY_ID_MAX, true)),
+            (schema, "name", text(NAME_MAX, true)),
+            (schema, "url", url.clone()),
+            (schema, "email", email.clone()),
+            (schema, "password", password.clone()),
+            (schema, "model", text(MODEL_MAX, false)),
+            (schema, "firmware_version", text(FIRMWARE_MAX, false)),
+            (schema, "tls_pin", pin.clone()),
+        ]);
+    }
+    for (schema, field, rule) in rules {
         let property = &mut document["components"]["schemas"][schema]["properties"][field];
         assert!(property.is_object(), "the document has no {schema}.{field}");
         for (key, value) in rule.as_object().expect("a rule is an object") {
@@ -152,6 +139,20 @@ mod tests {
             assert!(
                 !matches(EMAIL, email) && !domain::validate::is_valid_email(email),
                 "{email}"
+            );
+        }
+        let pin = "AB:cd:".repeat(15) + "ab:cd";
+        for good in [pin.clone(), format!("sha256:{pin}"), "0".repeat(64), String::new()] {
+            assert!(matches(TLS_PIN, &good), "{good}");
+            assert!(
+                good.is_empty() || domain::validate::certificate_pin(&good).is_some(),
+                "{good}"
+            );
+        }
+        for bad in ["0".repeat(63), format!("{pin}:00"), "a:b".repeat(32), "zz".repeat(32)] {
+            assert!(
+                !matches(TLS_PIN, &bad) && domain::validate::certificate_pin(&bad).is_none(),
+                "{bad}"
             );
         }
         assert!(matches(REQUIRED_TEXT, " x ") && !matches(REQUIRED_TEXT, "  ") && !matches(REQUIRED_TEXT, "a\0"));

@@ -583,3 +583,61 @@ async fn event_streams_are_capped_per_caller() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A `wss://` gateway with a self-signed certificate (security review finding 9): refused
+/// until its certificate is pinned, the refusal naming the fingerprint to pin; online once
+/// pinned; a new pin needs the password again, like a new host.
+#[tokio::test]
+async fn a_wss_gateway_connects_once_its_certificate_is_pinned() {
+    let s = TestServer::start().await;
+    let tls = ctc_sim::SimTls::localhost().unwrap();
+    let pin = tls.pin().to_string();
+    let mut config = SimConfig::default()
+        .with_credentials(EMAIL, PASSWORD)
+        .with_sensors(vec![SimSensor::new(40417)])
+        .with_tls(tls);
+    config.reading_delay_ms = 50;
+    let sim = SimGateway::start(config).await.unwrap();
+    assert!(sim.url().starts_with("wss://"), "{}", sim.url());
+    let (id, _) = gateway_on(&s, &sim, "GW-TLS-1").await;
+    let refused = wait_for_state(&s, &id, "backoff", QUICK).await;
+    let error = refused["last_error"].to_string();
+    assert!(
+        error.contains(&pin),
+        "the refusal names the presented fingerprint: {refused}"
+    );
+
+    let path = format!("/api/gateways/{id}");
+    let needs_password = s.call(Method::PATCH, &path, Some(json!({"tls_pin": pin}))).await;
+    assert_eq!(
+        needs_password.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        needs_password.text
+    );
+    assert_eq!(needs_password.fields(), ["password"]);
+    let pinned = s
+        .call(
+            Method::PATCH,
+            &path,
+            Some(json!({"tls_pin": pin.to_uppercase(), "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(pinned.status, StatusCode::OK, "{}", pinned.text);
+    assert_eq!(pinned.body["tls_pin"], pin, "stored in one form");
+    wait_for_state(&s, &id, "online", QUICK).await;
+
+    let on_plain = s
+        .call(
+            Method::PATCH,
+            &path,
+            Some(json!({"url": "ws://127.0.0.1:1", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(on_plain.status, StatusCode::BAD_REQUEST, "{}", on_plain.text);
+    assert_eq!(on_plain.fields(), ["tls_pin"], "a pin needs wss://");
+    let malformed = s
+        .call(Method::PATCH, &path, Some(json!({"tls_pin": "not a fingerprint"})))
+        .await;
+    assert_eq!(malformed.fields(), ["tls_pin"]);
+}

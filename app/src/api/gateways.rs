@@ -64,12 +64,13 @@ struct GatewayForm {
     password: Option<String>,
     model: String,
     firmware_version: String,
+    tls_pin: String,
 }
 
 #[cfg(feature = "ssr")]
 impl GatewayForm {
     /// The fields a refused plain form post sends back: all but the password.
-    fn kept(&self) -> [(&'static str, String); 7] {
+    fn kept(&self) -> [(&'static str, String); 8] {
         [
             ("factory_id", &self.factory_id),
             ("gateway_id", &self.gateway_id),
@@ -78,6 +79,7 @@ impl GatewayForm {
             ("email", &self.email),
             ("model", &self.model),
             ("firmware_version", &self.firmware_version),
+            ("tls_pin", &self.tls_pin),
         ]
         .map(|(field, value)| (field, value.clone()))
     }
@@ -99,6 +101,7 @@ impl GatewayForm {
             email: Some(self.email),
             model: optional(self.model),
             firmware_version: optional(self.firmware_version),
+            tls_pin: optional(self.tls_pin),
             ..Default::default()
         }
     }
@@ -113,6 +116,7 @@ impl GatewayForm {
             email: Some(self.email),
             model: Some(optional(self.model)),
             firmware_version: Some(optional(self.firmware_version)),
+            tls_pin: Some(optional(self.tls_pin)),
             ..Default::default()
         }
     }
@@ -135,6 +139,7 @@ pub async fn create_gateway(
     password: String,
     model: String,
     firmware_version: String,
+    #[server(default)] tls_pin: String,
 ) -> Result<Gateway, AppError> {
     let form = GatewayForm {
         factory_id,
@@ -145,6 +150,7 @@ pub async fn create_gateway(
         password: Some(password),
         model,
         firmware_version,
+        tls_pin,
     };
     let kept = form.kept();
     ssr::answer_form_keeping("/gateways", "/gateways", &kept, create_gateway_checked(form).await)
@@ -173,6 +179,7 @@ pub async fn update_gateway(
     #[server(default)] password: Option<String>,
     model: String,
     firmware_version: String,
+    #[server(default)] tls_pin: String,
 ) -> Result<Gateway, AppError> {
     let form = GatewayForm {
         factory_id,
@@ -183,6 +190,7 @@ pub async fn update_gateway(
         password,
         model,
         firmware_version,
+        tls_pin,
     };
     let kept = form.kept();
     let retry = format!("/gateways?edit={id}");

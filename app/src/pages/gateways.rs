@@ -7,7 +7,9 @@ use crate::api::gateways::{list_gateways, CreateGateway, DeleteGateway, GatewayL
 use crate::components::{DataTable, FactorySelect, FormError, Pager, StateBadge, TextField, Toast, UrlError};
 use crate::live::{follow, Link};
 use crate::use_current_user;
-use domain::inventory::{EMAIL_MAX, FIRMWARE_MAX, GATEWAY_ID_MAX, MODEL_MAX, NAME_MAX, PASSWORD_MAX, URL_MAX};
+use domain::inventory::{
+    EMAIL_MAX, FIRMWARE_MAX, GATEWAY_ID_MAX, MODEL_MAX, NAME_MAX, PASSWORD_MAX, TLS_PIN_INPUT_MAX, URL_MAX,
+};
 use domain::live::GatewayLive;
 use domain::{AppError, Gateway, Page};
 use leptos::form::ActionForm;
@@ -137,6 +139,9 @@ pub fn GatewaysPage() -> impl IntoView {
     }
 }
 
+/// What the certificate pin field is for, shown while it is empty.
+const PIN_PLACEHOLDER: &str = "wss:// with a self-signed certificate: its SHA-256 (ab:cd:…)";
+
 fn create_form(
     choices: Choices,
     factory: Option<Uuid>,
@@ -155,6 +160,7 @@ fn create_form(
                 <TextField label="Password" name="password" input_type="password" required=true max_length=PASSWORD_MAX error />
                 <TextField label="Model" name="model" placeholder="e.g., CTC-W100" max_length=MODEL_MAX error />
                 <TextField label="Firmware version" name="firmware_version" placeholder="e.g., 2.1.0" max_length=FIRMWARE_MAX error />
+                <TextField label="Certificate pin" name="tls_pin" placeholder=PIN_PLACEHOLDER max_length=TLS_PIN_INPUT_MAX error />
                 <FormError error />
                 <button type="submit" class="primary" disabled=move || create.pending().get()>
                     {move || if create.pending().get() { "Saving…" } else { "Add gateway" }}
@@ -204,6 +210,7 @@ fn edit_form(
                 </div>
                 <TextField label="Model" name="model" value=gateway.model.unwrap_or_default() max_length=MODEL_MAX error />
                 <TextField label="Firmware version" name="firmware_version" value=gateway.firmware_version.unwrap_or_default() max_length=FIRMWARE_MAX error />
+                <TextField label="Certificate pin" name="tls_pin" value=gateway.tls_pin.unwrap_or_default() placeholder=PIN_PLACEHOLDER max_length=TLS_PIN_INPUT_MAX error />
                 <FormError error />
                 <div class="actions">
                     <button type="submit" class="primary" disabled=move || update.pending().get()>

@@ -22,6 +22,8 @@ pub const EMAIL_MAX: usize = 255;
 pub const PASSWORD_MAX: usize = 1024;
 pub const MODEL_MAX: usize = 100;
 pub const FIRMWARE_MAX: usize = 50;
+/// A typed certificate pin: 95 characters colon-separated, plus a `sha256:` prefix and spaces.
+pub const TLS_PIN_INPUT_MAX: usize = 110;
 pub const DEFAULT_TIMEZONE: &str = "UTC";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,6 +64,10 @@ pub struct Gateway {
     pub email: String,
     pub model: Option<String>,
     pub firmware_version: Option<String>,
+    /// For a `wss://` gateway with a certificate no root vouches for (self-signed): the
+    /// SHA-256 of the one certificate to accept, as `ab:cd:…` (64 hex digits).
+    #[serde(default)]
+    pub tls_pin: Option<String>,
     /// A disabled gateway stays in the inventory but is not connected.
     pub enabled: bool,
     pub last_seen_at: Option<DateTime<Utc>>,
@@ -140,6 +146,31 @@ fn check_url(checker: &mut Checker, raw: Option<&str>) -> String {
         }
     }
     url
+}
+
+/// A certificate pin in its one stored form, `ab:cd:…` (lower case); `None` for blank.
+fn check_tls_pin(checker: &mut Checker, raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return None;
+    }
+    match crate::validate::certificate_pin(raw) {
+        Some(pin) => Some(pin),
+        None => {
+            checker.fail(
+                "tls_pin",
+                "must be a SHA-256 fingerprint: 64 hex digits, colons allowed",
+            );
+            None
+        }
+    }
+}
+
+/// A pin says which certificate to accept: it means nothing without TLS.
+pub fn check_pin_needs_tls(checker: &mut Checker, pin: Option<&str>, url: &str) {
+    if pin.is_some() && !url.trim().to_ascii_lowercase().starts_with("wss://") {
+        checker.fail("tls_pin", "needs a wss:// URL (a pin is a certificate to accept)");
+    }
 }
 
 fn check_password(checker: &mut Checker, password: Option<Password>) -> Option<Password> {
@@ -261,6 +292,9 @@ pub struct GatewayInput {
     pub password: Option<Password>,
     pub model: Option<String>,
     pub firmware_version: Option<String>,
+    /// `wss://` only: the SHA-256 fingerprint of the gateway's certificate to accept
+    /// (64 hex digits, colons and a `sha256:` prefix allowed).
+    pub tls_pin: Option<String>,
     /// Default true.
     pub enabled: Option<bool>,
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
@@ -277,6 +311,7 @@ pub struct NewGateway {
     pub password: Password,
     pub model: Option<String>,
     pub firmware_version: Option<String>,
+    pub tls_pin: Option<String>,
     pub enabled: bool,
     pub metadata: Metadata,
 }
@@ -301,6 +336,8 @@ impl GatewayInput {
         }
         let model = c.optional_text("model", self.model.as_deref(), MODEL_MAX);
         let firmware_version = c.optional_text("firmware_version", self.firmware_version.as_deref(), FIRMWARE_MAX);
+        let tls_pin = self.tls_pin.as_deref().and_then(|raw| check_tls_pin(&mut c, raw));
+        check_pin_needs_tls(&mut c, tls_pin.as_deref(), &url);
         let metadata = check_metadata(&mut c, self.metadata).unwrap_or_default();
         match (factory_id, password) {
             (Some(factory_id), Some(password)) if c.errors.is_empty() => Ok(NewGateway {
@@ -312,6 +349,7 @@ impl GatewayInput {
                 password,
                 model,
                 firmware_version,
+                tls_pin,
                 enabled: self.enabled.unwrap_or(true),
                 metadata,
             }),
@@ -340,6 +378,10 @@ pub struct GatewayPatch {
     #[serde(default, deserialize_with = "nullable")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, nullable))]
     pub firmware_version: Option<Option<String>>,
+    /// `null` removes the pin.
+    #[serde(default, deserialize_with = "nullable")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, nullable))]
+    pub tls_pin: Option<Option<String>>,
     pub enabled: Option<bool>,
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub metadata: Option<Value>,
@@ -355,6 +397,7 @@ pub struct GatewayChanges {
     pub password: Option<Password>,
     pub model: Option<Option<String>>,
     pub firmware_version: Option<Option<String>>,
+    pub tls_pin: Option<Option<String>>,
     pub enabled: Option<bool>,
     pub metadata: Option<Metadata>,
 }
@@ -362,7 +405,7 @@ pub struct GatewayChanges {
 impl GatewayChanges {
     /// Whether the change touches what the gateway connection logs in with.
     pub fn changes_connection(&self) -> bool {
-        self.url.is_some() || self.email.is_some() || self.password.is_some()
+        self.url.is_some() || self.email.is_some() || self.password.is_some() || self.tls_pin.is_some()
     }
 }
 
@@ -385,6 +428,12 @@ impl GatewayPatch {
         let firmware_version = self
             .firmware_version
             .map(|v| c.optional_text("firmware_version", v.as_deref(), FIRMWARE_MAX));
+        let tls_pin = self.tls_pin.map(|pin| {
+            pin.as_deref()
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .and_then(|p| check_tls_pin(&mut c, p))
+        });
         let metadata = check_metadata(&mut c, self.metadata);
         c.finish(GatewayChanges {
             factory_id,
@@ -395,6 +444,7 @@ impl GatewayPatch {
             password,
             model,
             firmware_version,
+            tls_pin,
             enabled: self.enabled,
             metadata,
         })

@@ -112,6 +112,25 @@ pub fn is_valid_email(email: &str) -> bool {
     local_ok && domain_ok
 }
 
+/// A SHA-256 certificate fingerprint as 64 hex digits (colons and a `sha256:` prefix
+/// allowed, any case), in the form it is stored and shown: `ab:cd:…`, lower case.
+pub fn certificate_pin(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    let hex = match raw.get(..7) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("sha256:") => &raw[7..],
+        _ => raw,
+    };
+    // 64 hex digits, bare or as 32 colon-separated pairs (how tools print fingerprints).
+    let paired = hex.len() == 95 && hex.split(':').all(|pair| pair.len() == 2);
+    let digits: String = if paired { hex.replace(':', "") } else { hex.to_owned() };
+    if digits.len() != 64 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let digits = digits.to_ascii_lowercase();
+    let pairs: Vec<&str> = (0..32).map(|i| &digits[2 * i..2 * i + 2]).collect();
+    Some(pairs.join(":"))
+}
+
 /// The host a gateway URL names, lower-cased; `None` when it names none. Changing it
 /// sends the stored password elsewhere, so a change of host needs the password again.
 pub fn gateway_url_host(url: &str) -> Option<String> {

@@ -577,6 +577,8 @@ impl Orchestrator {
         let mut config = SupervisorConfig::new(gateway.url.clone());
         config.client = self.inner.config.client.clone();
         config.backoff = self.inner.config.backoff.clone();
+        // Stored in its checked form (migration 0011), so it always parses.
+        config.tls_pin = gateway.tls_pin.as_deref().and_then(|pin| pin.parse().ok());
         config
     }
 
@@ -1040,7 +1042,8 @@ impl Orchestrator {
         if let Some(version) = login_version {
             entry.login_version = version;
         }
-        let url_changed = entry.gateway.url != gateway.url;
+        // Where to connect and which certificate to accept: a new supervisor configuration.
+        let target_changed = entry.gateway.url != gateway.url || entry.gateway.tls_pin != gateway.tls_pin;
         entry.gateway = gateway.clone();
         entry.live.name = gateway.name.clone();
         entry.live.gateway_id = gateway.gateway_id.clone();
@@ -1073,7 +1076,7 @@ impl Orchestrator {
                 entry.live.online_since = None;
             }
         } else if let Some(supervised) = &entry.supervisor {
-            if url_changed {
+            if target_changed {
                 supervised.handle.reconfigure(self.supervisor_config(gateway));
             } else if change.credentials {
                 supervised.handle.reconnect();

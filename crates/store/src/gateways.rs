@@ -8,7 +8,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 const COLUMNS: &str =
-    "id, factory_id, gateway_id, name, url, email, model, firmware_version, enabled, last_seen_at, metadata, created_at, updated_at";
+    "id, factory_id, gateway_id, name, url, email, model, firmware_version, tls_pin, enabled, last_seen_at, metadata, created_at, updated_at";
 const UNIQUE_GATEWAY_ID: &str = "gateways_gateway_id_unique_idx";
 
 #[derive(sqlx::FromRow)]
@@ -21,6 +21,7 @@ struct GatewayRow {
     email: String,
     model: Option<String>,
     firmware_version: Option<String>,
+    tls_pin: Option<String>,
     enabled: bool,
     last_seen_at: Option<DateTime<Utc>>,
     metadata: Json<Metadata>,
@@ -39,6 +40,7 @@ impl From<GatewayRow> for Gateway {
             email: row.email,
             model: row.model,
             firmware_version: row.firmware_version,
+            tls_pin: row.tls_pin,
             enabled: row.enabled,
             last_seen_at: row.last_seen_at,
             metadata: row.metadata.0,
@@ -76,6 +78,28 @@ fn map_write_error(err: sqlx::Error) -> StoreError {
     }
 }
 
+/// Where the stored password may go. It follows the URL and the certificate the
+/// connection accepts: another host, or a newly pinned certificate, must be given it again
+/// (a new port or path on the same host need not). A pin needs a `wss://` URL.
+fn check_connection_target(changes: &GatewayChanges, old_url: &str, old_pin: Option<&str>) -> Result<(), StoreError> {
+    let url = changes.url.as_deref().unwrap_or(old_url);
+    let pin = match &changes.tls_pin {
+        Some(pin) => pin.as_deref(),
+        None => old_pin,
+    };
+    let mut check = domain::validate::Checker::default();
+    domain::inventory::check_pin_needs_tls(&mut check, pin, url);
+    let host = domain::validate::gateway_url_host;
+    if changes.password.is_none() {
+        if changes.url.is_some() && host(url) != host(old_url) {
+            check.fail("password", "is required again when the URL's host changes");
+        } else if pin.is_some() && pin != old_pin {
+            check.fail("password", "is required again when the certificate pin changes");
+        }
+    }
+    Ok(check.finish(())?)
+}
+
 fn unknown_factory() -> StoreError {
     StoreError::code(ErrorCode::UnknownFactory, "Factory not found or deleted")
 }
@@ -90,8 +114,8 @@ impl Store {
                  SELECT id FROM factories WHERE id = $2 AND deleted_at IS NULL FOR SHARE
              )
              INSERT INTO gateways (id, factory_id, gateway_id, name, url, email, password_encrypted,
-                                   model, firmware_version, metadata, enabled)
-             SELECT $1, parent.id, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM parent
+                                   model, firmware_version, metadata, enabled, tls_pin)
+             SELECT $1, parent.id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM parent
              RETURNING {COLUMNS}"
         ))
         .bind(id)
@@ -105,6 +129,7 @@ impl Store {
         .bind(&input.firmware_version)
         .bind(Json(&input.metadata))
         .bind(input.enabled)
+        .bind(&input.tls_pin)
         .fetch_optional(&self.pool)
         .await
         .map_err(map_write_error)?;
@@ -195,26 +220,16 @@ impl Store {
     /// the gateway to another active factory.
     pub async fn update_gateway(&self, id: Uuid, changes: GatewayChanges) -> Result<Gateway, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let before: Option<(String, String, bool)> =
-            sqlx::query_as("SELECT url, email, enabled FROM gateways WHERE id = $1 AND deleted_at IS NULL FOR UPDATE")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some((old_url, old_email, old_enabled)) = before else {
+        let before: Option<(String, String, bool, Option<String>)> = sqlx::query_as(
+            "SELECT url, email, enabled, tls_pin FROM gateways WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((old_url, old_email, old_enabled, old_pin)) = before else {
             return Err(AppError::gateway_not_found().into());
         };
-        // The stored password goes wherever the URL points: another host must be given it
-        // again (a new port or path on the same host need not).
-        if let Some(url) = &changes.url {
-            let host = domain::validate::gateway_url_host;
-            if changes.password.is_none() && host(url) != host(&old_url) {
-                return Err(AppError::validation(vec![domain::FieldError::new(
-                    "password",
-                    "is required again when the URL's host changes",
-                )])
-                .into());
-            }
-        }
+        check_connection_target(&changes, &old_url, old_pin.as_deref())?;
         if let Some(factory_id) = changes.factory_id {
             let parent: Option<Uuid> =
                 sqlx::query_scalar("SELECT id FROM factories WHERE id = $1 AND deleted_at IS NULL FOR SHARE")
@@ -232,6 +247,7 @@ impl Store {
             .transpose()?;
         let (set_model, model) = split_nullable(changes.model);
         let (set_firmware, firmware) = split_nullable(changes.firmware_version);
+        let (set_pin, pin) = split_nullable(changes.tls_pin.clone());
         let row: GatewayRow = sqlx::query_as(&format!(
             "UPDATE gateways SET
                  factory_id = COALESCE($2, factory_id),
@@ -244,8 +260,10 @@ impl Store {
                  firmware_version = CASE WHEN $10 THEN $11 ELSE firmware_version END,
                  metadata = COALESCE($12, metadata),
                  enabled = COALESCE($13, enabled),
+                 tls_pin = CASE WHEN $14 THEN $15 ELSE tls_pin END,
                  login_version = login_version
-                     + CASE WHEN $5 IS NOT NULL OR $6 IS NOT NULL OR $7 IS NOT NULL THEN 1 ELSE 0 END
+                     + CASE WHEN $5 IS NOT NULL OR $6 IS NOT NULL OR $7 IS NOT NULL
+                                 OR ($14 AND tls_pin IS DISTINCT FROM $15) THEN 1 ELSE 0 END
              WHERE id = $1
              RETURNING {COLUMNS}"
         ))
@@ -262,6 +280,8 @@ impl Store {
         .bind(&firmware)
         .bind(changes.metadata.as_ref().map(Json))
         .bind(changes.enabled)
+        .bind(set_pin)
+        .bind(&pin)
         .fetch_one(&mut *tx)
         .await
         .map_err(map_write_error)?;
@@ -270,7 +290,10 @@ impl Store {
         let gateway = Gateway::from(row);
         if let Some(observer) = self.observer() {
             let change = ConnectionChange {
-                credentials: gateway.url != old_url || gateway.email != old_email || changes.password.is_some(),
+                credentials: gateway.url != old_url
+                    || gateway.email != old_email
+                    || gateway.tls_pin != old_pin
+                    || changes.password.is_some(),
                 enabled: gateway.enabled != old_enabled,
             };
             observer.gateway_updated(&gateway, change);
