@@ -89,13 +89,17 @@ enum GatewayCommand {
     /// Log in to a gateway, list its sensors, optionally take one reading.
     /// The password comes from GATEWAY_PASSWORD or, if unset, one line of stdin.
     Probe {
-        /// ws://HOST:PORT
+        /// ws://HOST:PORT or wss://HOST:PORT
         url: String,
         #[arg(long)]
         email: String,
         /// Take one reading of this sensor and print its statistics.
         #[arg(long)]
         reading: Option<u64>,
+        /// wss:// only: accept exactly the certificate with this SHA-256 (ab:cd:…), as for
+        /// a self-signed gateway; a refusal prints the fingerprint the gateway presented.
+        #[arg(long)]
+        tls_pin: Option<ctc::CertificatePin>,
     },
 }
 
@@ -164,10 +168,16 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     // The probe is a field tool: it needs no database and no server configuration.
     if let Some(Command::Gateway {
-        command: GatewayCommand::Probe { url, email, reading },
+        command:
+            GatewayCommand::Probe {
+                url,
+                email,
+                reading,
+                tls_pin,
+            },
     }) = cli.command
     {
-        return probe(url, email, reading).await;
+        return probe(url, email, reading, tls_pin).await;
     }
     // The benchmark brings its own database and configuration.
     if let Some(Command::Bench {
@@ -352,7 +362,7 @@ async fn token_command(store: &store::Store, command: TokenCommand) -> anyhow::R
 }
 
 /// `gateway probe`: exit 0 when everything asked for worked, 1 with a one-line reason.
-async fn probe(url: String, email: String, reading: Option<u64>) -> ExitCode {
+async fn probe(url: String, email: String, reading: Option<u64>, tls_pin: Option<ctc::CertificatePin>) -> ExitCode {
     let password = match std::env::var("GATEWAY_PASSWORD") {
         Ok(password) if !password.is_empty() => password,
         _ => {
@@ -366,6 +376,7 @@ async fn probe(url: String, email: String, reading: Option<u64>) -> ExitCode {
     };
     let mut options = ctc::probe::ProbeOptions::new(url, email, ctc::Password::new(password));
     options.reading = reading.map(ctc::Serial);
+    options.tls_pin = tls_pin;
     let mut out = std::io::stdout();
     match ctc::probe::probe(&options, &mut out).await {
         Ok(()) => ExitCode::SUCCESS,
