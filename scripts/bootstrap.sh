@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs whatever the build, the server and the tests need and is missing.
 # Idempotent and quiet when everything is present: `make run` and `make test`
-# both call it first. Everything comes from the registries (crates.io, npm,
+# both call it first. Everything comes from the registries (the crate registry, npm,
 # Debian); nothing is downloaded from anywhere else.
 set -euo pipefail
 

@@ -29,8 +29,14 @@ def _field_errors(response):
         return {}
 
 
+CROSS_FIELD_RULES = ("host changes", "certificate pin changes", "needs a wss:// URL")
+
+
 @schemathesis.hook
 def filter_failure(context, failure, case, response):
+    # A DELETE this file redirected away from a seeded object (before_call) finds nothing.
+    if failure.code == "ST302" and ABSENT in str(getattr(getattr(response, "request", None), "url", "")):
+        return False
     if failure.code != "ST202" or response.status_code != 400:
         return True
     fields = _field_errors(response)
@@ -41,9 +47,9 @@ def filter_failure(context, failure, case, response):
     path_id = (case.path_parameters or {}).get("id")
     if set(fields) == {"id"} and path_id is not None and not UUID.match(str(path_id)):
         return False
-    # Pointing a gateway at another host needs its password again (the stored
-    # one must not follow the URL elsewhere): a rule about the stored gateway
-    # that no request schema can state.
-    if set(fields) == {"password"} and "host changes" in fields["password"]:
+    # Rules across fields and the stored gateway that no request schema can state:
+    # another host or a new certificate pin needs the password again (the stored
+    # one must not follow the connection elsewhere), and a pin needs wss://.
+    if fields and all(any(rule in message for rule in CROSS_FIELD_RULES) for message in fields.values()):
         return False
     return True

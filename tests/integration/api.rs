@@ -919,3 +919,29 @@ async fn extreme_numbers_in_metadata_round_trip() {
     assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
     assert_eq!(listed.body["data"][0]["metadata"], metadata);
 }
+
+/// The predecessor's client sends its seed's default organization id when it creates a
+/// factory; our default organization answers to it (migration 0012).
+#[tokio::test]
+async fn the_predecessors_default_organization_id_names_ours() {
+    let s = TestServer::start().await;
+    let organizations = s.call(GET, "/api/organizations", None).await;
+    let ours = organizations.body["data"][0]["id"].clone();
+    let created = s
+        .call(
+            POST,
+            "/api/factories",
+            Some(json!({"name": "Old client plant", "organization_id": "00000000-0000-0000-0000-000000000001"})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.body["organization_id"], ours);
+    let unknown = s
+        .call(
+            POST,
+            "/api/factories",
+            Some(json!({"name": "Nowhere", "organization_id": "00000000-0000-0000-0000-000000000002"})),
+        )
+        .await;
+    assert_eq!(unknown.code(), "UNKNOWN_ORGANIZATION");
+}

@@ -49,7 +49,8 @@ impl Store {
         let row: Option<FactoryRow> = sqlx::query_as(&format!(
             "WITH parent AS (
                  SELECT id FROM organizations
-                 WHERE deleted_at IS NULL AND ($1::uuid IS NULL OR id = $1)
+                 WHERE deleted_at IS NULL AND ($1::uuid IS NULL OR id = COALESCE(
+                     (SELECT organization_id FROM organization_aliases WHERE alias = $1), $1))
                  LIMIT 2 FOR SHARE
              )
              INSERT INTO factories (organization_id, name, location, timezone, metadata)
