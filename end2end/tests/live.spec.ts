@@ -59,11 +59,15 @@ test("taking a reading shows its progress, then the waveform and spectrum", asyn
   await row.getByRole("link").click();
   await waitForHydration(page);
   const sensor = page.locator("tr[data-serial]").filter({ has: page.locator("button:enabled") }).first();
+  const readings = page.getByRole("table", { name: "Readings" }).locator("tbody tr");
+  const before = await readings.count();
   await sensor.getByRole("button", { name: "Take reading" }).click();
   await expect(sensor.locator(".reading-progress")).toContainText("received", { timeout: 20_000 });
 
-  await page.reload();
-  await page.getByRole("link", { name: "Plot" }).first().click();
+  // The new reading is in the list, plots one click away, without a reload.
+  await expect(readings).toHaveCount(Math.min(before + 1, 20));
+  await expect(readings.first()).toContainText("finished");
+  await readings.first().getByRole("link", { name: "Plot" }).click();
   await expect(page).toHaveURL(/reading=/);
   for (const axis of ["X", "Y", "Z"]) {
     await expect(page.getByRole("img", { name: `${axis} waveform` })).toBeVisible();

@@ -71,17 +71,27 @@ pub async fn gateway_view(id: Uuid) -> Result<GatewayPageData, AppError> {
         .await
         .map(|f| f.name)
         .unwrap_or_default();
-    let page = domain::PageRequest { limit: 20, offset: 0 };
     Ok(GatewayPageData {
         live: orchestrator()?.status(id),
-        events: store.list_gateway_events(id, page).await?,
+        events: store.list_gateway_events(id, GATEWAY_PAGE_LIST).await?,
         sensors: store.list_sensors(id).await?,
-        readings: store.list_readings(id, page).await?,
+        readings: store.list_readings(id, GATEWAY_PAGE_LIST).await?,
         factory_name,
         gateway,
         can_take_readings: user.role.can_write(),
     })
 }
+
+/// The gateway page's readings list (the newest 20), fetched again as readings end.
+#[server(prefix = "/rpc", endpoint = "gateway_readings")]
+pub async fn gateway_readings(id: Uuid) -> Result<Page<ReadingSummary>, AppError> {
+    ssr::require_user().await?;
+    Ok(ssr::store()?.list_readings(id, GATEWAY_PAGE_LIST).await?)
+}
+
+/// How much of a gateway's events and readings its page shows.
+#[cfg(feature = "ssr")]
+const GATEWAY_PAGE_LIST: domain::PageRequest = domain::PageRequest { limit: 20, offset: 0 };
 
 #[server(prefix = "/rpc", endpoint = "take_reading")]
 pub async fn take_reading(gateway: Uuid, serial: u64) -> Result<Uuid, AppError> {

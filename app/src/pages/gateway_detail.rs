@@ -2,7 +2,9 @@
 //! "Take reading" (admins) and the reading's progress, its readings, and for the
 //! reading chosen in the URL (`?reading=ID`) the waveform and spectrum per axis.
 
-use crate::api::live::{gateway_view, reading_plots, AxisPlot, GatewayPageData, ReadingCharts, TakeReading};
+use crate::api::live::{
+    gateway_readings, gateway_view, reading_plots, AxisPlot, GatewayPageData, ReadingCharts, TakeReading,
+};
 use crate::components::{DataTable, StateBadge};
 use crate::live::{clock, duration_words, follow, Link};
 use domain::live::{GatewayLive, ReadingProgress, ReadingStage, ReadingSummary};
@@ -50,10 +52,16 @@ fn GatewayDetail(page: GatewayPageData) -> impl IntoView {
     let all = RwSignal::new(page.live.clone().into_iter().collect::<Vec<GatewayLive>>());
     let link = RwSignal::new(Link::Connecting);
     let progress = RwSignal::new(HashMap::<u64, ReadingProgress>::new());
+    // Moves when a reading of this gateway is asked for or ends: the list is read again,
+    // so a new reading shows up (and can be plotted) without a reload.
+    let readings_changed = RwSignal::new(0u32);
     Effect::new(move |started: Option<()>| {
         if started.is_none() {
             follow(all, link, move |reading| {
                 if reading.gateway == gateway_id {
+                    if reading.stage != ReadingStage::Started {
+                        readings_changed.update(|n| *n += 1);
+                    }
                     progress.update(|p| {
                         p.insert(reading.serial, reading);
                     });
@@ -61,6 +69,19 @@ fn GatewayDetail(page: GatewayPageData) -> impl IntoView {
             });
         }
     });
+    let first_readings = page.readings.data.clone();
+    let readings = Resource::new(
+        move || readings_changed.get(),
+        move |changed| {
+            let first = first_readings.clone();
+            async move {
+                match changed {
+                    0 => Ok(first),
+                    _ => gateway_readings(gateway_id).await.map(|page| page.data),
+                }
+            }
+        },
+    );
     let now = clock();
     let live = move || all.with(|a| a.iter().find(|g| g.id == gateway_id).cloned());
     let take = ServerAction::<TakeReading>::new();
@@ -108,7 +129,7 @@ fn GatewayDetail(page: GatewayPageData) -> impl IntoView {
                         p.get(&serial).map(|r| match r.stage {
                             ReadingStage::Requested => "requested…".to_owned(),
                             ReadingStage::Started => "started…".to_owned(),
-                            ReadingStage::Finished => "received ✓ (reload the readings below)".to_owned(),
+                            ReadingStage::Finished => "received ✓ (in the readings below)".to_owned(),
                             ReadingStage::Failed => format!("failed: {}", r.error.clone().unwrap_or_default()),
                         })
                     })
@@ -175,7 +196,12 @@ fn GatewayDetail(page: GatewayPageData) -> impl IntoView {
         </section>
         <section class="card" aria-label="Readings">
             <h2>"Readings"</h2>
-            {readings_table(page.readings.data.clone(), gateway_id)}
+            <Transition fallback=|| ()>
+                {move || readings.get().map(|result| match result {
+                    Ok(list) => readings_table(list, gateway_id).into_any(),
+                    Err(err) => view! { <p class="form-error" role="alert">{err.message}</p> }.into_any(),
+                })}
+            </Transition>
         </section>
         <Transition fallback=|| ()>
             {move || {
