@@ -58,11 +58,20 @@ async function firstVisit(path, state) {
 const { state, gateway } = await signedInState();
 const pages = [["/login", null], ["/", state], ["/factories", state], ["/gateways", state],
   [`/gateways/${gateway}`, state], ["/users", state], ["/tokens", state], ["/account", state]];
+// Issue 13's budget: at most 400 KB of wasm over the wire on the first visit of any page.
+const BUDGET_KB = Number(process.env.WASM_BUDGET_KB ?? 400);
+const over = [];
 console.log("page                                          wasm KB   js KB   files (encoding)");
 for (const [path, pageState] of pages) {
   const { wasm, js, files } = await firstVisit(path, pageState);
+  if (wasm / 1000 > BUDGET_KB) over.push(path);
   const encodings = [...new Set(files.map((f) => f.encoding))].join(",");
   const shown = path.length > 44 ? `${path.slice(0, 41)}...` : path;
   console.log(`${shown.padEnd(44)} ${(wasm / 1000).toFixed(1).padStart(8)} ${(js / 1000).toFixed(1).padStart(7)}   ${files.length} (${encodings})`);
 }
 await browser.close();
+if (over.length > 0) {
+  console.error(`over the ${BUDGET_KB} KB wasm budget: ${over.join(", ")}`);
+  process.exit(1);
+}
+console.log(`every page within the ${BUDGET_KB} KB wasm budget`);

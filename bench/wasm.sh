@@ -2,7 +2,8 @@
 # Bytes of wasm (and JS) over the wire on the first visit of each page (issue 13: at most
 # 400 KB of wasm per page, main file plus that page's chunks), measured in headless
 # Chromium with an empty cache against the release build as `make run` builds it
-# (`--precompress`: brotli twins served as they are). Prints one line per page.
+# (`--precompress`: brotli twins served as they are). Prints one line per page and
+# exits 1 when a page is over budget (WASM_BUDGET_KB, default 400).
 # Usage: bench/wasm.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -66,7 +66,13 @@ pub async fn user_of_session(store: &Store, session: &Session) -> Result<Option<
 async fn restart_idle_timer(session: &Session) {
     const KEY: &str = "touched_at";
     let now = chrono::Utc::now().timestamp();
-    let touched: Option<i64> = session.get(KEY).await.ok().flatten();
+    let touched: Option<i64> = match session.get(KEY).await {
+        Ok(touched) => touched,
+        Err(err) => {
+            tracing::warn!(%err, "could not read when the session was last used");
+            None
+        }
+    };
     if touched.is_none_or(|at| now - at >= 60) {
         if let Err(err) = session.insert(KEY, now).await {
             tracing::warn!(%err, "could not mark the session as used");

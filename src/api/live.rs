@@ -1,5 +1,5 @@
 //! Live status, connection control, history, sensors, readings, the event stream
-//! (`GET /api/events`, Server-Sent Events) and `/metrics`. State comes from the
+//! (`GET /api/events`, Server-Sent Events). State comes from the
 //! orchestrator's registry; history from the store.
 
 use super::auth::{Caller, Subject};
@@ -20,8 +20,6 @@ use futures_util::stream::{self, Stream, StreamExt};
 use orchestrator::stream::Resume;
 use serde::Serialize;
 use std::convert::Infallible;
-use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -323,130 +321,4 @@ fn live_stream(
         }
     });
     stream::iter(first).chain(live).map(Ok)
-}
-
-/// Prometheus text exposition.
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let gateways = state.orchestrator.snapshot(None);
-    let fleet = FleetStatus::of(&gateways);
-    let m = state.orchestrator.metrics();
-    let mut out = String::new();
-    let _ = writeln!(out, "# HELP factory_monitor_gateways Gateways by connection state.");
-    let _ = writeln!(out, "# TYPE factory_monitor_gateways gauge");
-    for (name, count) in &fleet.states {
-        let _ = writeln!(out, "factory_monitor_gateways{{state=\"{name}\"}} {count}");
-    }
-    let sum = |f: fn(&GatewayLive) -> u64| gateways.iter().map(f).sum::<u64>();
-    for (name, help, value) in [
-        (
-            "reconnects_total",
-            "Connection attempts after the first, all gateways.",
-            sum(|g| g.counters.reconnects),
-        ),
-        (
-            "frames_received_total",
-            "WebSocket frames received from gateways.",
-            sum(|g| g.counters.frames_in),
-        ),
-        (
-            "frames_sent_total",
-            "Protocol frames sent to gateways.",
-            sum(|g| g.counters.frames_out),
-        ),
-        (
-            "readings_requested_total",
-            "Readings requested.",
-            m.readings_requested.load(Ordering::Relaxed),
-        ),
-        (
-            "readings_finished_total",
-            "Readings received.",
-            m.readings_finished.load(Ordering::Relaxed),
-        ),
-        (
-            "readings_failed_total",
-            "Readings that failed.",
-            m.readings_failed.load(Ordering::Relaxed),
-        ),
-        (
-            "writes_dropped_total",
-            "Records dropped because the database writer was behind.",
-            m.writes_dropped.load(Ordering::Relaxed),
-        ),
-        (
-            "readings_abandoned_total",
-            "Readings left open (a restart, a lost result) and ended as failed.",
-            m.readings_abandoned.load(Ordering::Relaxed),
-        ),
-        (
-            "readings_received_total",
-            "Readings triggered by another client or a gateway's schedule, stored.",
-            m.readings_received.load(Ordering::Relaxed),
-        ),
-        (
-            "fleet_messages_dropped_total",
-            "Messages to the other instances dropped because too many were waiting.",
-            m.fleet_messages_dropped.load(Ordering::Relaxed),
-        ),
-    ] {
-        let _ = writeln!(
-            out,
-            "# HELP factory_monitor_{name} {help}\n# TYPE factory_monitor_{name} counter"
-        );
-        let _ = writeln!(out, "factory_monitor_{name} {value}");
-    }
-    for (name, help, value) in [
-        (
-            "handshakes_in_progress",
-            "Gateway connection handshakes in progress.",
-            m.handshakes_in_progress.load(Ordering::Relaxed),
-        ),
-        (
-            "handshakes_peak",
-            "Most handshakes in progress at once since start.",
-            m.handshakes_peak.load(Ordering::Relaxed),
-        ),
-        (
-            "sse_clients",
-            "Connected event-stream clients.",
-            state.orchestrator.stream_clients(),
-        ),
-        (
-            "gateways_held",
-            "Gateways whose leases this instance holds (it connects them).",
-            state.orchestrator.gateways_held(),
-        ),
-        (
-            "writes_queued",
-            "Records waiting to be written (they wait here while the database is unreachable).",
-            state.orchestrator.writes_queued(),
-        ),
-    ] {
-        let _ = writeln!(
-            out,
-            "# HELP factory_monitor_{name} {help}\n# TYPE factory_monitor_{name} gauge"
-        );
-        let _ = writeln!(out, "factory_monitor_{name} {value}");
-    }
-    let h = &m.reading_latency;
-    let _ = writeln!(
-        out,
-        "# HELP factory_monitor_reading_seconds Time from a reading request to its result.\n# TYPE factory_monitor_reading_seconds histogram"
-    );
-    for (bound, count) in h.bounds.iter().zip(&h.counts) {
-        let _ = writeln!(
-            out,
-            "factory_monitor_reading_seconds_bucket{{le=\"{bound}\"}} {}",
-            count.load(Ordering::Relaxed)
-        );
-    }
-    let total = h.count.load(Ordering::Relaxed);
-    let _ = writeln!(out, "factory_monitor_reading_seconds_bucket{{le=\"+Inf\"}} {total}");
-    let _ = writeln!(
-        out,
-        "factory_monitor_reading_seconds_sum {}",
-        h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
-    );
-    let _ = writeln!(out, "factory_monitor_reading_seconds_count {total}");
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

@@ -11,6 +11,7 @@ pub mod extract;
 mod health;
 mod inventory;
 mod live;
+mod metrics;
 
 pub use live::{EventStreams, EVENT_STREAMS_PER_CALLER, EVENT_STREAMS_TOTAL};
 
@@ -60,7 +61,7 @@ pub fn router(state: AppState) -> Router<AppState> {
     use inventory::*;
     // `/metrics` sits outside `/api` (where scrapers look) but needs a token of any role
     // too, unless METRICS_PUBLIC says the network in front of it is trusted.
-    let metrics = Router::new().route("/metrics", get(live::metrics));
+    let metrics = Router::new().route("/metrics", get(metrics::metrics));
     let metrics = if state.metrics_public {
         metrics
     } else {

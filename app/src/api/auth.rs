@@ -58,7 +58,11 @@ pub async fn sign_in(email: String, password: String, next: Option<String>) -> R
     use domain::error::ErrorCode;
     let store = ssr::store()?;
     let session = ssr::session().await?;
-    let throttle = leptos::prelude::use_context::<ssr::SignInThrottle>().unwrap_or_default();
+    // Never a default: a sign-in without its throttle must fail, not go unthrottled.
+    let throttle = leptos::prelude::use_context::<ssr::SignInThrottle>().ok_or_else(|| {
+        tracing::error!("sign-in ran without a SignInThrottle in context");
+        AppError::internal()
+    })?;
     let ip = ssr::client_ip();
     let next = safe_next(next.as_deref());
     let fail = |reason: &str, message: &str| {
