@@ -388,7 +388,7 @@ async fn probe(url: String, email: String, reading: Option<u64>, tls_pin: Option
 }
 
 /// One line of stdin without its line ending, as a password.
-fn read_password_line() -> anyhow::Result<domain::Password> {
+fn read_password_line() -> anyhow::Result<domain::UserPassword> {
     let mut line = zeroize::Zeroizing::new(String::new());
     std::io::stdin().read_line(&mut line)?;
     let password = line.trim_end_matches(['\r', '\n']);
@@ -397,5 +397,5 @@ fn read_password_line() -> anyhow::Result<domain::Password> {
             "no password: pass it on stdin, e.g. `read -s PW; echo \"$PW\" | factory-monitor user create ...`"
         );
     }
-    Ok(domain::Password::new(password))
+    Ok(domain::UserPassword::new(password))
 }

@@ -6,7 +6,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use domain::{Password, Role};
+use domain::{Role, UserPassword};
 use rand::distributions::{Alphanumeric, DistString};
 use std::time::Duration;
 use store::{PgSessionStore, Store};
@@ -103,7 +103,7 @@ pub async fn ensure_initial_admin(store: &Store, password: Option<String>) -> an
     let one_time = password.is_none();
     let password = password.unwrap_or_else(|| Alphanumeric.sample_string(&mut rand::rngs::OsRng, 20));
     match store
-        .create_user(INITIAL_ADMIN_EMAIL, &Password::new(password.clone()), Role::Admin)
+        .create_user(INITIAL_ADMIN_EMAIL, &UserPassword::new(password.clone()), Role::Admin)
         .await
     {
         Ok(admin) => {

@@ -3,7 +3,7 @@
 //! sign-out go through the web app's server functions, as a browser's would.
 
 use crate::common::TestServer;
-use domain::{Password, Role};
+use domain::{Role, UserPassword};
 use reqwest::header::{COOKIE, LOCATION, ORIGIN, SET_COOKIE};
 use reqwest::{redirect, Client, StatusCode};
 use serde_json::{json, Value};
@@ -120,7 +120,7 @@ async fn server_with_users() -> (TestServer, Browser) {
     for (email, role) in [(ADMIN_EMAIL, Role::Admin), (VIEWER_EMAIL, Role::Viewer)] {
         server
             .store
-            .create_user(email, &Password::new(PASSWORD), role)
+            .create_user(email, &UserPassword::new(PASSWORD), role)
             .await
             .unwrap();
     }
@@ -366,7 +366,10 @@ async fn the_first_start_creates_one_administrator_and_only_once() {
         .expect("a password to print");
     assert!(password.len() >= 20, "random and long: {} characters", password.len());
     let admin = store
-        .authenticate_user(factory_monitor::sessions::INITIAL_ADMIN_EMAIL, &Password::new(password))
+        .authenticate_user(
+            factory_monitor::sessions::INITIAL_ADMIN_EMAIL,
+            &UserPassword::new(password),
+        )
         .await
         .unwrap()
         .expect("the printed password signs in");
@@ -410,7 +413,7 @@ async fn user_create_reads_the_password_from_stdin() {
     assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
     assert!(String::from_utf8_lossy(&created.stdout).contains("created viewer user cli@example.com"));
     assert!(store
-        .authenticate_user("cli@example.com", &Password::new("a password from stdin"))
+        .authenticate_user("cli@example.com", &UserPassword::new("a password from stdin"))
         .await
         .unwrap()
         .is_some());
@@ -501,7 +504,7 @@ async fn a_user_changes_their_own_password_and_their_other_sessions_end() {
     );
     let old = server
         .store
-        .authenticate_user(VIEWER_EMAIL, &Password::new(PASSWORD))
+        .authenticate_user(VIEWER_EMAIL, &UserPassword::new(PASSWORD))
         .await
         .unwrap();
     assert!(old.is_none(), "the old password no longer signs in");
@@ -565,7 +568,7 @@ async fn a_configured_first_password_need_not_be_changed() {
     let admin = store
         .authenticate_user(
             factory_monitor::sessions::INITIAL_ADMIN_EMAIL,
-            &Password::new("configured admin secret"),
+            &UserPassword::new("configured admin secret"),
         )
         .await
         .unwrap()

@@ -110,7 +110,7 @@ struct WriteLog {
     slowest: Duration,
 }
 
-/// The API under a steady write load while PostgreSQL stops and starts again: every write
+/// The API under a steady write load while PostgreSQL stops (15 s) and starts again: every write
 /// is answered (201, or 503 while the database is away; never another error, never a
 /// hang), the server recovers without a restart, and every write acknowledged with 201 is
 /// in the database afterwards.
@@ -156,7 +156,9 @@ async fn writes_under_load_survive_a_postgresql_restart() {
         .collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
     pg.stop().await.expect("PostgreSQL stops");
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Longer than a request can wait meanwhile (the token check and the insert, 5 s each
+    // for a connection), so that every writer gets its 503 however its requests fall.
+    tokio::time::sleep(Duration::from_secs(15)).await;
     let pg = EmbeddedPostgres::start_on(dir.path(), Some(port))
         .await
         .expect("PostgreSQL starts again");

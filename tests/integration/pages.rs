@@ -10,7 +10,7 @@ async fn signed_in(server: &TestServer) -> String {
 }
 
 async fn signed_in_as(server: &TestServer, email: &str, role: domain::Role) -> String {
-    let password = domain::Password::new("correct horse battery");
+    let password = domain::UserPassword::new("correct horse battery");
     server.store.create_user(email, &password, role).await.unwrap();
     let answer = server
         .request(reqwest::Method::POST, "/rpc/sign_in")

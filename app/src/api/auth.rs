@@ -81,7 +81,7 @@ pub async fn sign_in(email: String, password: String, next: Option<String>) -> R
         tracing::warn!(?ip, "sign-in throttled");
         return fail(FAILED_THROTTLED, THROTTLED_MESSAGE);
     }
-    let password = domain::Password::new(password);
+    let password = domain::UserPassword::new(password);
     match store.authenticate_user(&email, &password).await? {
         None => {
             tracing::info!(?ip, "sign-in failed");
@@ -123,8 +123,8 @@ async fn change_password_checked(current_password: String, new_password: String)
     let changed = ssr::store()?
         .change_own_password(
             user.id,
-            &domain::Password::new(current_password),
-            &domain::Password::new(new_password),
+            &domain::UserPassword::new(current_password),
+            &domain::UserPassword::new(new_password),
             session.id().as_ref(),
         )
         .await?;

@@ -84,11 +84,11 @@ impl GatewayForm {
         .map(|(field, value)| (field, value.clone()))
     }
 
-    fn password(&mut self) -> Option<domain::Password> {
+    fn password(&mut self) -> Option<domain::GatewayPassword> {
         self.password
             .take()
             .filter(|p| !p.is_empty())
-            .map(domain::Password::new)
+            .map(domain::GatewayPassword::new)
     }
 
     fn into_input(mut self) -> domain::GatewayInput {

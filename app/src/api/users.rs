@@ -24,7 +24,7 @@ pub async fn create_user(email: String, password: String, role: Role) -> Result<
 async fn create_user_checked(email: String, password: String, role: Role) -> Result<User, AppError> {
     let admin = ssr::require_admin().await?;
     let user = ssr::store()?
-        .create_user(&email, &domain::Password::new(password), role)
+        .create_user(&email, &domain::UserPassword::new(password), role)
         .await?;
     tracing::info!(user_id = %user.id, by = %admin.id, role = %user.role, "user created");
     Ok(user)
@@ -87,7 +87,7 @@ pub async fn reset_user_password(id: Uuid, password: String) -> Result<User, App
 async fn reset_user_password_checked(id: Uuid, password: String) -> Result<User, AppError> {
     let admin = ssr::require_admin().await?;
     let user = ssr::store()?
-        .reset_user_password(id, &domain::Password::new(password))
+        .reset_user_password(id, &domain::UserPassword::new(password))
         .await?;
     tracing::info!(user_id = %id, by = %admin.id, "user password reset");
     Ok(user)

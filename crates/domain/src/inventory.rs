@@ -4,7 +4,7 @@
 //! values (`New*`, `*Changes`) that the store accepts, reporting every bad field.
 
 use crate::error::AppError;
-use crate::secret::Password;
+use crate::secret::GatewayPassword;
 use crate::validate::{gateway_url_problem, is_valid_email, Checker};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -173,7 +173,7 @@ pub fn check_pin_needs_tls(checker: &mut Checker, pin: Option<&str>, url: &str) 
     }
 }
 
-fn check_password(checker: &mut Checker, password: Option<Password>) -> Option<Password> {
+fn check_password(checker: &mut Checker, password: Option<GatewayPassword>) -> Option<GatewayPassword> {
     let password = password?;
     if password.expose().is_empty() {
         checker.fail("password", "is required");
@@ -289,7 +289,7 @@ pub struct GatewayInput {
     #[cfg_attr(feature = "openapi", schema(value_type = String, required = true))]
     pub email: Option<String>,
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = Password, min_length = 1, required = true))]
-    pub password: Option<Password>,
+    pub password: Option<GatewayPassword>,
     pub model: Option<String>,
     pub firmware_version: Option<String>,
     /// `wss://` only: the SHA-256 fingerprint of the gateway's certificate to accept
@@ -308,7 +308,7 @@ pub struct NewGateway {
     pub name: String,
     pub url: String,
     pub email: String,
-    pub password: Password,
+    pub password: GatewayPassword,
     pub model: Option<String>,
     pub firmware_version: Option<String>,
     pub tls_pin: Option<String>,
@@ -371,7 +371,7 @@ pub struct GatewayPatch {
     pub url: Option<String>,
     pub email: Option<String>,
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Password, min_length = 1))]
-    pub password: Option<Password>,
+    pub password: Option<GatewayPassword>,
     #[serde(default, deserialize_with = "nullable")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, nullable))]
     pub model: Option<Option<String>>,
@@ -394,7 +394,7 @@ pub struct GatewayChanges {
     pub name: Option<String>,
     pub url: Option<String>,
     pub email: Option<String>,
-    pub password: Option<Password>,
+    pub password: Option<GatewayPassword>,
     pub model: Option<Option<String>>,
     pub firmware_version: Option<Option<String>>,
     pub tls_pin: Option<Option<String>>,

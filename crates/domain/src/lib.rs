@@ -17,4 +17,4 @@ pub use auth::{Role, User};
 pub use error::{AppError, FieldError};
 pub use inventory::*;
 pub use page::{Page, PageRequest, Pagination};
-pub use secret::Password;
+pub use secret::{GatewayPassword, UserPassword};

@@ -12,7 +12,7 @@ use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use domain::Password;
+use domain::GatewayPassword;
 use sha2::{Digest, Sha256};
 use std::fmt;
 use uuid::Uuid;
@@ -137,14 +137,14 @@ impl KeyRing {
     }
 
     /// Opens a stored value of the gateway row `gateway`.
-    pub fn decrypt(&self, stored: &str, gateway: Uuid) -> Result<Password, CipherError> {
+    pub fn decrypt(&self, stored: &str, gateway: Uuid) -> Result<GatewayPassword, CipherError> {
         let plaintext = if stored.trim_start().starts_with('{') {
             self.decrypt_legacy(stored)?
         } else {
             self.decrypt_v1(stored, gateway)?
         };
         String::from_utf8(plaintext.to_vec())
-            .map(Password::new)
+            .map(GatewayPassword::new)
             .map_err(|_| CipherError::NotUtf8)
     }
 

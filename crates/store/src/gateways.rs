@@ -3,7 +3,7 @@ use crate::factories::like_pattern;
 use crate::{ConnectionChange, Store, StoreError, Topic};
 use chrono::{DateTime, Utc};
 use domain::error::ErrorCode;
-use domain::{AppError, Gateway, GatewayChanges, Metadata, NewGateway, Page, PageRequest, Password};
+use domain::{AppError, Gateway, GatewayChanges, GatewayPassword, Metadata, NewGateway, Page, PageRequest};
 use sqlx::types::Json;
 use uuid::Uuid;
 
@@ -64,7 +64,7 @@ pub struct GatewayCredentials {
     pub id: Uuid,
     pub url: String,
     pub email: String,
-    pub password: Password,
+    pub password: GatewayPassword,
 }
 
 fn map_write_error(err: sqlx::Error) -> StoreError {

@@ -5,7 +5,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::{Algorithm, Argon2, Params, Version};
 use chrono::{DateTime, Utc};
 use domain::error::ErrorCode;
-use domain::{AppError, Password, Role, User};
+use domain::{AppError, Role, User, UserPassword};
 use std::sync::OnceLock;
 use uuid::Uuid;
 
@@ -44,7 +44,7 @@ fn verify_blocking(password: &str, stored: Option<&str>) -> bool {
 
 /// Runs argon2 on the blocking pool: it takes tens of milliseconds of CPU, which
 /// would stall every other request sharing the async worker.
-async fn hash_password(password: &Password) -> Result<String, StoreError> {
+async fn hash_password(password: &UserPassword) -> Result<String, StoreError> {
     let password = password.clone();
     argon2_work(move || hash_password_blocking(password.expose())).await?
 }
@@ -127,7 +127,7 @@ fn user_not_found() -> StoreError {
 
 impl Store {
     /// Creates a user after checking the email and password rules.
-    pub async fn create_user(&self, email: &str, password: &Password, role: Role) -> Result<User, StoreError> {
+    pub async fn create_user(&self, email: &str, password: &UserPassword, role: Role) -> Result<User, StoreError> {
         let email = domain::auth::validate_user_email(email)?;
         domain::auth::validate_user_password(password.expose())?;
         let hash = hash_password(password).await?;
@@ -153,7 +153,7 @@ impl Store {
     /// The active user with this email and password, or `None` (unknown email,
     /// wrong password or disabled account: the caller cannot tell which, and the
     /// time taken is the same).
-    pub async fn authenticate_user(&self, email: &str, password: &Password) -> Result<Option<User>, StoreError> {
+    pub async fn authenticate_user(&self, email: &str, password: &UserPassword) -> Result<Option<User>, StoreError> {
         let found: Option<UserWithHash> = sqlx::query_as(&format!(
             "SELECT {USER_COLUMNS}, password_hash FROM users WHERE lower(email) = lower($1)"
         ))
@@ -233,7 +233,7 @@ impl Store {
 
     /// Sets a new password and ends the user's sessions (whoever knew the old
     /// password is signed out).
-    pub async fn reset_user_password(&self, id: Uuid, password: &Password) -> Result<User, StoreError> {
+    pub async fn reset_user_password(&self, id: Uuid, password: &UserPassword) -> Result<User, StoreError> {
         domain::auth::validate_user_password(password.expose())?;
         let hash = hash_password(password).await?;
         let mut tx = self.pool.begin().await?;
@@ -269,8 +269,8 @@ impl Store {
     pub async fn change_own_password(
         &self,
         id: Uuid,
-        current: &Password,
-        new: &Password,
+        current: &UserPassword,
+        new: &UserPassword,
         keep_session: Option<&tower_sessions_core::session::Id>,
     ) -> Result<User, StoreError> {
         let stored: Option<String> = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")

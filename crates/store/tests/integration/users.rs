@@ -2,7 +2,7 @@
 
 use crate::new_store;
 use domain::error::ErrorCode;
-use domain::{Password, Role, User};
+use domain::{Role, User, UserPassword};
 use sqlx::PgPool;
 use std::time::Duration;
 use store::{PgSessionStore, Store, StoreError, SESSION_USER_KEY};
@@ -11,8 +11,8 @@ use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::SessionStore;
 use uuid::Uuid;
 
-fn password(text: &str) -> Password {
-    Password::new(text)
+fn password(text: &str) -> UserPassword {
+    UserPassword::new(text)
 }
 
 fn field_error(err: StoreError, field: &str) -> String {
