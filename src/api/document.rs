@@ -17,6 +17,7 @@ pub fn document() -> &'static Value {
     DOCUMENT.get_or_init(|| {
         let mut document = serde_json::to_value(super::ApiDoc::openapi()).expect("the document is JSON");
         state_input_rules(&mut document);
+        state_list_orders(&mut document);
         describe_event_stream(&mut document);
         document
     })
@@ -71,6 +72,22 @@ fn state_input_rules(document: &mut Value) {
         for (key, value) in rule.as_object().expect("a rule is an object") {
             property[key] = value.clone();
         }
+    }
+}
+
+/// The gateway list's `sort` and `order` take only the values the server knows.
+fn state_list_orders(document: &mut Value) {
+    let sorts: Vec<&str> = domain::GatewaySort::ALL.iter().map(|sort| sort.as_str()).collect();
+    let parameters = document["paths"]["/api/gateways"]["get"]["parameters"]
+        .as_array_mut()
+        .expect("the gateway list has parameters");
+    for parameter in parameters {
+        let values = match parameter["name"].as_str() {
+            Some("sort") => json!(sorts),
+            Some("order") => json!(["asc", "desc"]),
+            _ => continue,
+        };
+        parameter["schema"]["enum"] = values;
     }
 }
 
@@ -167,5 +184,13 @@ mod tests {
             .as_array()
             .unwrap();
         assert!(zones.iter().any(|z| z == "Europe/Berlin") && zones.len() > 400);
+        let parameters = document["paths"]["/api/gateways"]["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        let sort = parameters.iter().find(|p| p["name"] == "sort").unwrap();
+        assert_eq!(
+            sort["schema"]["enum"].as_array().unwrap().len(),
+            domain::GatewaySort::ALL.len()
+        );
     }
 }

@@ -7,8 +7,10 @@ use crate::web::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use domain::live::ConnectionState;
 use domain::{
-    Factory, FactoryInput, FactoryPatch, Gateway, GatewayInput, GatewayPatch, Organization, Page, PageRequest,
+    AppError, Factory, FactoryInput, FactoryPatch, FieldError, Gateway, GatewayInput, GatewayPatch, Organization, Page,
+    PageRequest,
 };
 use store::GatewayFilter;
 
@@ -115,14 +117,66 @@ pub async fn create_gateway(
 
 #[utoipa::path(get, path = "/api/gateways", tag = "gateways",
     params(("limit" = Option<u32>, Query, minimum = 1, maximum = 100), ("offset" = Option<u64>, Query, minimum = 0),
-        ("factory_id" = Option<uuid::Uuid>, Query), ("search" = Option<String>, Query, description = "Part of the name or gateway id")),
+        ("factory_id" = Option<uuid::Uuid>, Query), ("search" = Option<String>, Query, description = "Part of the name or gateway id"),
+        ("state" = Option<ConnectionState>, Query, description = "Only gateways in this live state, as the status shows it now"),
+        ("sort" = Option<String>, Query, description = "name (default), gateway_id, url, model, firmware_version, enabled, last_seen_at, created_at or updated_at"),
+        ("order" = Option<String>, Query, description = "asc (default) or desc")),
     responses((status = 200, body = Page<Gateway>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_gateways(State(state): State<AppState>, query: QueryMap) -> ApiResult<Json<Page<Gateway>>> {
     let page: PageRequest = query.page()?;
+    let sort = match query.text("sort")? {
+        None => domain::GatewaySort::default(),
+        Some(sort) => domain::GatewaySort::parse(sort).ok_or_else(|| {
+            let names: Vec<&str> = domain::GatewaySort::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError(AppError::validation(vec![FieldError::new(
+                "sort",
+                format!("must be one of {}", names.join(", ")),
+            )]))
+        })?,
+    };
+    let descending = match query.text("order")? {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(_) => {
+            return Err(ApiError(AppError::validation(vec![FieldError::new(
+                "order",
+                "must be asc or desc",
+            )])))
+        }
+    };
+    // Live state is not stored: the registry (every gateway, held here or mirrored) says
+    // which gateways are in it now, and the database pages through those.
+    let ids = match query.text("state")? {
+        None => None,
+        Some(wanted) => {
+            let wanted = ConnectionState::ALL
+                .into_iter()
+                .find(|s| s.as_str() == wanted)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = ConnectionState::ALL.iter().map(|s| s.as_str()).collect();
+                    ApiError(AppError::validation(vec![FieldError::new(
+                        "state",
+                        format!("must be one of {}", names.join(", ")),
+                    )]))
+                })?;
+            Some(
+                state
+                    .orchestrator
+                    .snapshot(None)
+                    .into_iter()
+                    .filter(|g| g.state == wanted)
+                    .map(|g| g.id)
+                    .collect(),
+            )
+        }
+    };
     let filter = GatewayFilter {
         factory_id: query.uuid("factory_id")?,
         search: query.text("search")?.map(str::to_owned),
+        ids,
+        sort,
+        descending,
     };
     Ok(Json(state.store.list_gateways(&filter, page).await?))
 }

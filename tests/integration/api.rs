@@ -945,3 +945,52 @@ async fn the_predecessors_default_organization_id_names_ours() {
         .await;
     assert_eq!(unknown.code(), "UNKNOWN_ORGANIZATION");
 }
+
+/// Gateway lists sort on the server by any stored column, either way, and filter by live
+/// state; unknown values are refused naming the parameter (issue 13).
+#[tokio::test]
+async fn gateway_lists_sort_by_any_column_and_filter_by_live_state() {
+    let s = TestServer::start().await;
+    let factory = s.create_factory("Sorted plant").await;
+    let factory = factory["id"].as_str().unwrap();
+    for (gateway_id, name, enabled) in [
+        ("GW-B", "Bravo", true),
+        ("GW-C", "Alpha", false),
+        ("GW-A", "Charlie", true),
+    ] {
+        let mut body = gateway_body(factory, gateway_id, name);
+        body["enabled"] = json!(enabled);
+        assert_eq!(
+            s.call(POST, "/api/gateways", Some(body)).await.status,
+            StatusCode::CREATED
+        );
+    }
+    let listed = |query: &'static str| {
+        let s = &s;
+        async move {
+            let reply = s.call(GET, &format!("/api/gateways?{query}"), None).await;
+            assert_eq!(reply.status, StatusCode::OK, "{query}: {}", reply.text);
+            reply.body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| g["gateway_id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed("").await, ["GW-C", "GW-B", "GW-A"], "by name by default");
+    assert_eq!(listed("sort=gateway_id").await, ["GW-A", "GW-B", "GW-C"]);
+    assert_eq!(listed("sort=gateway_id&order=desc").await, ["GW-C", "GW-B", "GW-A"]);
+    assert_eq!(listed("sort=enabled&limit=1").await, ["GW-C"], "false before true");
+    assert_eq!(listed("state=disabled").await, ["GW-C"]);
+    assert!(listed("state=online").await.is_empty());
+    for (query, field) in [
+        ("sort=password_encrypted", "sort"),
+        ("order=up", "order"),
+        ("state=asleep", "state"),
+    ] {
+        let refused = s.call(GET, &format!("/api/gateways?{query}"), None).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(refused.fields(), [field], "{query}");
+    }
+}

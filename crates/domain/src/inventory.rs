@@ -274,6 +274,55 @@ impl FactoryPatch {
 
 // ----------------------------------------------------------------- gateways
 
+/// The orders a gateway list can be sorted in (`?sort=`), each a stored column; ties
+/// are broken by id, so pages never overlap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum GatewaySort {
+    #[default]
+    Name,
+    GatewayId,
+    Url,
+    Model,
+    FirmwareVersion,
+    Enabled,
+    LastSeenAt,
+    CreatedAt,
+    UpdatedAt,
+}
+
+impl GatewaySort {
+    pub const ALL: [GatewaySort; 9] = [
+        GatewaySort::Name,
+        GatewaySort::GatewayId,
+        GatewaySort::Url,
+        GatewaySort::Model,
+        GatewaySort::FirmwareVersion,
+        GatewaySort::Enabled,
+        GatewaySort::LastSeenAt,
+        GatewaySort::CreatedAt,
+        GatewaySort::UpdatedAt,
+    ];
+
+    /// The query value, which is also the column's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewaySort::Name => "name",
+            GatewaySort::GatewayId => "gateway_id",
+            GatewaySort::Url => "url",
+            GatewaySort::Model => "model",
+            GatewaySort::FirmwareVersion => "firmware_version",
+            GatewaySort::Enabled => "enabled",
+            GatewaySort::LastSeenAt => "last_seen_at",
+            GatewaySort::CreatedAt => "created_at",
+            GatewaySort::UpdatedAt => "updated_at",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<GatewaySort> {
+        GatewaySort::ALL.into_iter().find(|sort| sort.as_str() == value)
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

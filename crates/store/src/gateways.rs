@@ -56,6 +56,10 @@ pub struct GatewayFilter {
     pub factory_id: Option<Uuid>,
     /// Part of the name or the gateway id, any case.
     pub search: Option<String>,
+    /// Only these gateways (the caller's choice by live state, which is not stored).
+    pub ids: Option<Vec<Uuid>>,
+    pub sort: domain::GatewaySort,
+    pub descending: bool,
 }
 
 /// What a connection needs to log in. `Debug` hides the password.
@@ -179,7 +183,11 @@ impl Store {
         }
         const WHERE: &str = "deleted_at IS NULL
               AND ($1::uuid IS NULL OR factory_id = $1)
-              AND ($2::text IS NULL OR name ILIKE $2 OR gateway_id ILIKE $2)";
+              AND ($2::text IS NULL OR name ILIKE $2 OR gateway_id ILIKE $2)
+              AND ($3::uuid[] IS NULL OR id = ANY($3))";
+        // The column comes from a closed list (`GatewaySort`), never from the request.
+        let column = filter.sort.as_str();
+        let direction = if filter.descending { "DESC" } else { "ASC" };
         let pattern = filter
             .search
             .as_deref()
@@ -191,10 +199,11 @@ impl Store {
         // materialise every matching row first.
         let rows: Vec<Row> = sqlx::query_as(&format!(
             "SELECT {COLUMNS}, (SELECT count(*) FROM gateways WHERE {WHERE}) AS total FROM gateways
-             WHERE {WHERE} ORDER BY name, id LIMIT $3 OFFSET $4"
+             WHERE {WHERE} ORDER BY {column} {direction} NULLS LAST, id {direction} LIMIT $4 OFFSET $5"
         ))
         .bind(filter.factory_id)
         .bind(&pattern)
+        .bind(&filter.ids)
         .bind(i64::from(page.limit))
         .bind(page.offset as i64)
         .fetch_all(&self.pool)
@@ -205,6 +214,7 @@ impl Store {
                 sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM gateways WHERE {WHERE}"))
                     .bind(filter.factory_id)
                     .bind(&pattern)
+                    .bind(&filter.ids)
                     .fetch_one(&self.pool)
                     .await? as u64
             }
