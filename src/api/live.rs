@@ -4,7 +4,7 @@
 
 use super::auth::{Caller, Subject};
 use super::error::{ApiError, ErrorBody};
-use super::extract::{IdPath, QueryMap};
+use super::extract::{ApiJson, IdPath, QueryMap};
 use crate::web::AppState;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -13,7 +13,8 @@ use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use domain::error::ErrorCode;
 use domain::live::{
-    FleetStatus, GatewayEventRecord, GatewayLive, Instance, LiveEvent, ReadingDetail, ReadingSummary, SensorRecord,
+    BulkAction, BulkFailure, BulkOutcome, BulkRequest, FleetStatus, GatewayEventRecord, GatewayLive, Instance,
+    LiveEvent, ReadingDetail, ReadingSummary, SensorRecord, BULK_MAX,
 };
 use domain::{AppError, FieldError, Page};
 use futures_util::stream::{self, Stream, StreamExt};
@@ -80,6 +81,63 @@ pub async fn connect(State(state): State<AppState>, IdPath(id): IdPath) -> ApiRe
     security(("bearer" = [])))]
 pub async fn disconnect(State(state): State<AppState>, IdPath(id): IdPath) -> ApiResult<Json<GatewayLive>> {
     Ok(Json(state.orchestrator.disconnect(id).await?))
+}
+
+/// One action on a selection of gateways (admins): `enable`, `disable`, `connect` or
+/// `disconnect`, each gateway on its own; the answer says which were done and why the
+/// others were not.
+#[utoipa::path(post, path = "/api/gateways/bulk", tag = "live", request_body = BulkRequest,
+    responses((status = 200, body = BulkOutcome), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn bulk(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<BulkRequest>,
+) -> ApiResult<Json<BulkOutcome>> {
+    if request.ids.is_empty() || request.ids.len() > BULK_MAX {
+        return Err(ApiError(AppError::validation(vec![FieldError::new(
+            "ids",
+            format!("must name 1 to {BULK_MAX} gateways"),
+        )])));
+    }
+    let mut outcome = BulkOutcome {
+        action: request.action,
+        done: Vec::new(),
+        failed: Vec::new(),
+    };
+    let mut ids = request.ids;
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|id| seen.insert(*id));
+    for id in ids {
+        let result: Result<(), AppError> = match request.action {
+            BulkAction::Enable | BulkAction::Disable => {
+                let changes = domain::GatewayChanges {
+                    enabled: Some(request.action == BulkAction::Enable),
+                    ..Default::default()
+                };
+                state
+                    .store
+                    .update_gateway(id, changes)
+                    .await
+                    .map(|_| ())
+                    .map_err(AppError::from)
+            }
+            BulkAction::Connect => state.orchestrator.connect(id).await.map(|_| ()),
+            BulkAction::Disconnect => state.orchestrator.disconnect(id).await.map(|_| ()),
+        };
+        match result {
+            Ok(()) => outcome.done.push(id),
+            Err(err) if err.code == ErrorCode::ServiceUnavailable || err.code == ErrorCode::InternalError => {
+                return Err(ApiError(err))
+            }
+            Err(err) => outcome.failed.push(BulkFailure {
+                id,
+                code: err.code,
+                message: err.message,
+            }),
+        }
+    }
+    Ok(Json(outcome))
 }
 
 /// Connection history, newest first.

@@ -38,7 +38,7 @@ use utoipa::{Modify, OpenApi};
         inventory::update_factory, inventory::patch_factory, inventory::delete_factory,
         inventory::create_gateway, inventory::list_gateways, inventory::get_gateway,
         inventory::update_gateway, inventory::patch_gateway, inventory::delete_gateway,
-        live::fleet_status, live::instances, live::gateway_status, live::connect, live::disconnect, live::gateway_events,
+        live::fleet_status, live::instances, live::gateway_status, live::connect, live::disconnect, live::bulk, live::gateway_events,
         live::gateway_sensors, live::take_reading, live::gateway_readings, live::reading, live::events,
     ),
     modifiers(&BearerAuth)
@@ -91,6 +91,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/status", get(live::fleet_status))
         .route("/instances", get(live::instances))
         .route("/gateways/{id}/status", get(live::gateway_status))
+        .route("/gateways/bulk", post(live::bulk))
         .route("/gateways/{id}/connect", post(live::connect))
         .route("/gateways/{id}/disconnect", post(live::disconnect))
         .route("/gateways/{id}/events", get(live::gateway_events))

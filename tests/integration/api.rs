@@ -994,3 +994,63 @@ async fn gateway_lists_sort_by_any_column_and_filter_by_live_state() {
         assert_eq!(refused.fields(), [field], "{query}");
     }
 }
+
+/// Admins act on a selection of gateways at once; each gateway on its own, the answer
+/// saying which were done and why the others were not (issue 13).
+#[tokio::test]
+async fn bulk_actions_apply_to_each_gateway_and_report_the_rest() {
+    let s = TestServer::start().await;
+    let factory = s.create_factory("Bulk plant").await;
+    let factory = factory["id"].as_str().unwrap();
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let created = s
+            .call(
+                POST,
+                "/api/gateways",
+                Some(gateway_body(factory, &format!("GW-BULK-{n}"), "Bulk")),
+            )
+            .await;
+        ids.push(created.body["id"].as_str().unwrap().to_owned());
+    }
+    let missing = uuid::Uuid::new_v4().to_string();
+    let body = json!({"action": "disable", "ids": [ids[0], ids[1], missing]});
+    let disabled = s.call(POST, "/api/gateways/bulk", Some(body.clone())).await;
+    assert_eq!(disabled.status, StatusCode::OK, "{}", disabled.text);
+    assert_eq!(disabled.body["done"], json!([ids[0], ids[1]]));
+    assert_eq!(disabled.body["failed"][0]["id"], missing);
+    assert_eq!(disabled.body["failed"][0]["code"], "GATEWAY_NOT_FOUND");
+    for (id, enabled) in [(&ids[0], false), (&ids[1], false), (&ids[2], true)] {
+        let gateway = s.call(GET, &format!("/api/gateways/{id}"), None).await;
+        assert_eq!(gateway.body["enabled"], enabled, "{id}");
+    }
+    let state = s.call(GET, &format!("/api/gateways/{}/status", ids[0]), None).await;
+    assert_eq!(state.body["state"], "disabled");
+    let enabled = s
+        .call(
+            POST,
+            "/api/gateways/bulk",
+            Some(json!({"action": "enable", "ids": [ids[0]]})),
+        )
+        .await;
+    assert_eq!(enabled.body["done"], json!([ids[0]]));
+    let viewer = s.viewer.clone();
+    let refused = s.call_as(&viewer, POST, "/api/gateways/bulk", Some(body)).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let empty = s
+        .call(
+            POST,
+            "/api/gateways/bulk",
+            Some(json!({"action": "connect", "ids": []})),
+        )
+        .await;
+    assert_eq!(empty.fields(), ["ids"]);
+    let unknown = s
+        .call(
+            POST,
+            "/api/gateways/bulk",
+            Some(json!({"action": "reboot", "ids": [ids[2]]})),
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+}

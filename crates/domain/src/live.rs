@@ -390,3 +390,45 @@ mod tests {
         assert_eq!(status.total, 0);
     }
 }
+
+/// What a bulk action does to each gateway of a selection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum BulkAction {
+    Enable,
+    Disable,
+    Connect,
+    Disconnect,
+}
+
+/// Body of `POST /api/gateways/bulk`: one action on up to [`BULK_MAX`] gateways.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BulkRequest {
+    pub action: BulkAction,
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 1000))]
+    pub ids: Vec<Uuid>,
+}
+
+/// The most gateways one bulk request may name.
+pub const BULK_MAX: usize = 1000;
+
+/// One gateway a bulk action could not be applied to, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BulkFailure {
+    pub id: Uuid,
+    pub code: crate::error::ErrorCode,
+    pub message: String,
+}
+
+/// What a bulk action did: each gateway either done or failed (the others still done).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BulkOutcome {
+    pub action: BulkAction,
+    pub done: Vec<Uuid>,
+    pub failed: Vec<BulkFailure>,
+}
