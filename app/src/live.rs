@@ -72,6 +72,40 @@ pub fn follow(
     }
 }
 
+/// Opens the coalesced stream (browser only) from the stream position `as_of`, and
+/// hands each frame to `on_batch`; keeps `link` current.
+pub fn follow_batches(as_of: u64, link: RwSignal<Link>, on_batch: impl Fn(domain::live::LiveBatch) + 'static) {
+    #[cfg(feature = "hydrate")]
+    {
+        use wasm_bindgen::prelude::*;
+        use web_sys::{EventSource, MessageEvent};
+
+        let url = format!("/api/events?coalesce=true&last_event_id={as_of}");
+        let Ok(source) = EventSource::new(&url) else {
+            link.set(Link::Down);
+            return;
+        };
+        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |message: MessageEvent| {
+            let Some(text) = message.data().as_string() else { return };
+            let Ok(batch) = serde_json::from_str::<domain::live::LiveBatch>(&text) else {
+                return;
+            };
+            link.set(Link::Live);
+            on_batch(batch);
+        });
+        let _ = source.add_event_listener_with_callback("batch", on_message.as_ref().unchecked_ref());
+        // The browser reconnects by itself, sending the last batch's id; until then, say so.
+        let on_error = Closure::<dyn FnMut()>::new(move || link.set(Link::Down));
+        source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        let kept = StoredValue::new_local((source, on_message, on_error));
+        on_cleanup(move || kept.with_value(|(source, ..)| source.close()));
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = (as_of, link, on_batch);
+    }
+}
+
 /// "5 s", "3 min", "2 h", "4 d": how long from `earlier` to `now`.
 pub fn duration_words(seconds: i64) -> String {
     let s = seconds.max(0);

@@ -92,7 +92,8 @@ fn state_list_orders(document: &mut Value) {
 }
 
 /// An event stream's schema describes each event (OpenAPI 3.2, and how schemathesis
-/// reads it): `event`, `id`, and `data` holding a [`LiveEvent`](domain::live) as JSON.
+/// reads it): `event`, `id`, and `data` holding a [`LiveEvent`](domain::live) as JSON,
+/// or with `coalesce=true` a [`LiveBatch`](domain::live).
 fn describe_event_stream(document: &mut Value) {
     let content = &mut document["paths"]["/api/events"]["get"]["responses"]["200"]["content"]["text/event-stream"];
     assert!(content.is_object(), "the document has no event stream");
@@ -100,13 +101,16 @@ fn describe_event_stream(document: &mut Value) {
         "type": "object",
         "required": ["data"],
         "properties": {
-            "event": { "type": "string", "enum": ["snapshot", "gateway", "removed", "reading"] },
+            "event": { "type": "string", "enum": ["snapshot", "gateway", "removed", "reading", "batch"] },
             "id": { "type": "string" },
             "retry": { "type": "integer" },
             "data": {
                 "type": "string",
                 "contentMediaType": "application/json",
-                "contentSchema": { "$ref": "#/components/schemas/LiveEvent" }
+                "contentSchema": { "oneOf": [
+                    { "$ref": "#/components/schemas/LiveEvent" },
+                    { "$ref": "#/components/schemas/LiveBatch" }
+                ] }
             }
         }
     });

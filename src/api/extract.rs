@@ -187,6 +187,15 @@ impl QueryMap {
         }
     }
 
+    /// `true` or `false`; absent means `false`.
+    pub fn flag(&self, key: &str) -> Result<bool, ApiError> {
+        match self.0.get(key).map(|v| v.trim()) {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(_) => Err(validation(key, "must be true or false")),
+        }
+    }
+
     /// A free-text parameter such as `search`; blank means absent.
     pub fn text(&self, key: &str) -> Result<Option<&str>, ApiError> {
         match self.0.get(key).map(String::as_str).filter(|s| !s.trim().is_empty()) {

@@ -237,8 +237,17 @@ pub async fn reading(
 /// Server-Sent Events: `snapshot` first (or, with `Last-Event-ID`, what was
 /// missed), then `gateway`, `removed` and `reading` events. A client that falls
 /// too far behind is disconnected; it reconnects and resumes.
+///
+/// With `coalesce=true` the stream sends `batch` events instead (a `LiveBatch`): at
+/// most five a second, each with every changed gateway's last record, the reading
+/// steps and the fleet's counts; no snapshot (a client loads its view first and follows
+/// on from `last_event_id`), and a client that falls behind is told to `resync`
+/// rather than dropped.
 #[utoipa::path(get, path = "/api/events", tag = "live",
     params(("factory_id" = Option<Uuid>, Query),
+        ("coalesce" = Option<bool>, Query, description = "Send coalesced `batch` events (see above)"),
+        ("last_event_id" = Option<u64>, Query,
+            description = "As `Last-Event-ID`, for clients that cannot set headers; the header wins"),
         ("Last-Event-ID" = Option<String>, Header,
             description = "The last event id seen; an unknown, old or malformed one gets a fresh snapshot")),
     responses((status = 200, description = "text/event-stream of LiveEvent", content_type = "text/event-stream", body = LiveEvent),
@@ -252,10 +261,20 @@ pub async fn events(
     query: QueryMap,
 ) -> Result<axum::response::Response, ApiError> {
     let factory = query.uuid("factory_id")?;
+    let coalesce = query.flag("coalesce")?;
+    let from_query = match query.text("last_event_id")? {
+        None => None,
+        Some(raw) => Some(
+            raw.trim()
+                .parse::<u64>()
+                .map_err(|_| field_error("last_event_id", "must be a whole number"))?,
+        ),
+    };
     let last_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .or(from_query);
     let Some(slot) = state.event_streams.open(caller.subject) else {
         let mut refused = ApiError(AppError::new(
             ErrorCode::ServiceUnavailable,
@@ -268,14 +287,21 @@ pub async fn events(
         );
         return Ok(refused);
     };
-    let stream = live_stream(state, factory, last_id).map(move |event| {
-        // Held as long as the stream: the slot is free again once the client goes.
-        let _slot = &slot;
-        event
-    });
-    Ok(Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response())
+    // The slot is held as long as the stream: free again once the client goes.
+    let keep_alive = KeepAlive::new().interval(Duration::from_secs(15));
+    Ok(if coalesce {
+        let stream = coalesced_stream(state, factory, last_id).map(move |event| {
+            let _slot = &slot;
+            event
+        });
+        Sse::new(stream).keep_alive(keep_alive).into_response()
+    } else {
+        let stream = live_stream(state, factory, last_id).map(move |event| {
+            let _slot = &slot;
+            event
+        });
+        Sse::new(stream).keep_alive(keep_alive).into_response()
+    })
 }
 
 /// Event streams open at once, in all and per caller (a user or a token): each holds a
@@ -345,6 +371,83 @@ fn sse_event(id: u64, event: &LiveEvent) -> Event {
         .event(event.name())
         .json_data(event)
         .unwrap_or_else(|_| Event::default().comment("unserialisable event"))
+}
+
+/// The shortest time between two frames of a coalesced stream: at most five a second.
+/// A change after a quiet spell waits only [`BATCH_GATHER`]; the next frame waits out
+/// the interval.
+pub const BATCH_INTERVAL: Duration = Duration::from_millis(200);
+pub const BATCH_GATHER: Duration = Duration::from_millis(20);
+
+fn coalesced_stream(
+    state: AppState,
+    factory: Option<Uuid>,
+    last_id: Option<u64>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    use orchestrator::stream::Coalescer;
+    use tokio::sync::broadcast::error::RecvError;
+    use tokio::time::Instant;
+
+    let orchestrator = state.orchestrator.clone();
+    let (resume, receiver) = orchestrator.subscribe(last_id);
+    let wanted = move |event: &LiveEvent| factory.is_none_or(|f| event.factory() == Some(f));
+    let mut first = Coalescer::default();
+    match resume {
+        Resume::Replay(events) => events.iter().filter(|e| wanted(&e.event)).for_each(|e| first.add(e)),
+        Resume::Snapshot { as_of } => first.missed(Some(as_of)),
+    }
+    // A client that named no position has nothing to resume: its first frame gives one.
+    if last_id.is_none() {
+        first.missed(Some(orchestrator.stream_position()));
+    }
+    // The first frame goes at once, with the counts, so the client knows it is live.
+    let start = (receiver, first, None::<Instant>, true);
+    stream::unfold(start, move |(mut receiver, mut pending, last_sent, first)| {
+        let orchestrator = orchestrator.clone();
+        async move {
+            let mut closed = false;
+            if !first {
+                // Wait for the first change, then gather until the frame is due.
+                while pending.is_empty() && !closed {
+                    match receiver.recv().await {
+                        Ok(item) if wanted(&item.event) => pending.add(&item),
+                        Ok(_) => {}
+                        Err(RecvError::Lagged(_)) => pending.missed(None),
+                        Err(RecvError::Closed) => closed = true,
+                    }
+                }
+                // A burst (a bulk action, a network blip) arrives within milliseconds:
+                // gather it briefly so it goes as one frame, not its first event alone.
+                let gathered = Instant::now() + BATCH_GATHER;
+                let due = last_sent.map_or(gathered, |at| gathered.max(at + BATCH_INTERVAL));
+                while !closed {
+                    match tokio::time::timeout_at(due, receiver.recv()).await {
+                        Ok(Ok(item)) if wanted(&item.event) => pending.add(&item),
+                        Ok(Ok(_)) => {}
+                        Ok(Err(RecvError::Lagged(_))) => pending.missed(None),
+                        Ok(Err(RecvError::Closed)) => closed = true,
+                        Err(_due) => break,
+                    }
+                }
+                if closed && pending.is_empty() {
+                    return None;
+                }
+            }
+            let counts_changed = first || pending.changes_counts();
+            let (mut batch, id) = pending.take();
+            if counts_changed {
+                batch.summary = Some(orchestrator.fleet_status(factory));
+            }
+            let mut event = Event::default().event("batch");
+            if let Some(id) = id {
+                event = event.id(id.to_string());
+            }
+            let event = event
+                .json_data(&batch)
+                .unwrap_or_else(|_| Event::default().comment("unserialisable batch"));
+            Some((Ok(event), (receiver, pending, Some(Instant::now()), false)))
+        }
+    })
 }
 
 fn live_stream(

@@ -41,6 +41,7 @@ use utoipa::{Modify, OpenApi};
         live::fleet_status, live::instances, live::gateway_status, live::connect, live::disconnect, live::bulk, live::gateway_events,
         live::gateway_sensors, live::take_reading, live::gateway_readings, live::reading, live::events,
     ),
+    components(schemas(domain::live::LiveBatch)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

@@ -67,9 +67,8 @@ async fn pages_keep_their_csp_while_site_files_are_served() {
     assert!(missing.text().await.unwrap().contains("Page not found"));
 }
 
-/// The status page groups gateways by factory: it must know every factory (it
-/// once asked for the first 100 only, hiding the gateways of the others), and
-/// it leaves out the sensor lists it does not show.
+/// The status page lists every factory with its counts (it once asked for the first
+/// 100 only, hiding the others), and rows without the sensor lists it does not show.
 #[tokio::test]
 async fn the_status_page_data_covers_every_factory() {
     let server = TestServer::start().await;
@@ -89,25 +88,138 @@ async fn the_status_page_data_covers_every_factory() {
         .await;
     assert_eq!(gateway.status, reqwest::StatusCode::CREATED);
     let cookie = signed_in(&server).await;
+    let data = status_view(&server, &cookie, None).await;
+    let factories = data["factories"].as_array().unwrap();
+    assert_eq!(factories.len(), 102);
+    assert!(factories.iter().any(|f| f[0] == last["id"] && f[1] == "Zulu plant"));
+    // A fleet this small opens every factory (at most 20) until the viewer chooses.
+    assert_eq!(data["open"].as_array().unwrap().len(), 20);
+    let zulu = status_view(&server, &cookie, Some(last["id"].as_str().unwrap())).await;
+    assert_eq!(zulu["open"], json!([last["id"]]));
+    let rows = &zulu["rows"][0];
+    assert_eq!(rows["total"], 1);
+    let record = &rows["gateways"][0];
+    assert_eq!(record["gateway_id"], "GW-Z");
+    assert_eq!(record["factory_id"], last["id"]);
+    assert_eq!(record["sensors"], json!([]));
+    assert_eq!(zulu["summary"]["total"], 1);
+}
+
+/// The status page's server function, as the page calls it.
+async fn status_view(server: &TestServer, cookie: &str, open: Option<&str>) -> Value {
+    let form: Vec<(&str, &str)> = open.map(|o| vec![("open", o)]).unwrap_or_default();
     let answer = server
-        .request(reqwest::Method::POST, "/rpc/fleet_view")
+        .request(reqwest::Method::POST, "/rpc/status_view")
         .header("accept", "application/json")
         .header("cookie", cookie)
+        .form(&form)
         .send()
         .await
         .unwrap();
     assert_eq!(answer.status(), reqwest::StatusCode::OK);
-    let data: Value = answer.json().await.unwrap();
-    let factories = data["factories"].as_array().unwrap();
-    assert_eq!(factories.len(), 102);
-    assert!(factories.iter().any(|f| f[0] == last["id"] && f[1] == "Zulu plant"));
-    let gateways = data["gateways"].as_array().unwrap();
-    let zulu = gateways
-        .iter()
-        .find(|g| g["gateway_id"] == "GW-Z")
-        .expect("the gateway is listed");
-    assert_eq!(zulu["factory_id"], last["id"]);
-    assert_eq!(zulu["sensors"], json!([]));
+    answer.json().await.unwrap()
+}
+
+/// With 10,000 gateways the status page shows the counts, what needs attention (at
+/// most 100 rows, saying how many more) and one line per factory: never every
+/// gateway. Its size is a budget: 150 KB compressed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_stays_small_with_ten_thousand_gateways() {
+    const FACTORIES: usize = 100;
+    const ENABLED: usize = 150;
+    const DISABLED: i32 = 10_000 - ENABLED as i32;
+    let store = crate::common::fresh_store().await;
+    let organization: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM organizations WHERE deleted_at IS NULL ORDER BY created_at LIMIT 1")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    let factories: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "INSERT INTO factories (organization_id, name) SELECT $1, 'Plant ' || lpad(n::text, 3, '0')
+         FROM generate_series(1, $2) AS n RETURNING id",
+    )
+    .bind(organization)
+    .bind(FACTORIES as i32)
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    // Enabled ones (to a closed port: they retry, so they need attention)...
+    for n in 0..ENABLED {
+        let input: domain::GatewayInput = serde_json::from_value(crate::common::gateway_body(
+            &factories[n % FACTORIES].to_string(),
+            &format!("GW-ON-{n:05}"),
+            &format!("Retrying {n:05}"),
+        ))
+        .unwrap();
+        store.create_gateway(input.validate().unwrap()).await.unwrap();
+    }
+    // ...and the rest disabled, written at once (never connected, so their
+    // ciphertext, borrowed from another row, is never opened).
+    sqlx::query(
+        "INSERT INTO gateways (factory_id, gateway_id, name, url, email, password_encrypted, enabled)
+         SELECT ($1::uuid[])[1 + n % array_length($1::uuid[], 1)], 'GW-OFF-' || n, 'Parked ' || n,
+                'ws://127.0.0.1:9', 'a@b.example', (SELECT password_encrypted FROM gateways LIMIT 1), false
+         FROM generate_series(1, $2) AS n",
+    )
+    .bind(&factories)
+    .bind(DISABLED)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let server = TestServer::start_with(store, crate::common::test_orchestrator_config()).await;
+    let cookie = signed_in(&server).await;
+    let data = status_view(&server, &cookie, None).await;
+    assert_eq!(data["summary"]["total"], 10_000);
+    assert_eq!(data["summary"]["states"]["disabled"], DISABLED);
+    assert_eq!(
+        data["attention_total"], ENABLED,
+        "every enabled gateway is retrying or connecting"
+    );
+    assert_eq!(data["attention"].as_array().unwrap().len(), 100);
+    assert_eq!(data["open"], json!([]), "a large fleet opens no factory by itself");
+    assert_eq!(data["summary"]["factories"].as_array().unwrap().len(), FACTORIES);
+
+    let page = |path: String, gzip: bool| {
+        let mut request = server.request(reqwest::Method::GET, &path).header("cookie", &cookie);
+        if gzip {
+            request = request.header("accept-encoding", "gzip");
+        }
+        async move {
+            let answer = request.send().await.unwrap();
+            assert_eq!(answer.status(), reqwest::StatusCode::OK);
+            answer.bytes().await.unwrap()
+        }
+    };
+    let html = String::from_utf8(page("/".into(), false).await.to_vec()).unwrap();
+    assert_eq!(
+        html.matches("<tr data-gateway=").count(),
+        100,
+        "the attention list only"
+    );
+    assert_eq!(html.matches("data-factory=").count(), FACTORIES, "one card per factory");
+    assert!(
+        html.contains("Showing 100 of 150"),
+        "it says how many more need attention"
+    );
+    let compressed = page("/".into(), true).await.len();
+    assert!(
+        compressed <= 150 * 1024,
+        "the page is {compressed} bytes compressed, over its 150 KB budget"
+    );
+
+    // A factory expanded from the URL shows its rows (100 of them here), and only its.
+    let opened = String::from_utf8(page(format!("/?open={}", factories[0]), false).await.to_vec()).unwrap();
+    let table = opened
+        .split("aria-label=\"Gateways of Plant 001\"")
+        .nth(1)
+        .expect("the factory's table");
+    let rows = table
+        .split("</table>")
+        .next()
+        .unwrap()
+        .matches("<tr data-gateway=")
+        .count();
+    assert_eq!(rows, 100, "Plant 001 holds 100 gateways");
 }
 
 /// Administrators see the server instances sharing the fleet on the status page;
@@ -115,15 +227,8 @@ async fn the_status_page_data_covers_every_factory() {
 #[tokio::test]
 async fn the_status_page_lists_the_instances_for_administrators() {
     let server = TestServer::start().await;
-    let fleet_view = |cookie: String| {
-        let request = server
-            .request(reqwest::Method::POST, "/rpc/fleet_view")
-            .header("accept", "application/json")
-            .header("cookie", cookie);
-        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
-    };
     let admin = signed_in_as(&server, "root@example.com", domain::Role::Admin).await;
-    let data = fleet_view(admin.clone()).await;
+    let data = status_view(&server, &admin, None).await;
     let instances = data["instances"].as_array().unwrap();
     assert_eq!(instances.len(), 1, "{data}");
     assert_eq!(instances[0]["address"], "");
@@ -139,7 +244,7 @@ async fn the_status_page_lists_the_instances_for_administrators() {
         .unwrap();
     assert!(page.contains("id=\"instances-title\""), "the section is rendered");
     let viewer = signed_in(&server).await;
-    assert_eq!(fleet_view(viewer).await["instances"], json!([]));
+    assert_eq!(status_view(&server, &viewer, None).await["instances"], json!([]));
 }
 
 /// Pages and API answers may show what only a signed-in user may see: browsers and

@@ -1,7 +1,9 @@
 //! Server functions for the live pages: the orchestrator's registry and the
 //! store's history, for signed-in users; taking a reading is for admins.
 
-use domain::live::{GatewayEventRecord, GatewayLive, Instance, ReadingDetail, ReadingSummary, SensorRecord};
+use domain::live::{
+    FleetStatus, GatewayEventRecord, GatewayLive, Instance, ReadingDetail, ReadingSummary, SensorRecord,
+};
 use domain::{AppError, Gateway, Page};
 use leptos::server;
 use uuid::Uuid;
@@ -14,37 +16,102 @@ fn orchestrator() -> Result<orchestrator::Orchestrator, AppError> {
     leptos::prelude::use_context::<orchestrator::Orchestrator>().ok_or_else(AppError::internal)
 }
 
-/// The status page's data: every gateway's live record and the factory names.
+/// The status page's data: the fleet's counts, what needs attention, each factory's
+/// counts, and the rows of the factories the viewer expanded; never every gateway.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct FleetData {
-    pub gateways: Vec<GatewayLive>,
-    /// (id, name), by name.
+pub struct StatusData {
+    /// The live stream's position this view is as new as: the page follows on from it.
+    pub as_of: u64,
+    pub summary: FleetStatus,
+    /// (id, name) of every factory, by name.
     pub factories: Vec<(Uuid, String)>,
+    /// Gateways needing attention, those unseen the longest first, at most
+    /// [`ATTENTION_SHOWN`].
+    pub attention: Vec<GatewayLive>,
+    /// How many need attention in all.
+    pub attention_total: u64,
+    /// The expanded factories (from the URL, or all of a small fleet's by default).
+    pub open: Vec<Uuid>,
+    /// Each expanded factory's gateways by name, at most [`FACTORY_ROWS`] each.
+    pub rows: Vec<FactoryRows>,
     /// The server instances sharing the fleet, for administrators (empty for others).
     pub instances: Vec<Instance>,
 }
 
-#[server(prefix = "/rpc", endpoint = "fleet_view")]
-pub async fn fleet_view() -> Result<FleetData, AppError> {
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FactoryRows {
+    pub factory_id: Uuid,
+    pub gateways: Vec<GatewayLive>,
+    /// How many gateways the factory has (more than shown when above [`FACTORY_ROWS`]).
+    pub total: u64,
+}
+
+/// The most rows of the attention list and of one expanded factory.
+pub const ATTENTION_SHOWN: usize = 100;
+pub const FACTORY_ROWS: usize = 200;
+/// A fleet this small shows every factory expanded until the viewer chooses.
+pub const SMALL_FLEET: u64 = 50;
+/// The most factories expanded at once (the URL may name more; the rest stay closed).
+pub const MAX_OPEN: usize = 20;
+
+/// Parses the `open` query parameter: factory ids separated by commas (`none` for
+/// none); anything else is skipped.
+pub fn parse_open(raw: &str) -> Vec<Uuid> {
+    let mut open: Vec<Uuid> = Vec::new();
+    for id in raw.split(',').filter_map(|part| part.trim().parse::<Uuid>().ok()) {
+        if !open.contains(&id) && open.len() < MAX_OPEN {
+            open.push(id);
+        }
+    }
+    open
+}
+
+/// `open`: the URL's `open` parameter (`None` when absent: a small fleet opens all).
+#[server(prefix = "/rpc", endpoint = "status_view")]
+pub async fn status_view(open: Option<String>) -> Result<StatusData, AppError> {
     let user = ssr::require_user().await?;
     let store = ssr::store()?;
-    // Every factory: a gateway whose factory is not listed would not be shown.
-    let factories = store.factory_names().await?;
     let orchestrator = orchestrator()?;
+    // Read before the view: changes after it are replayed to the page, none is lost.
+    let as_of = orchestrator.stream_position();
+    let factories = store.factory_names().await?;
     let instances = if user.role.can_write() {
         orchestrator.instances().await?
     } else {
         Vec::new()
     };
-    let mut gateways = orchestrator.snapshot(None);
-    // The page does not show sensors; sent for every gateway they would be most
-    // of the page's weight. Stream updates bring them back, unused.
-    for gateway in &mut gateways {
-        gateway.sensors.clear();
-    }
-    Ok(FleetData {
-        gateways,
+    let summary = orchestrator.fleet_status(None);
+    let (attention, attention_total) = orchestrator.attention(ATTENTION_SHOWN);
+    let open = match open {
+        Some(raw) => parse_open(&raw),
+        None if summary.total <= SMALL_FLEET => factories.iter().take(MAX_OPEN).map(|(id, _)| *id).collect(),
+        None => Vec::new(),
+    };
+    let rows = open
+        .iter()
+        .map(|&factory_id| {
+            let mut gateways = orchestrator.snapshot(Some(factory_id));
+            let total = gateways.len() as u64;
+            gateways.truncate(FACTORY_ROWS);
+            for gateway in &mut gateways {
+                // The page does not show sensors.
+                gateway.sensors.clear();
+            }
+            FactoryRows {
+                factory_id,
+                gateways,
+                total,
+            }
+        })
+        .collect();
+    Ok(StatusData {
+        as_of,
+        summary,
         factories,
+        attention,
+        attention_total,
+        open,
+        rows,
         instances,
     })
 }

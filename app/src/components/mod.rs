@@ -114,10 +114,10 @@ pub fn TextField(
 /// A gateway's connection state as a coloured label; `data-state` carries the
 /// machine-readable value (tests and user styles select on it).
 #[component]
-pub fn StateBadge(state: domain::live::ConnectionState) -> impl IntoView {
+pub fn StateBadge(#[prop(into)] state: Signal<domain::live::ConnectionState>) -> impl IntoView {
     view! {
-        <span class=format!("badge state-{}", state.as_str()) data-state=state.as_str()>
-            {state.label()}
+        <span class=move || format!("badge state-{}", state.get().as_str()) data-state=move || state.get().as_str()>
+            {move || state.get().label()}
         </span>
     }
 }

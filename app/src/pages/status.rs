@@ -1,30 +1,63 @@
-//! `/` (landing page): the live status of every gateway, grouped by factory,
-//! updated from the event stream without reloads. Filters (factory, state,
-//! search) live in the URL, so a filtered view can be bookmarked and survives
-//! reloads.
+//! `/` (landing page): the fleet at a glance, as fast with 10,000 gateways as with
+//! ten. The counts by state; then what needs attention (every enabled gateway not
+//! online, those unseen the longest first); then each factory with its counts,
+//! expanded on demand (the expanded ones are kept in the URL, `?open=id,id`, or
+//! `?open=none`).
+//!
+//! Live updates come from the coalesced event stream: each frame's gateways are
+//! applied by key to the rows shown (a map from id to the row's signal), so a change
+//! re-renders one row, never the list.
 
-use crate::api::live::{fleet_view, FleetData};
+use crate::api::live::{status_view, StatusData, FACTORY_ROWS};
 use crate::components::StateBadge;
-use crate::live::{clock, duration_words, follow, Link};
-use domain::live::{ConnectionState, GatewayLive};
+use crate::live::{clock, duration_words, follow_batches, Link};
+use chrono::{DateTime, Utc};
+use domain::live::{ConnectionState, FactoryStatus, FleetStatus, GatewayLive, Instance, LiveBatch};
 use leptos::prelude::*;
-use leptos_router::components::{Form, A};
+use leptos_router::components::A;
 use leptos_router::hooks::use_query_map;
+use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 #[component]
 pub fn StatusPage() -> impl IntoView {
-    let data = Resource::new(|| (), |_| fleet_view());
+    let query = use_query_map();
+    let open = Memo::new(move |_| query.read().get("open"));
+    let data = Resource::new(move || open.get(), status_view);
+    let link = RwSignal::new(Link::Connecting);
+    // The rows on screen; replaced each time the view is loaded, fed by the stream.
+    let shown: StoredValue<Option<LiveRows>> = StoredValue::new(None);
+    Effect::new(move |opened: Option<bool>| {
+        if opened == Some(true) {
+            return true;
+        }
+        let Some(Ok(view)) = data.get() else { return false };
+        follow_batches(view.as_of, link, move |batch| {
+            let resync = batch.resync;
+            if let Some(rows) = shown.get_value() {
+                rows.apply(batch);
+            }
+            if resync {
+                data.refetch();
+            }
+        });
+        true
+    });
     view! {
         <header class="page-header">
             <h1>"Status"</h1>
             <p class="subtitle">"Live state of every gateway"</p>
         </header>
-        <Suspense fallback=|| view! { <p>"Loading status…"</p> }>
+        <LinkIndicator link />
+        <Transition fallback=|| view! { <p>"Loading status…"</p> }>
             {move || {
                 data.get()
                     .map(|result| match result {
-                        Ok(view) => view! { <LiveFleet initial=view /> }.into_any(),
+                        Ok(view) => {
+                            let rows = LiveRows::new(&view);
+                            shown.set_value(Some(rows));
+                            view! { <StatusBody view rows /> }.into_any()
+                        }
                         Err(err) => {
                             view! {
                                 <div class="error-card" role="alert">
@@ -36,109 +69,130 @@ pub fn StatusPage() -> impl IntoView {
                         }
                     })
             }}
-        </Suspense>
+        </Transition>
+    }
+}
+
+/// The rows on screen, each behind its own signal, and the lists they sit in.
+#[derive(Clone, Copy)]
+struct LiveRows {
+    records: StoredValue<HashMap<Uuid, ArcRwSignal<GatewayLive>>>,
+    /// The attention list, in order, and who is in it (so membership is a lookup).
+    attention: RwSignal<Vec<Uuid>>,
+    in_attention: StoredValue<HashSet<Uuid>>,
+    /// Expanded factory → its rows, in order.
+    expanded: StoredValue<HashMap<Uuid, RwSignal<Vec<Uuid>>>>,
+    summary: RwSignal<FleetStatus>,
+}
+
+impl LiveRows {
+    fn new(view: &StatusData) -> Self {
+        let mut records = HashMap::new();
+        for g in view.attention.iter().chain(view.rows.iter().flat_map(|f| &f.gateways)) {
+            records.entry(g.id).or_insert_with(|| ArcRwSignal::new(g.clone()));
+        }
+        let attention: Vec<Uuid> = view.attention.iter().map(|g| g.id).collect();
+        Self {
+            in_attention: StoredValue::new(attention.iter().copied().collect()),
+            attention: RwSignal::new(attention),
+            records: StoredValue::new(records),
+            expanded: StoredValue::new(
+                view.rows
+                    .iter()
+                    .map(|f| (f.factory_id, RwSignal::new(f.gateways.iter().map(|g| g.id).collect())))
+                    .collect(),
+            ),
+            summary: RwSignal::new(view.summary.clone()),
+        }
+    }
+
+    fn record(&self, id: Uuid) -> Option<ArcRwSignal<GatewayLive>> {
+        self.records.with_value(|all| all.get(&id).cloned())
+    }
+
+    /// One frame of the stream: each gateway found by its id.
+    fn apply(&self, batch: LiveBatch) {
+        for gateway in batch.gateways {
+            self.update(gateway);
+        }
+        for removed in batch.removed {
+            self.leave_attention(removed.id);
+            if let Some(list) = self.expanded.with_value(|e| e.get(&removed.factory_id).copied()) {
+                list.update(|ids| ids.retain(|id| *id != removed.id));
+            }
+            self.records.update_value(|all| {
+                all.remove(&removed.id);
+            });
+        }
+        if let Some(summary) = batch.summary {
+            self.summary.set(summary);
+        }
+    }
+
+    fn update(&self, gateway: GatewayLive) {
+        let id = gateway.id;
+        let previous = self.record(id);
+        let moved_from = previous
+            .as_ref()
+            .map(|r| r.with_untracked(|g| g.factory_id))
+            .filter(|f| *f != gateway.factory_id);
+        if let Some(old) = moved_from.and_then(|f| self.expanded.with_value(|e| e.get(&f).copied())) {
+            old.update(|ids| ids.retain(|i| *i != id));
+        }
+        let mut shown = false;
+        if gateway.state.needs_attention() {
+            shown |= self.join_attention(id);
+        } else {
+            self.leave_attention(id);
+        }
+        if let Some(list) = self.expanded.with_value(|e| e.get(&gateway.factory_id).copied()) {
+            shown = true;
+            if previous.is_none() || moved_from.is_some() {
+                list.update(|ids| {
+                    if ids.len() < FACTORY_ROWS {
+                        ids.push(id)
+                    }
+                });
+            }
+        }
+        match previous {
+            Some(record) => record.set(gateway),
+            None if shown => self.records.update_value(|all| {
+                all.insert(id, ArcRwSignal::new(gateway));
+            }),
+            None => {}
+        }
+    }
+
+    /// Adds `id` at the end of the attention list (while it has room); whether it is in it.
+    fn join_attention(&self, id: Uuid) -> bool {
+        let mut added = false;
+        let member = self.in_attention.try_update_value(|set| {
+            if set.contains(&id) {
+                true
+            } else if set.len() < crate::api::live::ATTENTION_SHOWN {
+                set.insert(id);
+                added = true;
+                true
+            } else {
+                false
+            }
+        });
+        if added {
+            self.attention.update(|ids| ids.push(id));
+        }
+        member.unwrap_or(false)
+    }
+
+    fn leave_attention(&self, id: Uuid) {
+        if self.in_attention.try_update_value(|set| set.remove(&id)) == Some(true) {
+            self.attention.update(|ids| ids.retain(|i| *i != id));
+        }
     }
 }
 
 #[component]
-fn LiveFleet(initial: FleetData) -> impl IntoView {
-    let gateways = RwSignal::new(initial.gateways);
-    let link = RwSignal::new(Link::Connecting);
-    Effect::new(move |started: Option<()>| {
-        if started.is_none() {
-            follow(gateways, link, |_| {});
-        }
-    });
-    let now = clock();
-    let factories = initial.factories;
-    let instances = initial.instances;
-    let query = use_query_map();
-    let factory_filter = move || query.read().get("factory").and_then(|f| f.parse::<Uuid>().ok());
-    let state_filter = move || query.read().get("state").and_then(|s| ConnectionState::parse(&s));
-    let search = move || query.read().get("q").unwrap_or_default().trim().to_lowercase();
-
-    let in_factory = Memo::new(move |_| {
-        let factory = factory_filter();
-        gateways.with(|all| {
-            all.iter()
-                .filter(|g| factory.is_none_or(|f| g.factory_id == f))
-                .cloned()
-                .collect::<Vec<_>>()
-        })
-    });
-    let visible = Memo::new(move |_| {
-        let state = state_filter();
-        let text = search();
-        in_factory.with(|all| {
-            all.iter()
-                .filter(|g| state.is_none_or(|s| g.state == s))
-                .filter(|g| {
-                    text.is_empty()
-                        || g.name.to_lowercase().contains(&text)
-                        || g.gateway_id.to_lowercase().contains(&text)
-                })
-                .cloned()
-                .collect::<Vec<_>>()
-        })
-    });
-
-    let factory_options = factories.clone();
-    let summary = move || {
-        ConnectionState::ALL
-            .into_iter()
-            .map(|state| {
-                let count = in_factory.with(|all| all.iter().filter(|g| g.state == state).count());
-                view! {
-                    <li class=format!("summary-item state-{}", state.as_str())>
-                        <span class="summary-count">{count}</span>
-                        <span class="summary-label">{state.label()}</span>
-                    </li>
-                }
-            })
-            .collect_view()
-    };
-
-    let groups = move || {
-        let shown = visible.get();
-        let now = now.get();
-        if shown.is_empty() {
-            return view! { <p class="empty">"No gateways match."</p> }.into_any();
-        }
-        factories
-            .iter()
-            .filter_map(|(factory_id, factory_name)| {
-                let mut rows: Vec<GatewayLive> =
-                    shown.iter().filter(|g| g.factory_id == *factory_id).cloned().collect();
-                if rows.is_empty() {
-                    return None;
-                }
-                rows.sort_by(|a, b| a.name.cmp(&b.name));
-                Some(view! {
-                    <section class="card factory-group" aria-label=factory_name.clone()>
-                        <h2>{factory_name.clone()}</h2>
-                        <div class="table-scroll">
-                            <table class="data status-table">
-                                <thead>
-                                    <tr>
-                                        <th scope="col">"State"</th>
-                                        <th scope="col">"Gateway"</th>
-                                        <th scope="col">"Since"</th>
-                                        <th scope="col" class="hide-narrow">"Last seen"</th>
-                                        <th scope="col">"Last error"</th>
-                                    </tr>
-                                </thead>
-                                <tbody>
-                                    {rows.into_iter().map(|g| status_row(g, now)).collect_view()}
-                                </tbody>
-                            </table>
-                        </div>
-                    </section>
-                })
-            })
-            .collect_view()
-            .into_any()
-    };
-
+fn LinkIndicator(link: RwSignal<Link>) -> impl IntoView {
     view! {
         {move || {
             (link.get() == Link::Down)
@@ -161,56 +215,262 @@ fn LiveFleet(initial: FleetData) -> impl IntoView {
                 Link::Down => "○ Offline",
             }}
         </div>
-        <ul class="summary" aria-label="Gateways by state">
-            {summary}
-        </ul>
-        <Form method="GET" action="" attr:class="filters" attr:aria-label="Filter gateways">
-            <div class="field">
-                <label for="filter-factory">"Factory"</label>
-                <select id="filter-factory" name="factory">
-                    <option value="" selected=move || factory_filter().is_none()>"All factories"</option>
-                    {factory_options
-                        .into_iter()
-                        .map(|(id, name)| {
-                            view! {
-                                <option value=id.to_string() selected=move || factory_filter() == Some(id)>
-                                    {name}
-                                </option>
-                            }
-                        })
-                        .collect_view()}
-                </select>
-            </div>
-            <div class="field">
-                <label for="filter-state">"State"</label>
-                <select id="filter-state" name="state">
-                    <option value="" selected=move || state_filter().is_none()>"All states"</option>
-                    {ConnectionState::ALL
-                        .into_iter()
-                        .map(|s| {
-                            view! {
-                                <option value=s.as_str() selected=move || state_filter() == Some(s)>
-                                    {s.label()}
-                                </option>
-                            }
-                        })
-                        .collect_view()}
-                </select>
-            </div>
-            <div class="field">
-                <label for="filter-q">"Search"</label>
-                <input id="filter-q" type="search" name="q" placeholder="Name or gateway id" prop:value=search />
-            </div>
-            <button type="submit">"Apply"</button>
-        </Form>
-        {groups}
-        <InstancesSection instances />
     }
+}
+
+#[component]
+fn StatusBody(view: StatusData, rows: LiveRows) -> impl IntoView {
+    let now = clock();
+    let summary = rows.summary;
+    let count = move |state: ConnectionState| summary.with(|s| s.states.get(state.as_str()).copied().unwrap_or(0));
+    let attention_total = move || {
+        ConnectionState::ALL
+            .into_iter()
+            .filter(|s| s.needs_attention())
+            .map(count)
+            .sum::<u64>()
+    };
+    let summary_items = ConnectionState::ALL
+        .into_iter()
+        .map(|state| {
+            view! {
+                <li class=format!("summary-item state-{}", state.as_str())>
+                    <span class="summary-count">{move || count(state)}</span>
+                    <span class="summary-label">{state.label()}</span>
+                </li>
+            }
+        })
+        .collect_view();
+    view! {
+        <ul class="summary" aria-label="Gateways by state">
+            {summary_items}
+        </ul>
+        <section class="card attention" aria-labelledby="attention-title">
+            <h2 id="attention-title">"Needs attention " <span class="muted">{move || format!("({})", attention_total())}</span></h2>
+            <AttentionList rows now attention_total />
+        </section>
+        <Factories factories=view.factories open=view.open totals=view.rows.iter().map(|f| (f.factory_id, f.total)).collect() rows now />
+        <InstancesSection instances=view.instances />
+    }
+    .into_any()
+}
+
+#[component]
+fn AttentionList(
+    rows: LiveRows,
+    now: RwSignal<DateTime<Utc>>,
+    attention_total: impl Fn() -> u64 + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let shown = move || rows.attention.with(Vec::len) as u64;
+    view! {
+        <Show
+            when=move || !rows.attention.with(Vec::is_empty)
+            fallback=|| view! { <p class="empty">"Every enabled gateway is online."</p> }
+        >
+            <StatusTable label="Gateways needing attention" ids=rows.attention rows now />
+        </Show>
+        {move || {
+            (attention_total() > shown())
+                .then(|| {
+                    view! {
+                        <p class="muted">
+                            {format!("Showing {} of {}, those unseen the longest. ", shown(), attention_total())}
+                            <A href="/gateways">"All gateways"</A>
+                        </p>
+                    }
+                })
+        }}
+    }
+}
+
+/// A table of live rows, in the order of `ids`.
+#[component]
+fn StatusTable(
+    #[prop(into)] label: String,
+    ids: RwSignal<Vec<Uuid>>,
+    rows: LiveRows,
+    now: RwSignal<DateTime<Utc>>,
+) -> impl IntoView {
+    view! {
+        <div class="table-scroll">
+            <table class="data status-table" aria-label=label>
+                <thead>
+                    <tr>
+                        <th scope="col">"State"</th>
+                        <th scope="col">"Gateway"</th>
+                        <th scope="col">"Since"</th>
+                        <th scope="col" class="hide-narrow">"Last seen"</th>
+                        <th scope="col">"Last error"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    <For
+                        each=move || ids.get()
+                        key=|id| *id
+                        children=move |id| rows.record(id).map(|record| view! { <StatusRow record now /> })
+                    />
+                </tbody>
+            </table>
+        </div>
+    }
+    .into_any()
+}
+
+/// One gateway's row: static where the record cannot change, reactive where it can.
+#[component]
+fn StatusRow(record: ArcRwSignal<GatewayLive>, now: RwSignal<DateTime<Utc>>) -> impl IntoView {
+    let (id, code) = record.with_untracked(|g| (g.id, g.gateway_id.clone()));
+    let row_code = code.clone();
+    let state = {
+        let record = record.clone();
+        Signal::derive(move || record.with(|g| g.state))
+    };
+    let name = {
+        let record = record.clone();
+        move || record.with(|g| g.name.clone())
+    };
+    let when = {
+        let record = record.clone();
+        move || record.with(|g| since_words(g, now.get()))
+    };
+    let last_seen = {
+        let record = record.clone();
+        move || {
+            record
+                .with(|g| g.last_seen_at)
+                .map(|t| format!("{} ago", duration_words((now.get() - t).num_seconds())))
+                .unwrap_or_else(|| "never".into())
+        }
+    };
+    let since = {
+        let record = record.clone();
+        move || record.with(|g| g.since.to_rfc3339())
+    };
+    let last_error = move || record.with(|g| g.last_error.clone().unwrap_or_default());
+    // `data-since` (when the state began) lets a test time a change from server to screen.
+    view! {
+        <tr data-gateway=row_code data-state=move || state.get().as_str() data-since=since>
+            <td>
+                <StateBadge state />
+            </td>
+            <td>
+                <A href=format!("/gateways/{id}")>{name}</A>
+                <div class="muted">{code}</div>
+            </td>
+            <td>{when}</td>
+            <td class="hide-narrow">{last_seen}</td>
+            <td class="error-text">{last_error}</td>
+        </tr>
+    }
+    .into_any()
+}
+
+fn since_words(g: &GatewayLive, now: DateTime<Utc>) -> String {
+    let since = duration_words((now - g.since).num_seconds());
+    match g.state {
+        ConnectionState::Online => format!("online for {since}"),
+        ConnectionState::Backoff | ConnectionState::AuthFailed => match g.next_attempt_at {
+            Some(next) => format!(
+                "down for {since}, next retry in {}",
+                duration_words((next - now).num_seconds())
+            ),
+            None => format!("down for {since}"),
+        },
+        ConnectionState::Disconnected => format!("down for {since}"),
+        _ => format!("for {since}"),
+    }
+}
+
+/// Every factory with its counts by state; the expanded ones with their rows.
+#[component]
+fn Factories(
+    factories: Vec<(Uuid, String)>,
+    open: Vec<Uuid>,
+    /// Expanded factory → how many gateways it has.
+    totals: HashMap<Uuid, u64>,
+    rows: LiveRows,
+    now: RwSignal<DateTime<Utc>>,
+) -> impl IntoView {
+    let by_factory = Memo::new(move |_| {
+        rows.summary.with(|s| {
+            s.factories
+                .iter()
+                .map(|f| (f.factory_id, f.clone()))
+                .collect::<HashMap<Uuid, FactoryStatus>>()
+        })
+    });
+    let groups = factories
+        .into_iter()
+        .map(|(factory_id, name)| {
+            let counts = move |pick: fn(&FactoryStatus) -> u64| {
+                by_factory.with(|all| all.get(&factory_id).map(pick).unwrap_or(0))
+            };
+            let is_open = open.contains(&factory_id);
+            let toggled: Vec<Uuid> = if is_open {
+                open.iter().copied().filter(|f| *f != factory_id).collect()
+            } else {
+                open.iter().copied().chain([factory_id]).collect()
+            };
+            // `none` rather than an empty value, which the router reads as no parameter.
+            let href = if toggled.is_empty() {
+                "/?open=none".to_owned()
+            } else {
+                format!("/?open={}", toggled.iter().map(Uuid::to_string).collect::<Vec<_>>().join(","))
+            };
+            let listed = rows.expanded.with_value(|e| e.get(&factory_id).copied()).filter(|_| is_open);
+            let total = totals.get(&factory_id).copied().unwrap_or(0);
+            let table_label = format!("Gateways of {name}");
+            let link_text = format!("{} {name}", if is_open { "▾" } else { "▸" });
+            view! {
+                <section class="card factory-group" aria-label=name data-factory=factory_id.to_string()>
+                    <div class="factory-heading">
+                        <h3>
+                            <A href=href attr:aria-expanded=is_open.to_string()>
+                                {link_text}
+                            </A>
+                        </h3>
+                        <ul class="factory-counts">
+                            <li>{move || counts(|f| f.total)} " gateways"</li>
+                            <li class="state-online">{move || counts(|f| state_count(f, |s| s == ConnectionState::Online))} " online"</li>
+                            <li class="state-attention">{move || counts(|f| state_count(f, ConnectionState::needs_attention))} " need attention"</li>
+                            <li class="state-disabled">{move || counts(|f| state_count(f, |s| s == ConnectionState::Disabled))} " disabled"</li>
+                        </ul>
+                    </div>
+                    {listed.map(|ids| {
+                        view! {
+                            <StatusTable label=table_label ids rows now />
+                            {(total > FACTORY_ROWS as u64).then(|| view! {
+                                <p class="muted">
+                                    {format!("Showing {FACTORY_ROWS} of {total}. ")}
+                                    <A href=format!("/gateways?factory={factory_id}")>"All of this factory's gateways"</A>
+                                </p>
+                            })}
+                        }
+                    })}
+                </section>
+            }
+            .into_any()
+        })
+        .collect_view();
+    view! {
+        <section class="factories" aria-labelledby="factories-title">
+            <h2 id="factories-title">"Factories"</h2>
+            {groups}
+        </section>
+    }
+}
+
+fn state_count(factory: &FactoryStatus, wanted: impl Fn(ConnectionState) -> bool) -> u64 {
+    ConnectionState::ALL
+        .into_iter()
+        .filter(|s| wanted(*s))
+        .map(|s| factory.states.get(s.as_str()).copied().unwrap_or(0))
+        .sum()
 }
 
 /// The server instances sharing the fleet and how many gateways each holds (admins).
 #[component]
-fn InstancesSection(instances: Vec<domain::live::Instance>) -> impl IntoView {
+fn InstancesSection(instances: Vec<Instance>) -> impl IntoView {
     (!instances.is_empty()).then(|| {
         view! {
             <section class="instances" aria-labelledby="instances-title">
@@ -243,43 +503,6 @@ fn InstancesSection(instances: Vec<domain::live::Instance>) -> impl IntoView {
             </section>
         }
     })
-}
-
-fn status_row(g: GatewayLive, now: chrono::DateTime<chrono::Utc>) -> impl IntoView {
-    let since = (now - g.since).num_seconds();
-    let when = match g.state {
-        ConnectionState::Online => format!("online for {}", duration_words(since)),
-        ConnectionState::Backoff | ConnectionState::AuthFailed => match g.next_attempt_at {
-            Some(next) => format!(
-                "down for {}, next retry in {}",
-                duration_words(since),
-                duration_words((next - now).num_seconds())
-            ),
-            None => format!("down for {}", duration_words(since)),
-        },
-        ConnectionState::Disconnected => format!("down for {}", duration_words(since)),
-        _ => format!("for {}", duration_words(since)),
-    };
-    let last_seen = g
-        .last_seen_at
-        .map(|t| format!("{} ago", duration_words((now - t).num_seconds())))
-        .unwrap_or_else(|| "never".into());
-    let href = format!("/gateways/{}", g.id);
-    let code = g.gateway_id.clone();
-    view! {
-        <tr data-gateway=code data-state=g.state.as_str()>
-            <td>
-                <StateBadge state=g.state />
-            </td>
-            <td>
-                <A href=href>{g.name}</A>
-                <div class="muted">{g.gateway_id}</div>
-            </td>
-            <td>{when}</td>
-            <td class="hide-narrow">{last_seen}</td>
-            <td class="error-text">{g.last_error.unwrap_or_default()}</td>
-        </tr>
-    }
 }
 
 lazy_page!(StatusRoute, StatusPage);

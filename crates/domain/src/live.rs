@@ -60,6 +60,12 @@ impl ConnectionState {
         Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
 
+    /// What the status page lists first: every gateway that is enabled but not online
+    /// (down, or stuck on its way up).
+    pub fn needs_attention(self) -> bool {
+        !matches!(self, ConnectionState::Online | ConnectionState::Disabled)
+    }
+
     /// Down: neither online nor on its way there.
     pub fn is_down(self) -> bool {
         matches!(
@@ -209,6 +215,33 @@ impl LiveEvent {
     }
 }
 
+/// One frame of the coalesced event stream (`GET /api/events?coalesce=true`, SSE
+/// event `batch`): what changed since the previous frame, each gateway's last state
+/// only, at most a few frames a second whatever the fleet does.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LiveBatch {
+    /// Each changed gateway's latest record, `sensors` left empty (see
+    /// `/api/gateways/{id}/status` for them).
+    pub gateways: Vec<GatewayLive>,
+    /// Gateways deleted (or moved out of the requested factory).
+    pub removed: Vec<RemovedGateway>,
+    /// Reading progress, every step (readings are not coalesced).
+    pub readings: Vec<ReadingProgress>,
+    /// The counts as of this frame, when they may have changed (and in the first frame).
+    pub summary: Option<FleetStatus>,
+    /// The client missed changes (it fell behind, or its last event id is unknown):
+    /// it should load its view again.
+    pub resync: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RemovedGateway {
+    pub id: Uuid,
+    pub factory_id: Uuid,
+}
+
 /// Fleet summary: counts per state, overall and per factory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -231,6 +264,11 @@ pub struct FactoryStatus {
 
 impl FleetStatus {
     pub fn of(gateways: &[GatewayLive]) -> Self {
+        Self::count(gateways.iter().map(|g| (g.factory_id, g.state)))
+    }
+
+    /// Counts (factory, state) pairs, one per gateway, without needing the records.
+    pub fn count(gateways: impl Iterator<Item = (Uuid, ConnectionState)>) -> Self {
         let empty = || {
             ConnectionState::ALL
                 .iter()
@@ -238,19 +276,21 @@ impl FleetStatus {
                 .collect::<std::collections::BTreeMap<_, _>>()
         };
         let mut states = empty();
+        let mut total = 0;
         let mut per_factory: std::collections::BTreeMap<Uuid, FactoryStatus> = Default::default();
-        for g in gateways {
-            *states.entry(g.state.as_str().to_owned()).or_default() += 1;
-            let f = per_factory.entry(g.factory_id).or_insert_with(|| FactoryStatus {
-                factory_id: g.factory_id,
+        for (factory_id, state) in gateways {
+            total += 1;
+            *states.entry(state.as_str().to_owned()).or_default() += 1;
+            let f = per_factory.entry(factory_id).or_insert_with(|| FactoryStatus {
+                factory_id,
                 total: 0,
                 states: empty(),
             });
             f.total += 1;
-            *f.states.entry(g.state.as_str().to_owned()).or_default() += 1;
+            *f.states.entry(state.as_str().to_owned()).or_default() += 1;
         }
         Self {
-            total: gateways.len() as u64,
+            total,
             states,
             factories: per_factory.into_values().collect(),
         }

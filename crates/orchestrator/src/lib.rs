@@ -594,6 +594,48 @@ impl Orchestrator {
         all
     }
 
+    /// Counts per state, overall and per factory, without copying any record.
+    pub fn fleet_status(&self, factory: Option<Uuid>) -> domain::live::FleetStatus {
+        let registry = self.inner.registry.read().expect("registry lock");
+        domain::live::FleetStatus::count(
+            registry
+                .values()
+                .filter(|e| factory.is_none_or(|f| e.gateway.factory_id == f))
+                .map(|e| (e.gateway.factory_id, e.live.state)),
+        )
+    }
+
+    /// The gateways that need attention (enabled, not online), those unseen the
+    /// longest first, at most `limit` of them (without sensors), and how many there are.
+    pub fn attention(&self, limit: usize) -> (Vec<GatewayLive>, u64) {
+        let registry = self.inner.registry.read().expect("registry lock");
+        let mut waiting: Vec<&Entry> = registry.values().filter(|e| e.live.state.needs_attention()).collect();
+        let total = waiting.len() as u64;
+        // Never seen (None) sorts first.
+        let order = |a: &&Entry, b: &&Entry| {
+            (a.live.last_seen_at, &a.live.name, a.live.id).cmp(&(b.live.last_seen_at, &b.live.name, b.live.id))
+        };
+        if waiting.len() > limit {
+            waiting.select_nth_unstable_by(limit, order);
+            waiting.truncate(limit);
+        }
+        waiting.sort_by(order);
+        let records = waiting
+            .into_iter()
+            .map(|e| {
+                let mut live = fresh_record(e);
+                live.sensors.clear();
+                live
+            })
+            .collect();
+        (records, total)
+    }
+
+    /// The live stream's position (see [`LiveStream::position`]).
+    pub fn stream_position(&self) -> u64 {
+        self.inner.stream.position()
+    }
+
     pub fn status(&self, gateway: Uuid) -> Option<GatewayLive> {
         let registry = self.inner.registry.read().expect("registry lock");
         registry.get(&gateway).map(fresh_record)

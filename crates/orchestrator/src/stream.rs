@@ -7,8 +7,8 @@
 //! process, or from another instance, is never mistaken for one of this stream's,
 //! and its client gets a fresh snapshot instead of a replay of unrelated history.
 
-use domain::live::LiveEvent;
-use std::collections::VecDeque;
+use domain::live::{LiveBatch, LiveEvent, RemovedGateway};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
@@ -77,8 +77,83 @@ impl LiveStream {
         (resume, receiver)
     }
 
+    /// The id of the last event published: a view read after this call is at least
+    /// as new as it, so a client may follow on from it.
+    pub fn position(&self) -> u64 {
+        self.history.lock().expect("stream lock").1
+    }
+
     pub fn clients(&self) -> usize {
         self.sender.receiver_count()
+    }
+}
+
+/// Gathers stream events into one [`LiveBatch`]: a gateway's newest record replaces
+/// an older one (found by key, not by search), reading steps are all kept.
+#[derive(Default)]
+pub struct Coalescer {
+    batch: LiveBatch,
+    /// Gateway id → its index in `batch.gateways`.
+    positions: HashMap<uuid::Uuid, usize>,
+    /// The id of the newest event added.
+    last_id: Option<u64>,
+}
+
+impl Coalescer {
+    pub fn add(&mut self, item: &Sequenced) {
+        self.last_id = Some(item.id);
+        match &item.event {
+            LiveEvent::Snapshot { .. } => self.batch.resync = true,
+            LiveEvent::Gateway { gateway } => {
+                let mut record = gateway.clone();
+                record.sensors.clear();
+                match self.positions.get(&gateway.id) {
+                    Some(&at) => self.batch.gateways[at] = record,
+                    None => {
+                        self.positions.insert(gateway.id, self.batch.gateways.len());
+                        self.batch.gateways.push(record);
+                    }
+                }
+            }
+            LiveEvent::Removed { id, factory_id } => {
+                if let Some(at) = self.positions.remove(id) {
+                    self.batch.gateways.swap_remove(at);
+                    if let Some(moved) = self.batch.gateways.get(at) {
+                        self.positions.insert(moved.id, at);
+                    }
+                }
+                self.batch.removed.push(RemovedGateway {
+                    id: *id,
+                    factory_id: *factory_id,
+                });
+            }
+            LiveEvent::Reading { reading } => self.batch.readings.push(reading.clone()),
+        }
+    }
+
+    /// Marks the batch as incomplete: the client must load its view again.
+    pub fn missed(&mut self, as_of: Option<u64>) {
+        self.batch.resync = true;
+        if as_of.is_some() {
+            self.last_id = as_of;
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        let b = &self.batch;
+        b.gateways.is_empty() && b.removed.is_empty() && b.readings.is_empty() && !b.resync
+    }
+
+    /// Whether the fleet's counts may have changed since the last batch.
+    pub fn changes_counts(&self) -> bool {
+        let b = &self.batch;
+        !b.gateways.is_empty() || !b.removed.is_empty() || b.resync
+    }
+
+    /// The batch so far and the id of its newest event; starts a new one.
+    pub fn take(&mut self) -> (LiveBatch, Option<u64>) {
+        self.positions.clear();
+        (std::mem::take(&mut self.batch), self.last_id)
     }
 }
 
@@ -149,5 +224,75 @@ mod tests {
             "{last_of_earlier} belongs to another stream"
         );
         assert!(matches!(restarted.subscribe(Some(3)).0, Resume::Snapshot { .. }));
+    }
+
+    fn gateway(id: u128, name: &str) -> LiveEvent {
+        LiveEvent::Gateway {
+            gateway: domain::live::GatewayLive {
+                id: uuid::Uuid::from_u128(id),
+                factory_id: uuid::Uuid::nil(),
+                gateway_id: name.into(),
+                name: name.into(),
+                state: domain::live::ConnectionState::Online,
+                since: chrono::Utc::now(),
+                next_attempt_at: None,
+                last_error: None,
+                online_since: None,
+                last_seen_at: None,
+                counters: Default::default(),
+                sensors: vec![domain::live::SensorLive {
+                    serial: 1,
+                    part_number: None,
+                    read_rate: None,
+                    samples: None,
+                    connected: true,
+                }],
+                owner: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_batch_keeps_each_gateways_last_record_once() {
+        let mut coalescer = Coalescer::default();
+        let events = [gateway(1, "a"), gateway(2, "b"), gateway(1, "a2"), gateway(3, "c")];
+        for (i, event) in events.into_iter().enumerate() {
+            coalescer.add(&Sequenced {
+                id: 10 + i as u64,
+                event,
+            });
+        }
+        coalescer.add(&Sequenced {
+            id: 20,
+            event: LiveEvent::Removed {
+                id: uuid::Uuid::from_u128(2),
+                factory_id: uuid::Uuid::nil(),
+            },
+        });
+        coalescer.add(&Sequenced {
+            id: 21,
+            event: gateway(1, "a3"),
+        });
+        assert!(coalescer.changes_counts());
+        let (batch, last) = coalescer.take();
+        assert_eq!(last, Some(21));
+        let mut names: Vec<&str> = batch.gateways.iter().map(|g| g.name.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["a3", "c"], "the last record wins, the removed one is gone");
+        assert!(
+            batch.gateways.iter().all(|g| g.sensors.is_empty()),
+            "sensors are left out"
+        );
+        assert_eq!(batch.removed.len(), 1);
+        assert!(coalescer.is_empty(), "taking starts a new batch");
+        coalescer.add(&Sequenced {
+            id: 22,
+            event: gateway(2, "b2"),
+        });
+        assert_eq!(
+            coalescer.take().0.gateways.len(),
+            1,
+            "positions were reset with the batch"
+        );
     }
 }
