@@ -160,15 +160,7 @@ pub async fn list_gateways(State(state): State<AppState>, query: QueryMap) -> Ap
                         format!("must be one of {}", names.join(", ")),
                     )]))
                 })?;
-            Some(
-                state
-                    .orchestrator
-                    .snapshot(None)
-                    .into_iter()
-                    .filter(|g| g.state == wanted)
-                    .map(|g| g.id)
-                    .collect(),
-            )
+            Some(state.orchestrator.ids_in_state(wanted))
         }
     };
     let filter = GatewayFilter {

@@ -13,8 +13,8 @@ use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use domain::error::ErrorCode;
 use domain::live::{
-    BulkAction, BulkFailure, BulkOutcome, BulkRequest, FleetStatus, GatewayEventRecord, GatewayLive, Instance,
-    LiveEvent, ReadingDetail, ReadingSummary, SensorRecord, BULK_MAX,
+    BulkOutcome, BulkRequest, FleetStatus, GatewayEventRecord, GatewayLive, Instance, LiveEvent, ReadingDetail,
+    ReadingSummary, SensorRecord,
 };
 use domain::{AppError, FieldError, Page};
 use futures_util::stream::{self, Stream, StreamExt};
@@ -94,50 +94,7 @@ pub async fn bulk(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<BulkRequest>,
 ) -> ApiResult<Json<BulkOutcome>> {
-    if request.ids.is_empty() || request.ids.len() > BULK_MAX {
-        return Err(ApiError(AppError::validation(vec![FieldError::new(
-            "ids",
-            format!("must name 1 to {BULK_MAX} gateways"),
-        )])));
-    }
-    let mut outcome = BulkOutcome {
-        action: request.action,
-        done: Vec::new(),
-        failed: Vec::new(),
-    };
-    let mut ids = request.ids;
-    let mut seen = std::collections::HashSet::new();
-    ids.retain(|id| seen.insert(*id));
-    for id in ids {
-        let result: Result<(), AppError> = match request.action {
-            BulkAction::Enable | BulkAction::Disable => {
-                let changes = domain::GatewayChanges {
-                    enabled: Some(request.action == BulkAction::Enable),
-                    ..Default::default()
-                };
-                state
-                    .store
-                    .update_gateway(id, changes)
-                    .await
-                    .map(|_| ())
-                    .map_err(AppError::from)
-            }
-            BulkAction::Connect => state.orchestrator.connect(id).await.map(|_| ()),
-            BulkAction::Disconnect => state.orchestrator.disconnect(id).await.map(|_| ()),
-        };
-        match result {
-            Ok(()) => outcome.done.push(id),
-            Err(err) if err.code == ErrorCode::ServiceUnavailable || err.code == ErrorCode::InternalError => {
-                return Err(ApiError(err))
-            }
-            Err(err) => outcome.failed.push(BulkFailure {
-                id,
-                code: err.code,
-                message: err.message,
-            }),
-        }
-    }
-    Ok(Json(outcome))
+    Ok(Json(state.orchestrator.bulk(request.action, request.ids).await?))
 }
 
 /// Connection history, newest first.

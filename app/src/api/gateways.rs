@@ -14,12 +14,52 @@ pub struct GatewayListItem {
     pub state: Option<domain::live::ConnectionState>,
 }
 
+/// One page of the gateways table, and the live stream position it is as new as.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GatewayList {
+    pub page: Page<GatewayListItem>,
+    pub as_of: u64,
+}
+
+/// `state` filters by live state, `sort` names a column (`GatewaySort`), `order` is
+/// `asc` or `desc`; the same rules as `GET /api/gateways`.
 #[server(prefix = "/rpc", endpoint = "list_gateways")]
-pub async fn list_gateways(factory: Option<Uuid>, offset: u64) -> Result<Page<GatewayListItem>, AppError> {
+pub async fn list_gateways(
+    factory: Option<Uuid>,
+    offset: u64,
+    state: Option<String>,
+    sort: Option<String>,
+    order: Option<String>,
+) -> Result<GatewayList, AppError> {
+    use domain::live::ConnectionState;
+    use domain::{FieldError, GatewaySort};
     ssr::require_user().await?;
     let store = ssr::store()?;
+    let orchestrator = leptos::prelude::use_context::<orchestrator::Orchestrator>().ok_or_else(AppError::internal)?;
+    let as_of = orchestrator.stream_position();
+    let refuse = |field: &str, message: String| AppError::validation(vec![FieldError::new(field, message)]);
+    let sort = match sort.as_deref().filter(|s| !s.is_empty()) {
+        None => GatewaySort::default(),
+        Some(raw) => GatewaySort::parse(raw).ok_or_else(|| refuse("sort", format!("unknown column {raw:?}")))?,
+    };
+    let descending = match order.as_deref() {
+        None | Some("") | Some("asc") => false,
+        Some("desc") => true,
+        Some(_) => return Err(refuse("order", "must be asc or desc".into())),
+    };
+    let ids = match state.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(raw) => {
+            let wanted =
+                ConnectionState::parse(raw).ok_or_else(|| refuse("state", format!("unknown state {raw:?}")))?;
+            Some(orchestrator.ids_in_state(wanted))
+        }
+    };
     let filter = store::GatewayFilter {
         factory_id: factory,
+        ids,
+        sort,
+        descending,
         ..Default::default()
     };
     let page = domain::PageRequest {
@@ -27,29 +67,36 @@ pub async fn list_gateways(factory: Option<Uuid>, offset: u64) -> Result<Page<Ga
         offset,
     };
     let page = store.list_gateways(&filter, page).await?;
-    let names = store.factory_names().await?;
-    let name_of = |id: Uuid| {
-        names
-            .iter()
-            .find(|(fid, _)| *fid == id)
-            .map_or_else(|| "—".to_owned(), |(_, name)| name.clone())
-    };
-    let orchestrator = leptos::prelude::use_context::<orchestrator::Orchestrator>();
-    Ok(Page {
-        data: page
-            .data
-            .into_iter()
-            .map(|gateway| GatewayListItem {
-                factory_name: name_of(gateway.factory_id),
-                state: orchestrator
-                    .as_ref()
-                    .and_then(|o| o.status(gateway.id))
-                    .map(|live| live.state),
-                gateway,
-            })
-            .collect(),
-        pagination: page.pagination,
+    let names: std::collections::HashMap<Uuid, String> = store.factory_names().await?.into_iter().collect();
+    Ok(GatewayList {
+        page: Page {
+            data: page
+                .data
+                .into_iter()
+                .map(|gateway| GatewayListItem {
+                    factory_name: names
+                        .get(&gateway.factory_id)
+                        .cloned()
+                        .unwrap_or_else(|| "—".to_owned()),
+                    state: orchestrator.status(gateway.id).map(|live| live.state),
+                    gateway,
+                })
+                .collect(),
+            pagination: page.pagination,
+        },
+        as_of,
     })
+}
+
+/// One action on the selected gateways (admins), each on its own.
+#[server(prefix = "/rpc", endpoint = "bulk_gateways")]
+pub async fn bulk_gateways(
+    action: domain::live::BulkAction,
+    ids: Vec<Uuid>,
+) -> Result<domain::live::BulkOutcome, AppError> {
+    ssr::require_admin().await?;
+    let orchestrator = leptos::prelude::use_context::<orchestrator::Orchestrator>().ok_or_else(AppError::internal)?;
+    orchestrator.bulk(action, ids).await
 }
 
 /// The gateway form as posted (create and edit share it). Blank optional fields

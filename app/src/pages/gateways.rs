@@ -1,21 +1,24 @@
-//! `/gateways`: the gateway table (factory filter and page in the URL), the
-//! form that adds one or edits one (`?edit=<id>`), and delete with a confirmation.
+//! `/gateways`: the gateway table (factory and state filters, sort column and order,
+//! and page in the URL; live states applied by key from the coalesced stream), bulk
+//! actions on a selection for admins, the form that adds one or edits one
+//! (`?edit=<id>`), and delete with a confirmation.
 
 use super::{load_error, page_offset, query_value};
 use crate::api::factories::factory_names;
-use crate::api::gateways::{list_gateways, CreateGateway, DeleteGateway, GatewayListItem, UpdateGateway};
-use crate::components::{DataTable, FactorySelect, FormError, Pager, StateBadge, TextField, Toast, UrlError};
-use crate::live::{follow, Link};
+use crate::api::gateways::{list_gateways, BulkGateways, CreateGateway, DeleteGateway, GatewayList, UpdateGateway};
+use crate::components::{FactorySelect, FormError, Pager, StateBadge, TextField, Toast, UrlError};
+use crate::live::{follow_batches, Link};
 use crate::use_current_user;
 use domain::inventory::{
     EMAIL_MAX, FIRMWARE_MAX, GATEWAY_ID_MAX, MODEL_MAX, NAME_MAX, PASSWORD_MAX, TLS_PIN_INPUT_MAX, URL_MAX,
 };
-use domain::live::GatewayLive;
-use domain::{AppError, Gateway, Page};
+use domain::live::{BulkAction, ConnectionState};
+use domain::{AppError, Gateway, GatewaySort};
 use leptos::form::ActionForm;
 use leptos::prelude::*;
 use leptos_router::components::{Form, A};
 use leptos_router::hooks::use_navigate;
+use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 type Choices = Vec<(Uuid, String)>;
@@ -24,15 +27,31 @@ type Choices = Vec<(Uuid, String)>;
 pub fn GatewaysPage() -> impl IntoView {
     let user = use_current_user();
     let factory = query_value("factory");
+    let state = query_value("state");
+    let sort = query_value("sort");
+    let order = query_value("order");
     let page = query_value("page");
     let edit = query_value("edit");
     let create = ServerAction::<CreateGateway>::new();
     let update = ServerAction::<UpdateGateway>::new();
     let delete = ServerAction::<DeleteGateway>::new();
+    let bulk = ServerAction::<BulkGateways>::new();
     let changes = RwSignal::new(0u32);
     let toast = RwSignal::new(None::<Result<String, String>>);
     let factory_id = Memo::new(move |_| factory.get().and_then(|f| Uuid::parse_str(&f).ok()));
-    let list_query = move || factory_id.get().map(|id| format!("factory={id}&")).unwrap_or_default();
+    // The list's parameters (without the page), ending in `&` when any is set.
+    let list_query = move || {
+        let mut query = String::new();
+        if let Some(id) = factory_id.get() {
+            query.push_str(&format!("factory={id}&"));
+        }
+        for (name, value) in [("state", state.get()), ("sort", sort.get()), ("order", order.get())] {
+            if let Some(value) = value {
+                query.push_str(&format!("{name}={}&", urlencoding(&value)));
+            }
+        }
+        query
+    };
     let navigate = use_navigate();
 
     Effect::new(move |_| {
@@ -56,20 +75,53 @@ pub fn GatewaysPage() -> impl IntoView {
         Some(Err(err)) => toast.set(Some(Err(err.message))),
         None => {}
     });
-
-    // Live states from the event stream (browser only), over the table's rows.
-    let live = RwSignal::new(Vec::<GatewayLive>::new());
-    let link = RwSignal::new(Link::Connecting);
-    Effect::new(move |started: Option<()>| {
-        if started.is_none() {
-            follow(live, link, |_| {});
+    let selected = RwSignal::new(HashSet::<Uuid>::new());
+    Effect::new(move |_| match bulk.value().get() {
+        Some(Ok(outcome)) => {
+            changes.update(|n| *n += 1);
+            selected.set(HashSet::new());
+            toast.set(Some(Ok(bulk_words(&outcome))));
         }
+        Some(Err(err)) => toast.set(Some(Err(err.message))),
+        None => {}
     });
 
     let gateways = Resource::new(
-        move || (factory_id.get(), page.get(), changes.get()),
-        |(factory, page, _)| list_gateways(factory, page_offset(page)),
+        move || {
+            (
+                factory_id.get(),
+                page.get(),
+                changes.get(),
+                state.get(),
+                sort.get(),
+                order.get(),
+            )
+        },
+        |(factory, page, _, state, sort, order)| list_gateways(factory, page_offset(page), state, sort, order),
     );
+    // Live states from the coalesced stream (browser only), applied to the listed rows
+    // by id; the stream opens once, when the first list is in.
+    let live_states: StoredValue<LiveStates> = StoredValue::new(HashMap::new());
+    let link = RwSignal::new(Link::Connecting);
+    Effect::new(move |opened: Option<bool>| {
+        if opened == Some(true) {
+            return true;
+        }
+        let Some(Ok(list)) = gateways.get() else { return false };
+        follow_batches(list.as_of, link, move |batch| {
+            live_states.with_value(|rows| {
+                for gateway in &batch.gateways {
+                    if let Some(row) = rows.get(&gateway.id) {
+                        row.set(Some(gateway.state));
+                    }
+                }
+            });
+            if batch.resync {
+                gateways.refetch();
+            }
+        });
+        true
+    });
     let choices = Resource::new(move || changes.get(), |_| factory_names());
     let create_error = Signal::derive(move || create.value().get().and_then(Result::err));
     let update_error = Signal::derive(move || update.value().get().and_then(Result::err));
@@ -88,7 +140,7 @@ pub fn GatewaysPage() -> impl IntoView {
             gateways
                 .get()
                 .and_then(Result::ok)
-                .and_then(|page| page.data.into_iter().find(|item| item.gateway.id == id))
+                .and_then(|list| list.page.data.into_iter().find(|item| item.gateway.id == id))
         });
         Some(match editing {
             Some(item) => edit_form(item.gateway, choices, update, update_error, list_query()),
@@ -108,12 +160,13 @@ pub fn GatewaysPage() -> impl IntoView {
             <Transition fallback=|| ()>
                 {move || {
                     let selected = factory_id.get();
+                    let _ = (state.get(), sort.get(), order.get());
                     choices
                         .get()
                         .and_then(Result::ok)
                         .map(|choices| view! {
                             <Form method="GET" action="/gateways" attr:class="search" attr:role="search">
-                                <label for="gateway-factory-filter">"Filter by factory"</label>
+                                <label for="gateway-factory-filter">"Factory"</label>
                                 <select id="gateway-factory-filter" name="factory">
                                     <option value="" selected=selected.is_none()>"All factories"</option>
                                     {choices
@@ -123,8 +176,23 @@ pub fn GatewaysPage() -> impl IntoView {
                                         })
                                         .collect_view()}
                                 </select>
+                                <label for="gateway-state-filter">"State"</label>
+                                <select id="gateway-state-filter" name="state">
+                                    <option value="" selected=state.get_untracked().is_none()>"Any state"</option>
+                                    {ConnectionState::ALL
+                                        .into_iter()
+                                        .map(|s| view! {
+                                            <option value=s.as_str() selected=state.get_untracked().as_deref() == Some(s.as_str())>
+                                                {s.label()}
+                                            </option>
+                                        })
+                                        .collect_view()}
+                                </select>
+                                {sort.get_untracked().map(|sort| view! { <input type="hidden" name="sort" value=sort /> })}
+                                {order.get_untracked().map(|order| view! { <input type="hidden" name="order" value=order /> })}
                                 <button type="submit">"Filter"</button>
-                                {selected.map(|_| view! { <A href="/gateways">"Clear filter"</A> })}
+                                {(selected.is_some() || state.get_untracked().is_some())
+                                    .then(|| view! { <A href="/gateways">"Clear filters"</A> })}
                             </Form>
                         })
                 }}
@@ -132,7 +200,17 @@ pub fn GatewaysPage() -> impl IntoView {
             <Transition fallback=|| view! { <p>"Loading gateways…"</p> }>
                 {move || {
                     let admin = user.is_admin();
-                    gateways.get().map(|result| gateway_table(result, admin, delete, list_query(), live))
+                    let table = TableContext {
+                        admin,
+                        delete,
+                        bulk,
+                        selected,
+                        list_query: list_query(),
+                        sort: sort.get().as_deref().and_then(GatewaySort::parse).unwrap_or_default(),
+                        descending: order.get().as_deref() == Some("desc"),
+                        live_states,
+                    };
+                    gateways.get().map(|result| gateway_table(result, table))
                 }}
             </Transition>
         </section>
@@ -224,26 +302,85 @@ fn edit_form(
     .into_any()
 }
 
-fn gateway_table(
-    result: Result<Page<GatewayListItem>, AppError>,
+/// Each listed gateway's live state, by id, as the stream last said.
+type LiveStates = HashMap<Uuid, ArcRwSignal<Option<ConnectionState>>>;
+
+/// What the table needs from the page around it.
+struct TableContext {
     admin: bool,
     delete: ServerAction<DeleteGateway>,
+    bulk: ServerAction<BulkGateways>,
+    selected: RwSignal<HashSet<Uuid>>,
     list_query: String,
-    live: RwSignal<Vec<GatewayLive>>,
-) -> AnyView {
+    sort: GatewaySort,
+    descending: bool,
+    live_states: StoredValue<LiveStates>,
+}
+
+/// "Connect: 12 done, 1 not (GW-7: Gateway not found)".
+fn bulk_words(outcome: &domain::live::BulkOutcome) -> String {
+    let action = match outcome.action {
+        BulkAction::Enable => "Enable",
+        BulkAction::Disable => "Disable",
+        BulkAction::Connect => "Connect",
+        BulkAction::Disconnect => "Disconnect",
+    };
+    let mut words = format!("{action}: {} done", outcome.done.len());
+    if let Some(first) = outcome.failed.first() {
+        words.push_str(&format!(", {} not ({})", outcome.failed.len(), first.message));
+    }
+    words
+}
+
+/// Percent-encodes a query value (the few characters a sort, order or state can hold
+/// are safe; anything else from a hand-made URL is escaped).
+fn urlencoding(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The table's columns: heading, class, and the sort key when the server sorts by it
+/// (the factory name and the live state are not stored columns).
+const COLUMNS: [(&str, &str, Option<GatewaySort>); 8] = [
+    ("Factory", "", None),
+    ("Gateway ID", "", Some(GatewaySort::GatewayId)),
+    ("Name", "", Some(GatewaySort::Name)),
+    ("URL", "hide-narrow", Some(GatewaySort::Url)),
+    ("State", "", None),
+    ("Last seen", "hide-narrow", Some(GatewaySort::LastSeenAt)),
+    ("Model", "hide-narrow", Some(GatewaySort::Model)),
+    ("Firmware", "hide-narrow", Some(GatewaySort::FirmwareVersion)),
+];
+
+fn gateway_table(result: Result<GatewayList, AppError>, table: TableContext) -> AnyView {
+    let TableContext {
+        admin,
+        delete,
+        bulk,
+        selected,
+        list_query,
+        sort,
+        descending,
+        live_states,
+    } = table;
     let page = match result {
-        Ok(page) => page,
+        Ok(list) => list.page,
         Err(err) => return load_error("gateways", err),
     };
     let total = page.pagination.total;
-    let filtered = !list_query.is_empty();
+    let filtered = list_query.contains("factory=") || list_query.contains("state=");
     if page.data.is_empty() {
         return view! {
             <div class="empty">
                 {if filtered {
                     view! {
-                        <h2>"No gateways for this factory"</h2>
-                        <p>"Try selecting a different factory or clearing the filter."</p>
+                        <h2>"No gateways match"</h2>
+                        <p>"Try another factory or state, or clear the filters."</p>
                     }
                     .into_any()
                 } else {
@@ -257,12 +394,106 @@ fn gateway_table(
         }
         .into_any();
     }
+    live_states.set_value(
+        page.data
+            .iter()
+            .map(|item| (item.gateway.id, ArcRwSignal::new(item.state)))
+            .collect(),
+    );
+    let listed: Vec<Uuid> = page.data.iter().map(|item| item.gateway.id).collect();
     let pagination = page.pagination;
+    // Sort links keep the filters and start again from the first page.
+    let filters: String = list_query
+        .split('&')
+        .filter(|p| p.starts_with("factory=") || p.starts_with("state="))
+        .map(|p| format!("{p}&"))
+        .collect();
+    let headings = COLUMNS
+        .into_iter()
+        .map(|(text, class, key)| {
+            let class = (!class.is_empty()).then_some(class);
+            match key {
+                None => view! { <th scope="col" class=class>{text}</th> }.into_any(),
+                Some(key) => {
+                    let current = key == sort;
+                    let next_desc = current && !descending;
+                    let href = format!(
+                        "/gateways?{filters}sort={}&order={}",
+                        key.as_str(),
+                        if next_desc { "desc" } else { "asc" }
+                    );
+                    let aria = match (current, descending) {
+                        (false, _) => "none",
+                        (true, false) => "ascending",
+                        (true, true) => "descending",
+                    };
+                    let arrow = match (current, descending) {
+                        (false, _) => "",
+                        (true, false) => " ▲",
+                        (true, true) => " ▼",
+                    };
+                    view! {
+                        <th scope="col" class=class aria-sort=aria>
+                            <A href=href>{text}{arrow}</A>
+                        </th>
+                    }
+                    .into_any()
+                }
+            }
+        })
+        .collect_view();
+    let all_listed = listed.clone();
+    let select_all = admin.then(|| {
+        let everyone = all_listed.clone();
+        view! {
+            <th scope="col">
+                <input
+                    type="checkbox"
+                    aria-label="Select every gateway on this page"
+                    prop:checked=move || selected.with(|s| everyone.iter().all(|id| s.contains(id)))
+                    on:change=move |ev| {
+                        let on = event_target_checked(&ev);
+                        selected.update(|s| {
+                            for id in &all_listed {
+                                if on {
+                                    s.insert(*id);
+                                } else {
+                                    s.remove(id);
+                                }
+                            }
+                        });
+                    }
+                />
+            </th>
+        }
+    });
     let rows = page
         .data
         .into_iter()
         .map(|item| {
             let g = item.gateway;
+            let id = g.id;
+            let pick = admin.then(|| {
+                view! {
+                    <td>
+                        <input
+                            type="checkbox"
+                            aria-label=format!("Select {}", g.gateway_id)
+                            prop:checked=move || selected.with(|s| s.contains(&id))
+                            on:change=move |ev| {
+                                let on = event_target_checked(&ev);
+                                selected.update(|s| {
+                                    if on {
+                                        s.insert(id);
+                                    } else {
+                                        s.remove(&id);
+                                    }
+                                });
+                            }
+                        />
+                    </td>
+                }
+            });
             let actions = admin.then(|| {
                 let confirm = format!("Delete gateway “{}” ({})? This cannot be undone.", g.name, g.gateway_id);
                 view! {
@@ -284,24 +515,21 @@ fn gateway_table(
             let last_seen = g
                 .last_seen_at
                 .map_or_else(|| "Never".to_owned(), |at| at.format("%Y-%m-%d %H:%M UTC").to_string());
+            // The stream's latest word, else the state at page load (so the first
+            // render is the same on the server and in the browser).
+            let live = live_states.with_value(|rows| rows.get(&id).cloned());
+            let badge = move || match live.as_ref().and_then(|state| state.get()) {
+                Some(state) => view! { <StateBadge state /> }.into_any(),
+                None => "—".into_any(),
+            };
             view! {
                 <tr>
+                    {pick}
                     <td>{item.factory_name}</td>
                     <td class="mono">{g.gateway_id}</td>
                     <td class="strong"><A href=format!("/gateways/{}", g.id)>{g.name}</A></td>
                     <td class="mono hide-narrow">{g.url}</td>
-                    <td>
-                        {move || {
-                            // The stream's latest word, else the state at page load (so the
-                            // first render is the same on the server and in the browser).
-                            let id = g.id;
-                            let state = live.with(|all| all.iter().find(|l| l.id == id).map(|l| l.state));
-                            match state.or(item.state) {
-                                Some(state) => view! { <StateBadge state /> }.into_any(),
-                                None => "—".into_any(),
-                            }
-                        }}
-                    </td>
+                    <td>{badge}</td>
                     <td class="hide-narrow">{last_seen}</td>
                     <td class="hide-narrow">{g.model.unwrap_or_else(|| "—".into())}</td>
                     <td class="hide-narrow">{g.firmware_version.unwrap_or_else(|| "—".into())}</td>
@@ -310,24 +538,50 @@ fn gateway_table(
             }
         })
         .collect_view();
-    let mut columns = vec![
-        ("Factory", ""),
-        ("Gateway ID", ""),
-        ("Name", ""),
-        ("URL", "hide-narrow"),
-        ("State", ""),
-        ("Last seen", "hide-narrow"),
-        ("Model", "hide-narrow"),
-        ("Firmware", "hide-narrow"),
-    ];
-    if admin {
-        columns.push(("Actions", ""));
-    }
+    let bulk_bar = admin.then(|| {
+        let count = move || selected.with(|s| s.len());
+        let run = move |action: BulkAction| {
+            let ids: Vec<Uuid> = selected.with(|s| s.iter().copied().collect());
+            if !ids.is_empty() {
+                bulk.dispatch(BulkGateways { action, ids });
+            }
+        };
+        view! {
+            <div class="bulk-bar" role="group" aria-label="Bulk actions">
+                <span>{move || format!("{} selected", count())}</span>
+                {[
+                    (BulkAction::Enable, "Enable"),
+                    (BulkAction::Disable, "Disable"),
+                    (BulkAction::Connect, "Connect"),
+                    (BulkAction::Disconnect, "Disconnect"),
+                ]
+                    .into_iter()
+                    .map(|(action, label)| {
+                        view! {
+                            <button type="button" disabled=move || count() == 0 || bulk.pending().get() on:click=move |_| run(action)>
+                                {label}
+                            </button>
+                        }
+                    })
+                    .collect_view()}
+            </div>
+        }
+    });
     view! {
         <h2>{format!("{total} {}", if total == 1 { "gateway" } else { "gateways" })}</h2>
-        <DataTable label="Gateways" columns>
-            {rows}
-        </DataTable>
+        {bulk_bar}
+        <div class="table-scroll">
+            <table class="data" aria-label="Gateways">
+                <thead>
+                    <tr>
+                        {select_all}
+                        {headings}
+                        {admin.then(|| view! { <th scope="col">"Actions"</th> })}
+                    </tr>
+                </thead>
+                <tbody>{rows}</tbody>
+            </table>
+        </div>
         <Pager pagination base=format!("/gateways?{list_query}") />
     }
     .into_any()

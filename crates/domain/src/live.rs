@@ -268,31 +268,36 @@ impl FleetStatus {
     }
 
     /// Counts (factory, state) pairs, one per gateway, without needing the records.
+    /// Counted in arrays by state first: the named maps are built once per factory.
     pub fn count(gateways: impl Iterator<Item = (Uuid, ConnectionState)>) -> Self {
-        let empty = || {
+        let index = |state: ConnectionState| ConnectionState::ALL.iter().position(|s| *s == state).unwrap_or(0);
+        let named = |counts: &[u64; 7]| {
             ConnectionState::ALL
                 .iter()
-                .map(|s| (s.as_str().to_owned(), 0))
+                .zip(counts)
+                .map(|(s, n)| (s.as_str().to_owned(), *n))
                 .collect::<std::collections::BTreeMap<_, _>>()
         };
-        let mut states = empty();
-        let mut total = 0;
-        let mut per_factory: std::collections::BTreeMap<Uuid, FactoryStatus> = Default::default();
+        let mut all = [0u64; 7];
+        let mut per_factory: std::collections::HashMap<Uuid, [u64; 7]> = Default::default();
         for (factory_id, state) in gateways {
-            total += 1;
-            *states.entry(state.as_str().to_owned()).or_default() += 1;
-            let f = per_factory.entry(factory_id).or_insert_with(|| FactoryStatus {
-                factory_id,
-                total: 0,
-                states: empty(),
-            });
-            f.total += 1;
-            *f.states.entry(state.as_str().to_owned()).or_default() += 1;
+            let at = index(state);
+            all[at] += 1;
+            per_factory.entry(factory_id).or_default()[at] += 1;
         }
+        let mut factories: Vec<FactoryStatus> = per_factory
+            .into_iter()
+            .map(|(factory_id, counts)| FactoryStatus {
+                factory_id,
+                total: counts.iter().sum(),
+                states: named(&counts),
+            })
+            .collect();
+        factories.sort_by_key(|f| f.factory_id);
         Self {
-            total,
-            states,
-            factories: per_factory.into_values().collect(),
+            total: all.iter().sum(),
+            states: named(&all),
+            factories,
         }
     }
 }
@@ -428,6 +433,25 @@ mod tests {
         let status = FleetStatus::of(&[]);
         assert_eq!(status.states.len(), ConnectionState::ALL.len());
         assert_eq!(status.total, 0);
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let status = FleetStatus::count(
+            [
+                (a, ConnectionState::Online),
+                (a, ConnectionState::Backoff),
+                (b, ConnectionState::Online),
+                (a, ConnectionState::Online),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(status.total, 4);
+        assert_eq!(status.states["online"], 3);
+        assert_eq!(status.states["backoff"], 1);
+        assert_eq!(status.states["disabled"], 0);
+        assert_eq!(status.factories.len(), 2);
+        let first = &status.factories[0];
+        assert_eq!((first.factory_id, first.total), (a, 3));
+        assert_eq!((first.states["online"], first.states["backoff"]), (2, 1));
+        assert_eq!(first.states.len(), ConnectionState::ALL.len());
     }
 }
 

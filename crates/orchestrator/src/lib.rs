@@ -631,6 +631,64 @@ impl Orchestrator {
         (records, total)
     }
 
+    /// The gateways in `state` now (live state is not stored: lists filter by it here).
+    pub fn ids_in_state(&self, state: ConnectionState) -> Vec<Uuid> {
+        let registry = self.inner.registry.read().expect("registry lock");
+        registry
+            .values()
+            .filter(|e| e.live.state == state)
+            .map(|e| e.gateway.id)
+            .collect()
+    }
+
+    /// One action on a selection of 1 to [`BULK_MAX`](domain::live::BULK_MAX) gateways,
+    /// each on its own: which were done, and why the others were not. Stops (with the
+    /// error) only when the service itself fails.
+    pub async fn bulk(
+        &self,
+        action: domain::live::BulkAction,
+        ids: Vec<Uuid>,
+    ) -> Result<domain::live::BulkOutcome, AppError> {
+        use domain::live::{BulkAction, BulkFailure, BulkOutcome, BULK_MAX};
+        if ids.is_empty() || ids.len() > BULK_MAX {
+            return Err(AppError::validation(vec![domain::FieldError::new(
+                "ids",
+                format!("must name 1 to {BULK_MAX} gateways"),
+            )]));
+        }
+        let mut outcome = BulkOutcome {
+            action,
+            done: Vec::new(),
+            failed: Vec::new(),
+        };
+        let mut seen = HashSet::new();
+        for id in ids.into_iter().filter(|id| seen.insert(*id)) {
+            let result = match action {
+                BulkAction::Enable | BulkAction::Disable => self
+                    .inner
+                    .store
+                    .update_gateway(id, enabled_change(action == BulkAction::Enable))
+                    .await
+                    .map(|_| ())
+                    .map_err(AppError::from),
+                BulkAction::Connect => self.connect(id).await.map(|_| ()),
+                BulkAction::Disconnect => self.disconnect(id).await.map(|_| ()),
+            };
+            match result {
+                Ok(()) => outcome.done.push(id),
+                Err(err) if err.code == ErrorCode::ServiceUnavailable || err.code == ErrorCode::InternalError => {
+                    return Err(err)
+                }
+                Err(err) => outcome.failed.push(BulkFailure {
+                    id,
+                    code: err.code,
+                    message: err.message,
+                }),
+            }
+        }
+        Ok(outcome)
+    }
+
     /// The live stream's position (see [`LiveStream::position`]).
     pub fn stream_position(&self) -> u64 {
         self.inner.stream.position()
