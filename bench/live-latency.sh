@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Live updates at scale: FLAPPING_GATEWAYS (default 1000) gateways reconnected to a
-# closed port every half second for 10 s while the status page shows 200 of them;
+# closed port so that each changes state once a second, for 10 s, while the status
+# page shows 200 of them;
 # prints the p95 from each state change on the server to the DOM, the chosen badge's
 # delay and the page's slowest answer (the Playwright test in end2end/tests/live.spec.ts,
 # run against a release server).

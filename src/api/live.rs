@@ -13,8 +13,8 @@ use axum::response::IntoResponse;
 use axum::{Extension, Json};
 use domain::error::ErrorCode;
 use domain::live::{
-    BulkOutcome, BulkRequest, FleetStatus, GatewayEventRecord, GatewayLive, Instance, LiveEvent, ReadingDetail,
-    ReadingSummary, SensorRecord,
+    BulkOutcome, BulkRequest, FleetStatus, GatewayEventRecord, GatewayHealth, GatewayLive, Instance, LiveEvent,
+    ReadingDetail, ReadingSummary, SensorRecord,
 };
 use domain::{AppError, FieldError, Page};
 use futures_util::stream::{self, Stream, StreamExt};
@@ -109,6 +109,17 @@ pub async fn gateway_events(
     query: QueryMap,
 ) -> ApiResult<Json<Page<GatewayEventRecord>>> {
     Ok(Json(state.store.list_gateway_events(id, query.page()?).await?))
+}
+
+/// Uptime over the last 24 h, 7 d and 30 d (percent of the time the gateway existed),
+/// disconnections in each, and the last 24 h as a timeline of states; from the stored
+/// connection events.
+#[utoipa::path(get, path = "/api/gateways/{id}/health", tag = "live", params(("id" = Uuid, Path)),
+    responses((status = 200, body = GatewayHealth), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn gateway_health(State(state): State<AppState>, IdPath(id): IdPath) -> ApiResult<Json<GatewayHealth>> {
+    Ok(Json(state.store.gateway_health(id, chrono::Utc::now()).await?))
 }
 
 /// Sensors as last discovered.

@@ -38,7 +38,7 @@ use utoipa::{Modify, OpenApi};
         inventory::update_factory, inventory::patch_factory, inventory::delete_factory,
         inventory::create_gateway, inventory::list_gateways, inventory::get_gateway,
         inventory::update_gateway, inventory::patch_gateway, inventory::delete_gateway,
-        live::fleet_status, live::instances, live::gateway_status, live::connect, live::disconnect, live::bulk, live::gateway_events,
+        live::fleet_status, live::instances, live::gateway_status, live::connect, live::disconnect, live::bulk, live::gateway_events, live::gateway_health,
         live::gateway_sensors, live::take_reading, live::gateway_readings, live::reading, live::events,
     ),
     components(schemas(domain::live::LiveBatch)),
@@ -96,6 +96,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/gateways/{id}/connect", post(live::connect))
         .route("/gateways/{id}/disconnect", post(live::disconnect))
         .route("/gateways/{id}/events", get(live::gateway_events))
+        .route("/gateways/{id}/health", get(live::gateway_health))
         .route("/gateways/{id}/sensors", get(live::gateway_sensors))
         .route("/gateways/{id}/sensors/{serial}/readings", post(live::take_reading))
         .route("/gateways/{id}/readings", get(live::gateway_readings))

@@ -1054,3 +1054,107 @@ async fn bulk_actions_apply_to_each_gateway_and_report_the_rest() {
         .await;
     assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
 }
+
+/// A gateway's uptime and disconnections come from its stored events, as computed by
+/// hand: online from each `connected` until the next event, over the part of each
+/// window the gateway existed.
+#[tokio::test]
+async fn gateway_health_is_computed_from_the_stored_events() {
+    use chrono::{TimeDelta, Utc};
+    let server = TestServer::start().await;
+    let factory = server.create_factory("Health plant").await;
+    let mut body = gateway_body(&id(&factory), "GW-HEALTH", "Health");
+    body["enabled"] = json!(false); // no supervisor adds events of its own
+    let gateway = server.call(POST, "/api/gateways", Some(body)).await;
+    assert_eq!(gateway.status, StatusCode::CREATED, "{}", gateway.text);
+    let gateway: uuid::Uuid = id(&gateway.body).parse().unwrap();
+    let now = Utc::now();
+    let history = |created: TimeDelta, events: Vec<(TimeDelta, &'static str)>| {
+        let pool = server.store.pool().clone();
+        async move {
+            sqlx::query("UPDATE gateways SET created_at = $2 WHERE id = $1")
+                .bind(gateway)
+                .bind(now - created)
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query("DELETE FROM gateway_events WHERE gateway_id = $1")
+                .bind(gateway)
+                .execute(&pool)
+                .await
+                .unwrap();
+            for (ago, kind) in events {
+                sqlx::query("INSERT INTO gateway_events (gateway_id, at, kind) VALUES ($1, $2, $3)")
+                    .bind(gateway)
+                    .bind(now - ago)
+                    .bind(kind)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    let health = || async {
+        let reply = server.call(GET, &format!("/api/gateways/{gateway}/health"), None).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        reply.body
+    };
+    let close = |value: &Value, expected: f64| {
+        let got = value.as_f64().unwrap_or(f64::NAN);
+        assert!((got - expected).abs() < 0.01, "{got} is not {expected}");
+    };
+    let (h, d) = (TimeDelta::hours, TimeDelta::days);
+
+    // Created 40 days ago: up 35→20 days ago, down until 10 days ago, up until 12 hours
+    // ago, down for 6 hours, up since.
+    history(
+        d(40),
+        vec![
+            (d(35), "connected"),
+            (d(20), "disconnected"),
+            (d(10), "connected"),
+            (h(12), "disconnected"),
+            (h(6), "connected"),
+        ],
+    )
+    .await;
+    let health_now = health().await;
+    close(&health_now["uptime_24h"], 18.0 / 24.0 * 100.0);
+    close(&health_now["uptime_7d"], 6.75 / 7.0 * 100.0);
+    close(&health_now["uptime_30d"], 19.75 / 30.0 * 100.0);
+    assert_eq!(
+        (
+            &health_now["disconnections_24h"],
+            &health_now["disconnections_7d"],
+            &health_now["disconnections_30d"]
+        ),
+        (&json!(1), &json!(1), &json!(2))
+    );
+    let states: Vec<&str> = health_now["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["online", "offline", "online"]);
+
+    // Created 2 hours ago and online for the last hour: half of its life, whatever the
+    // window; before its first event the timeline does not know.
+    history(h(2), vec![(h(1), "connected")]).await;
+    let young = health().await;
+    for window in ["uptime_24h", "uptime_7d", "uptime_30d"] {
+        close(&young[window], 50.0);
+    }
+    let states: Vec<&str> = young["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["unknown", "online"]);
+
+    let missing = server
+        .call(GET, &format!("/api/gateways/{}/health", uuid::Uuid::new_v4()), None)
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}

@@ -12,6 +12,8 @@ pub struct GatewayListItem {
     pub factory_name: String,
     /// Connection state from the orchestrator when the page was loaded.
     pub state: Option<domain::live::ConnectionState>,
+    /// Percent of the last 24 hours online (of the part the gateway existed).
+    pub uptime_24h: Option<f64>,
 }
 
 /// One page of the gateways table, and the live stream position it is as new as.
@@ -68,6 +70,8 @@ pub async fn list_gateways(
     };
     let page = store.list_gateways(&filter, page).await?;
     let names: std::collections::HashMap<Uuid, String> = store.factory_names().await?.into_iter().collect();
+    let listed: Vec<Uuid> = page.data.iter().map(|g| g.id).collect();
+    let uptime = store.uptime_last_day(&listed, chrono::Utc::now()).await?;
     Ok(GatewayList {
         page: Page {
             data: page
@@ -79,6 +83,7 @@ pub async fn list_gateways(
                         .cloned()
                         .unwrap_or_else(|| "—".to_owned()),
                     state: orchestrator.status(gateway.id).map(|live| live.state),
+                    uptime_24h: uptime.get(&gateway.id).copied(),
                     gateway,
                 })
                 .collect(),

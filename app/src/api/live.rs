@@ -125,6 +125,7 @@ pub struct GatewayPageData {
     pub events: Page<GatewayEventRecord>,
     pub sensors: Vec<SensorRecord>,
     pub readings: Page<ReadingSummary>,
+    pub health: domain::live::GatewayHealth,
     pub can_take_readings: bool,
 }
 
@@ -143,6 +144,7 @@ pub async fn gateway_view(id: Uuid) -> Result<GatewayPageData, AppError> {
         events: store.list_gateway_events(id, GATEWAY_PAGE_LIST).await?,
         sensors: store.list_sensors(id).await?,
         readings: store.list_readings(id, GATEWAY_PAGE_LIST).await?,
+        health: store.gateway_health(id, chrono::Utc::now()).await?,
         factory_name,
         gateway,
         can_take_readings: user.role.can_write(),

@@ -7,7 +7,7 @@ use crate::api::live::{
 };
 use crate::components::{DataTable, StateBadge};
 use crate::live::{clock, duration_words, follow, Link};
-use domain::live::{GatewayLive, ReadingProgress, ReadingStage, ReadingSummary};
+use domain::live::{GatewayHealth, GatewayLive, ReadingProgress, ReadingStage, ReadingSummary};
 use leptos::prelude::*;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_params_map, use_query_map};
@@ -176,6 +176,7 @@ fn GatewayDetail(page: GatewayPageData) -> impl IntoView {
             <h2>"Connection"</h2>
             {state_line}
         </section>
+        <HealthCard health=page.health.clone() />
         <section class="card" aria-label="Sensors">
             <h2>"Sensors"</h2>
             {move || take_error().map(|m| view! { <p class="form-error" role="alert">{m}</p> })}
@@ -357,3 +358,74 @@ fn axis_plots(axis: AxisPlot) -> impl IntoView {
 }
 
 lazy_page!(GatewayDetailRoute, GatewayDetailPage);
+
+/// Uptime over 24 h / 7 d / 30 d, disconnections, and the last 24 hours as a strip of
+/// states (each segment as wide as its share of the day).
+#[component]
+fn HealthCard(health: GatewayHealth) -> impl IntoView {
+    let percent = |value: Option<f64>| value.map_or_else(|| "—".to_owned(), |p| format!("{p:.1} %"));
+    let rows = [
+        ("24 h", health.uptime_24h, health.disconnections_24h),
+        ("7 d", health.uptime_7d, health.disconnections_7d),
+        ("30 d", health.uptime_30d, health.disconnections_30d),
+    ]
+    .into_iter()
+    .map(|(window, uptime, losses)| {
+        view! {
+            <tr>
+                <th scope="row">{window}</th>
+                <td class="num">{percent(uptime)}</td>
+                <td class="num">{losses}</td>
+            </tr>
+        }
+    })
+    .collect_view();
+    let day = health
+        .timeline
+        .first()
+        .zip(health.timeline.last())
+        .map(|(first, last)| (last.to - first.from).num_seconds().max(1) as f64);
+    let online_share = percent(health.uptime_24h);
+    let segments = health
+        .timeline
+        .iter()
+        .map(|segment| {
+            let width = day.map_or(0.0, |day| {
+                (segment.to - segment.from).num_seconds() as f64 * 100.0 / day
+            });
+            let title = format!(
+                "{} {}–{} UTC",
+                segment.state.as_str(),
+                segment.from.format("%H:%M"),
+                segment.to.format("%H:%M")
+            );
+            view! {
+                <span
+                    class=format!("segment timeline-{}", segment.state.as_str())
+                    style=format!("width: {width:.3}%")
+                    title=title
+                    data-state=segment.state.as_str()
+                ></span>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class="card" aria-labelledby="health-title">
+            <h2 id="health-title">"Health"</h2>
+            <table class="data health" aria-label="Uptime">
+                <thead>
+                    <tr>
+                        <th scope="col">"Window"</th>
+                        <th scope="col" class="num">"Uptime"</th>
+                        <th scope="col" class="num">"Disconnections"</th>
+                    </tr>
+                </thead>
+                <tbody>{rows}</tbody>
+            </table>
+            <div class="timeline" role="img" aria-label=format!("Last 24 hours: online {online_share}")>
+                {segments}
+            </div>
+            <div class="timeline-scale muted"><span>"24 h ago"</span><span>"now"</span></div>
+        </section>
+    }
+}

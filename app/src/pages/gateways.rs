@@ -346,12 +346,13 @@ fn urlencoding(value: &str) -> String {
 
 /// The table's columns: heading, class, and the sort key when the server sorts by it
 /// (the factory name and the live state are not stored columns).
-const COLUMNS: [(&str, &str, Option<GatewaySort>); 8] = [
+const COLUMNS: [(&str, &str, Option<GatewaySort>); 9] = [
     ("Factory", "", None),
     ("Gateway ID", "", Some(GatewaySort::GatewayId)),
     ("Name", "", Some(GatewaySort::Name)),
     ("URL", "hide-narrow", Some(GatewaySort::Url)),
     ("State", "", None),
+    ("Uptime 24 h", "num hide-narrow", None),
     ("Last seen", "hide-narrow", Some(GatewaySort::LastSeenAt)),
     ("Model", "hide-narrow", Some(GatewaySort::Model)),
     ("Firmware", "hide-narrow", Some(GatewaySort::FirmwareVersion)),
@@ -530,6 +531,7 @@ fn gateway_table(result: Result<GatewayList, AppError>, table: TableContext) -> 
                     <td class="strong"><A href=format!("/gateways/{}", g.id)>{g.name}</A></td>
                     <td class="mono hide-narrow">{g.url}</td>
                     <td>{badge}</td>
+                    <td class="num hide-narrow">{item.uptime_24h.map_or_else(|| "—".to_owned(), |p| format!("{p:.1} %"))}</td>
                     <td class="hide-narrow">{last_seen}</td>
                     <td class="hide-narrow">{g.model.unwrap_or_else(|| "—".into())}</td>
                     <td class="hide-narrow">{g.firmware_version.unwrap_or_else(|| "—".into())}</td>

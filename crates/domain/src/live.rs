@@ -496,3 +496,88 @@ pub struct BulkOutcome {
     pub done: Vec<Uuid>,
     pub failed: Vec<BulkFailure>,
 }
+
+/// A gateway's connection health over time, from its stored events: the share of each
+/// window it was online (percent, of the part of the window it existed; `null` when it
+/// did not exist yet) and how often an established connection was lost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GatewayHealth {
+    pub uptime_24h: Option<f64>,
+    pub uptime_7d: Option<f64>,
+    pub uptime_30d: Option<f64>,
+    pub disconnections_24h: u64,
+    pub disconnections_7d: u64,
+    pub disconnections_30d: u64,
+    /// The last 24 hours as consecutive segments, oldest first.
+    pub timeline: Vec<TimelineSegment>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum TimelineState {
+    Online,
+    Offline,
+    Disabled,
+    /// Before the first event known (or before the gateway existed).
+    Unknown,
+}
+
+impl TimelineState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimelineState::Online => "online",
+            TimelineState::Offline => "offline",
+            TimelineState::Disabled => "disabled",
+            TimelineState::Unknown => "unknown",
+        }
+    }
+
+    /// The state an event begins: `connected` online, `disabled` disabled, any other
+    /// (a loss, a refusal, an error, or enabled and not yet connected) offline.
+    pub fn after(kind: &str) -> Self {
+        match kind {
+            "connected" => TimelineState::Online,
+            "disabled" => TimelineState::Disabled,
+            _ => TimelineState::Offline,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TimelineSegment {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub state: TimelineState,
+}
+
+/// The states from `from` to `now`, given the events `(at, kind)` since `from` and the
+/// last one before it (which sets the state `from` opens in); neighbours in the same
+/// state are merged.
+pub fn timeline(events: &[(DateTime<Utc>, String)], from: DateTime<Utc>, now: DateTime<Utc>) -> Vec<TimelineSegment> {
+    let mut ordered: Vec<&(DateTime<Utc>, String)> = events.iter().collect();
+    ordered.sort_by_key(|(at, _)| *at);
+    let mut segments: Vec<TimelineSegment> = Vec::new();
+    let mut push = |from: DateTime<Utc>, to: DateTime<Utc>, state: TimelineState| {
+        if to <= from {
+            return;
+        }
+        match segments.last_mut() {
+            Some(last) if last.state == state && last.to == from => last.to = to,
+            _ => segments.push(TimelineSegment { from, to, state }),
+        }
+    };
+    let (mut cursor, mut state) = (from, TimelineState::Unknown);
+    for (at, kind) in ordered {
+        let at = (*at).min(now);
+        if at > cursor {
+            push(cursor, at, state);
+            cursor = at;
+        }
+        state = TimelineState::after(kind);
+    }
+    push(cursor, now, state);
+    segments
+}

@@ -4,7 +4,10 @@
 use crate::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use domain::error::ErrorCode;
-use domain::live::{GatewayEventRecord, ReadingDetail, ReadingStage, ReadingStatistics, ReadingSummary, SensorRecord};
+use domain::live::{
+    GatewayEventRecord, GatewayHealth, ReadingDetail, ReadingStage, ReadingStatistics, ReadingSummary, SensorRecord,
+    TimelineSegment,
+};
 use domain::{AppError, Gateway, Page, PageRequest};
 use sqlx::types::Json;
 use uuid::Uuid;
@@ -567,5 +570,149 @@ impl Store {
             .await?
             .rows_affected();
         Ok((events, readings))
+    }
+}
+
+impl Store {
+    /// Online time and disconnections of each gateway in `ids` since each of `starts`
+    /// (until `now`), from the stored events: one query, each gateway's events read
+    /// through its `(gateway_id, at)` index, starting with the last one before the
+    /// earliest window (the state the window opens in).
+    pub async fn gateway_uptime(
+        &self,
+        ids: &[Uuid],
+        starts: &[DateTime<Utc>],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<UptimeRow>, StoreError> {
+        let Some(earliest) = starts.iter().min().copied() else {
+            return Ok(Vec::new());
+        };
+        Ok(sqlx::query_as(
+            "WITH ev AS (
+                 SELECT g.id AS gateway_id, g.created_at, e.at, e.kind, e.id AS seq
+                 FROM gateways g
+                 LEFT JOIN LATERAL (
+                     (SELECT at, kind, id FROM gateway_events
+                      WHERE gateway_id = g.id AND at < $2 ORDER BY at DESC, id DESC LIMIT 1)
+                     UNION ALL
+                     (SELECT at, kind, id FROM gateway_events
+                      WHERE gateway_id = g.id AND at >= $2 AND at <= $3)
+                 ) e ON true
+                 WHERE g.id = ANY($1)
+             ),
+             spans AS (
+                 SELECT gateway_id, created_at, kind, at,
+                        coalesce(lead(at) OVER (PARTITION BY gateway_id ORDER BY at, seq), $3) AS until
+                 FROM ev
+             )
+             SELECT gateway_id, w.start, min(created_at) AS created_at,
+                    coalesce(sum(extract(epoch FROM greatest(least(until, $3) - greatest(at, w.start), interval '0')))
+                        FILTER (WHERE kind = 'connected'), 0)::float8 AS online_seconds,
+                    count(*) FILTER (WHERE kind = 'disconnected' AND at >= w.start) AS disconnections
+             FROM spans CROSS JOIN unnest($4::timestamptz[]) AS w(start)
+             GROUP BY gateway_id, w.start",
+        )
+        .bind(ids)
+        .bind(earliest)
+        .bind(now)
+        .bind(starts)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// A gateway's states since `from`: online from each `connected` event until the
+    /// next event; disabled from `disabled` until the next; offline otherwise (and
+    /// before its first event, or while it did not exist: `unknown`).
+    pub async fn gateway_timeline(
+        &self,
+        gateway: Uuid,
+        from: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<TimelineSegment>, StoreError> {
+        let events: Vec<(DateTime<Utc>, String)> = sqlx::query_as(
+            "(SELECT at, kind FROM gateway_events WHERE gateway_id = $1 AND at < $2 ORDER BY at DESC, id DESC LIMIT 1)
+             UNION ALL
+             (SELECT at, kind FROM gateway_events WHERE gateway_id = $1 AND at >= $2 AND at <= $3 ORDER BY at, id)",
+        )
+        .bind(gateway)
+        .bind(from)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(domain::live::timeline(&events, from, now))
+    }
+}
+
+/// One gateway's online time and disconnections since `start` (see [`Store::gateway_uptime`]).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UptimeRow {
+    pub gateway_id: Uuid,
+    pub start: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub online_seconds: f64,
+    pub disconnections: i64,
+}
+
+/// The windows of [`GatewayHealth`]: a day, a week, thirty days.
+pub const HEALTH_WINDOWS: [chrono::TimeDelta; 3] = [
+    chrono::TimeDelta::days(1),
+    chrono::TimeDelta::days(7),
+    chrono::TimeDelta::days(30),
+];
+
+/// Percent of the part of the window from `start` to `now` the gateway existed (it was
+/// created at `created_at`); `None` when it did not exist yet.
+pub fn uptime_percent(
+    online_seconds: f64,
+    start: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<f64> {
+    let observed = (now - start.max(created_at)).num_milliseconds() as f64 / 1000.0;
+    (observed > 0.0).then(|| (online_seconds / observed * 100.0).clamp(0.0, 100.0))
+}
+
+impl Store {
+    /// Uptime and disconnections over a day, a week and thirty days, and the last day's
+    /// timeline, of one gateway.
+    pub async fn gateway_health(&self, gateway: Uuid, now: DateTime<Utc>) -> Result<GatewayHealth, StoreError> {
+        // PostgreSQL keeps microseconds: the windows' starts come back as they were sent.
+        let now = chrono::SubsecRound::trunc_subsecs(now, 6);
+        self.get_gateway(gateway).await?;
+        let starts: Vec<DateTime<Utc>> = HEALTH_WINDOWS.iter().map(|w| now - *w).collect();
+        let rows = self.gateway_uptime(&[gateway], &starts, now).await?;
+        let window = |at: usize| match rows.iter().find(|r| r.start == starts[at]) {
+            Some(row) => (
+                uptime_percent(row.online_seconds, starts[at], row.created_at, now),
+                row.disconnections.max(0) as u64,
+            ),
+            None => (None, 0),
+        };
+        let ((uptime_24h, disconnections_24h), (uptime_7d, disconnections_7d), (uptime_30d, disconnections_30d)) =
+            (window(0), window(1), window(2));
+        Ok(GatewayHealth {
+            uptime_24h,
+            uptime_7d,
+            uptime_30d,
+            disconnections_24h,
+            disconnections_7d,
+            disconnections_30d,
+            timeline: self.gateway_timeline(gateway, starts[0], now).await?,
+        })
+    }
+
+    /// Each gateway's uptime over the last day (percent), for a list of them.
+    pub async fn uptime_last_day(
+        &self,
+        ids: &[Uuid],
+        now: DateTime<Utc>,
+    ) -> Result<std::collections::HashMap<Uuid, f64>, StoreError> {
+        let start = now - HEALTH_WINDOWS[0];
+        Ok(self
+            .gateway_uptime(ids, &[start], now)
+            .await?
+            .into_iter()
+            .filter_map(|r| uptime_percent(r.online_seconds, start, r.created_at, now).map(|p| (r.gateway_id, p)))
+            .collect())
     }
 }
