@@ -66,7 +66,7 @@ pub async fn require_page_sign_in(State(state): State<AppState>, req: Request, n
         return next.run(req).await;
     }
     let signed_in = match req.extensions().get::<Session>() {
-        Some(session) => match app::ssr::user_of_session(&state.store, session).await {
+        Some(session) => match state.store.user_of_session(session).await {
             // A one-time password leads to the account page, and nowhere else, until changed.
             Ok(Some(user)) if user.must_change_password && path != ACCOUNT_PAGE => {
                 return (StatusCode::SEE_OTHER, [(header::LOCATION, ACCOUNT_PAGE)]).into_response();
@@ -86,7 +86,7 @@ pub async fn require_page_sign_in(State(state): State<AppState>, req: Request, n
         return next.run(req).await;
     }
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let location = format!("/login?next={}", app::api::auth::encode_query_value(target));
+    let location = format!("/login?next={}", domain::links::encode_query_value(target));
     (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
 }
 

@@ -43,43 +43,6 @@ pub fn provide_content_security_policy() {
     }
 }
 
-/// The signed-in user of a session: its `user_id`, if that user still exists
-/// and is not disabled. The page guard, the REST API and every server function
-/// ask this, so a disabled or deleted user loses access everywhere at once.
-pub async fn user_of_session(store: &Store, session: &Session) -> Result<Option<User>, AppError> {
-    let user_id: Option<uuid::Uuid> = session.get(store::SESSION_USER_KEY).await.map_err(|err| {
-        tracing::error!(%err, "session could not be read");
-        AppError::internal()
-    })?;
-    let Some(user_id) = user_id else { return Ok(None) };
-    let user = store.get_user(user_id).await?.filter(|u| u.disabled_at.is_none());
-    if user.is_some() {
-        restart_idle_timer(session).await;
-    }
-    Ok(user)
-}
-
-/// Use keeps a session alive: tower-sessions saves (and so moves the idle
-/// expiry of) modified sessions only, so an active session records when it was
-/// last used, at most once a minute: one write a minute per session, not one
-/// per request.
-async fn restart_idle_timer(session: &Session) {
-    const KEY: &str = "touched_at";
-    let now = chrono::Utc::now().timestamp();
-    let touched: Option<i64> = match session.get(KEY).await {
-        Ok(touched) => touched,
-        Err(err) => {
-            tracing::warn!(%err, "could not read when the session was last used");
-            None
-        }
-    };
-    if touched.is_none_or(|at| now - at >= 60) {
-        if let Err(err) = session.insert(KEY, now).await {
-            tracing::warn!(%err, "could not mark the session as used");
-        }
-    }
-}
-
 /// This request's session (the session layer puts it in the request).
 pub async fn session() -> Result<Session, AppError> {
     leptos_axum::extract::<Session>().await.map_err(|err| {
@@ -91,7 +54,7 @@ pub async fn session() -> Result<Session, AppError> {
 /// The signed-in user, if any.
 pub async fn current_user() -> Result<Option<User>, AppError> {
     let store = store()?;
-    user_of_session(&store, &session().await?).await
+    store.user_of_session(&session().await?).await
 }
 
 /// The signed-in user, or `UNAUTHORIZED`. Every server function starts with
@@ -104,18 +67,9 @@ pub async fn require_user() -> Result<User, AppError> {
         ))
     })?;
     if user.must_change_password {
-        return Err(with_status(password_change_required()));
+        return Err(with_status(AppError::password_change_required()));
     }
     Ok(user)
-}
-
-/// The answer to everything but the account page while the user still has a one-time
-/// password.
-pub fn password_change_required() -> AppError {
-    AppError::new(
-        ErrorCode::Forbidden,
-        "Choose your own password first: you signed in with a one-time password (Account page).",
-    )
 }
 
 /// Gives the HTTP response the error's status (401, 403…), so that a direct
@@ -258,8 +212,8 @@ pub fn answer_form_keeping<T>(
 /// the URL and in a short-lived cookie. The page shows the error and fills the form in
 /// only when the two match, so a crafted link can do neither.
 pub fn refused_form_location(retry: &str, params: &[(&str, &str)], kept: &[(&str, String)]) -> String {
-    use crate::api::auth::encode_query_value;
     use crate::components::{REFUSED_FORM_COOKIE, SUBMITTED_PREFIX};
+    use domain::links::encode_query_value;
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     let secure = use_context::<SecureCookies>().is_some_and(|secure| secure.0);
     let cookie = format!(

@@ -141,9 +141,9 @@ async fn session_caller(
     let Some(session) = session else {
         return Ok(None);
     };
-    let user = app::ssr::user_of_session(&state.store, &session).await?;
+    let user = state.store.user_of_session(&session).await?;
     if user.as_ref().is_some_and(|user| user.must_change_password) {
-        return Err(app::ssr::password_change_required().into());
+        return Err(domain::AppError::password_change_required().into());
     }
     Ok(user.map(|user| Caller {
         subject: Subject::User(user.id),

@@ -31,17 +31,6 @@ pub fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-/// Percent-encodes a query parameter value (RFC 3986 unreserved characters stay).
-pub fn encode_query_value(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[server(prefix = "/rpc", endpoint = "get_current_user")]
 pub async fn get_current_user() -> Result<Option<User>, AppError> {
     ssr::current_user().await
@@ -106,32 +95,28 @@ pub async fn sign_in(email: String, password: String, next: Option<String>) -> R
 /// other sessions end; this one stays signed in under a new session id.
 #[server(prefix = "/rpc", endpoint = "change_password")]
 pub async fn change_password(current_password: String, new_password: String) -> Result<User, AppError> {
-    ssr::answer_form(
-        "/account",
-        change_password_checked(current_password, new_password).await,
-    )
-}
-
-#[cfg(feature = "ssr")]
-async fn change_password_checked(current_password: String, new_password: String) -> Result<User, AppError> {
-    use domain::error::ErrorCode;
-    // Not `require_user`: this is what a user with a one-time password may still do.
-    let user = ssr::current_user()
-        .await?
-        .ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "Your session has ended. Sign in again."))?;
-    let session = ssr::session().await?;
-    let changed = ssr::store()?
-        .change_own_password(
-            user.id,
-            &domain::UserPassword::new(current_password),
-            &domain::UserPassword::new(new_password),
-            session.id().as_ref(),
-        )
-        .await?;
-    // A credential change gets a new session id, like a sign-in.
-    session.cycle_id().await.map_err(|_| AppError::internal())?;
-    tracing::info!(user_id = %user.id, "password changed by its owner; other sessions ended");
-    Ok(changed)
+    let result: Result<User, AppError> = async {
+        use domain::error::ErrorCode;
+        // Not `require_user`: this is what a user with a one-time password may still do.
+        let user = ssr::current_user()
+            .await?
+            .ok_or_else(|| AppError::new(ErrorCode::Unauthorized, "Your session has ended. Sign in again."))?;
+        let session = ssr::session().await?;
+        let changed = ssr::store()?
+            .change_own_password(
+                user.id,
+                &domain::UserPassword::new(current_password),
+                &domain::UserPassword::new(new_password),
+                session.id().as_ref(),
+            )
+            .await?;
+        // A credential change gets a new session id, like a sign-in.
+        session.cycle_id().await.map_err(|_| AppError::internal())?;
+        tracing::info!(user_id = %user.id, "password changed by its owner; other sessions ended");
+        Ok(changed)
+    }
+    .await;
+    ssr::answer_form("/account", result)
 }
 
 #[server(prefix = "/rpc", endpoint = "sign_out")]
@@ -167,6 +152,6 @@ mod tests {
 
     #[test]
     fn query_values_are_encoded() {
-        assert_eq!(encode_query_value("/a?b=1&c"), "%2Fa%3Fb%3D1%26c");
+        assert_eq!(domain::links::encode_query_value("/a?b=1&c"), "%2Fa%3Fb%3D1%26c");
     }
 }

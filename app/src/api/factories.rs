@@ -50,24 +50,22 @@ pub async fn create_factory(name: String, location: String, timezone: String) ->
         ("location", location.clone()),
         ("timezone", timezone.clone()),
     ];
-    let created = create_factory_checked(name, location, timezone).await;
-    ssr::answer_form_keeping("/factories", "/factories", &kept, created)
-}
-
-#[cfg(feature = "ssr")]
-async fn create_factory_checked(name: String, location: String, timezone: String) -> Result<Factory, AppError> {
-    let user = ssr::require_admin().await?;
-    let store = ssr::store()?;
-    let input = domain::FactoryInput {
-        name: Some(name),
-        location: Some(location),
-        timezone: Some(timezone),
-        ..Default::default()
+    let created: Result<Factory, AppError> = async {
+        let user = ssr::require_admin().await?;
+        let store = ssr::store()?;
+        let input = domain::FactoryInput {
+            name: Some(name),
+            location: Some(location),
+            timezone: Some(timezone),
+            ..Default::default()
+        }
+        .validate()?;
+        let factory = store.create_factory(input).await?;
+        tracing::info!(factory_id = %factory.id, user_id = %user.id, "factory created");
+        Ok(factory)
     }
-    .validate()?;
-    let factory = store.create_factory(input).await?;
-    tracing::info!(factory_id = %factory.id, user_id = %user.id, "factory created");
-    Ok(factory)
+    .await;
+    ssr::answer_form_keeping("/factories", "/factories", &kept, created)
 }
 
 /// Changes a factory's name, location (blank clears it) and time zone.
@@ -78,29 +76,22 @@ pub async fn update_factory(id: Uuid, name: String, location: String, timezone: 
         ("location", location.clone()),
         ("timezone", timezone.clone()),
     ];
-    let updated = update_factory_checked(id, name, location, timezone).await;
-    ssr::answer_form_keeping("/factories", &format!("/factories?edit={id}"), &kept, updated)
-}
-
-#[cfg(feature = "ssr")]
-async fn update_factory_checked(
-    id: Uuid,
-    name: String,
-    location: String,
-    timezone: String,
-) -> Result<Factory, AppError> {
-    let user = ssr::require_admin().await?;
-    let store = ssr::store()?;
-    let changes = domain::FactoryPatch {
-        name: Some(name),
-        location: Some(Some(location)),
-        timezone: Some(timezone),
-        ..Default::default()
+    let updated: Result<Factory, AppError> = async {
+        let user = ssr::require_admin().await?;
+        let store = ssr::store()?;
+        let changes = domain::FactoryPatch {
+            name: Some(name),
+            location: Some(Some(location)),
+            timezone: Some(timezone),
+            ..Default::default()
+        }
+        .validate()?;
+        let factory = store.update_factory(id, changes).await?;
+        tracing::info!(factory_id = %factory.id, user_id = %user.id, "factory updated");
+        Ok(factory)
     }
-    .validate()?;
-    let factory = store.update_factory(id, changes).await?;
-    tracing::info!(factory_id = %factory.id, user_id = %user.id, "factory updated");
-    Ok(factory)
+    .await;
+    ssr::answer_form_keeping("/factories", &format!("/factories?edit={id}"), &kept, updated)
 }
 
 /// What a delete removed, for the notice.
@@ -113,20 +104,19 @@ pub struct FactoryDeleted {
 /// Deletes a factory and, with it, its gateways.
 #[server(prefix = "/rpc", endpoint = "delete_factory")]
 pub async fn delete_factory(id: Uuid) -> Result<FactoryDeleted, AppError> {
-    ssr::answer_form("/factories", delete_factory_checked(id).await)
-}
-
-#[cfg(feature = "ssr")]
-async fn delete_factory_checked(id: Uuid) -> Result<FactoryDeleted, AppError> {
-    let user = ssr::require_admin().await?;
-    let store = ssr::store()?;
-    let factory = store.get_factory(id).await?;
-    let gateways = store.delete_factory(id).await?;
-    tracing::info!(factory_id = %id, user_id = %user.id, gateways = gateways.len(), "factory deleted");
-    Ok(FactoryDeleted {
-        name: factory.name,
-        gateways_deleted: gateways.len(),
-    })
+    let result: Result<FactoryDeleted, AppError> = async {
+        let user = ssr::require_admin().await?;
+        let store = ssr::store()?;
+        let factory = store.get_factory(id).await?;
+        let gateways = store.delete_factory(id).await?;
+        tracing::info!(factory_id = %id, user_id = %user.id, gateways = gateways.len(), "factory deleted");
+        Ok(FactoryDeleted {
+            name: factory.name,
+            gateways_deleted: gateways.len(),
+        })
+    }
+    .await;
+    ssr::answer_form("/factories", result)
 }
 
 #[server(prefix = "/rpc", endpoint = "get_factory")]

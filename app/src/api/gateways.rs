@@ -205,16 +205,15 @@ pub async fn create_gateway(
         tls_pin,
     };
     let kept = form.kept();
-    ssr::answer_form_keeping("/gateways", "/gateways", &kept, create_gateway_checked(form).await)
-}
-
-#[cfg(feature = "ssr")]
-async fn create_gateway_checked(form: GatewayForm) -> Result<Gateway, AppError> {
-    let user = ssr::require_admin().await?;
-    let store = ssr::store()?;
-    let gateway = store.create_gateway(form.into_input().validate()?).await?;
-    tracing::info!(gateway = %gateway.id, user_id = %user.id, "gateway created");
-    Ok(gateway)
+    let result: Result<Gateway, AppError> = async {
+        let user = ssr::require_admin().await?;
+        let store = ssr::store()?;
+        let gateway = store.create_gateway(form.into_input().validate()?).await?;
+        tracing::info!(gateway = %gateway.id, user_id = %user.id, "gateway created");
+        Ok(gateway)
+    }
+    .await;
+    ssr::answer_form_keeping("/gateways", "/gateways", &kept, result)
 }
 
 /// Changes a gateway. A blank (or absent) password keeps the stored one; the
@@ -246,29 +245,27 @@ pub async fn update_gateway(
     };
     let kept = form.kept();
     let retry = format!("/gateways?edit={id}");
-    ssr::answer_form_keeping("/gateways", &retry, &kept, update_gateway_checked(id, form).await)
-}
-
-#[cfg(feature = "ssr")]
-async fn update_gateway_checked(id: Uuid, form: GatewayForm) -> Result<Gateway, AppError> {
-    let user = ssr::require_admin().await?;
-    let store = ssr::store()?;
-    let gateway = store.update_gateway(id, form.into_patch().validate()?).await?;
-    tracing::info!(gateway = %gateway.id, user_id = %user.id, "gateway updated");
-    Ok(gateway)
+    let result: Result<Gateway, AppError> = async {
+        let user = ssr::require_admin().await?;
+        let store = ssr::store()?;
+        let gateway = store.update_gateway(id, form.into_patch().validate()?).await?;
+        tracing::info!(gateway = %gateway.id, user_id = %user.id, "gateway updated");
+        Ok(gateway)
+    }
+    .await;
+    ssr::answer_form_keeping("/gateways", &retry, &kept, result)
 }
 
 #[server(prefix = "/rpc", endpoint = "delete_gateway")]
 pub async fn delete_gateway(id: Uuid) -> Result<String, AppError> {
-    ssr::answer_form("/gateways", delete_gateway_checked(id).await)
-}
-
-#[cfg(feature = "ssr")]
-async fn delete_gateway_checked(id: Uuid) -> Result<String, AppError> {
-    let user = ssr::require_admin().await?;
-    let store = ssr::store()?;
-    let gateway = store.get_gateway(id).await?;
-    store.delete_gateway(id).await?;
-    tracing::info!(gateway = %id, user_id = %user.id, "gateway deleted");
-    Ok(gateway.name)
+    let result: Result<String, AppError> = async {
+        let user = ssr::require_admin().await?;
+        let store = ssr::store()?;
+        let gateway = store.get_gateway(id).await?;
+        store.delete_gateway(id).await?;
+        tracing::info!(gateway = %id, user_id = %user.id, "gateway deleted");
+        Ok(gateway.name)
+    }
+    .await;
+    ssr::answer_form("/gateways", result)
 }

@@ -16,18 +16,16 @@ pub async fn list_users() -> Result<Vec<User>, AppError> {
 #[server(prefix = "/rpc", endpoint = "create_user")]
 pub async fn create_user(email: String, password: String, role: Role) -> Result<User, AppError> {
     let kept = [("email", email.clone()), ("role", role.to_string())];
-    let created = create_user_checked(email, password, role).await;
+    let created: Result<User, AppError> = async {
+        let admin = ssr::require_admin().await?;
+        let user = ssr::store()?
+            .create_user(&email, &domain::UserPassword::new(password), role)
+            .await?;
+        tracing::info!(user_id = %user.id, by = %admin.id, role = %user.role, "user created");
+        Ok(user)
+    }
+    .await;
     ssr::answer_form_keeping("/users", "/users", &kept, created)
-}
-
-#[cfg(feature = "ssr")]
-async fn create_user_checked(email: String, password: String, role: Role) -> Result<User, AppError> {
-    let admin = ssr::require_admin().await?;
-    let user = ssr::store()?
-        .create_user(&email, &domain::UserPassword::new(password), role)
-        .await?;
-    tracing::info!(user_id = %user.id, by = %admin.id, role = %user.role, "user created");
-    Ok(user)
 }
 
 /// Refuses an administrator's change to their own account that would lock
@@ -45,52 +43,49 @@ fn not_yourself(admin: &User, id: Uuid, what: &str) -> Result<(), AppError> {
 
 #[server(prefix = "/rpc", endpoint = "set_user_role")]
 pub async fn set_user_role(id: Uuid, role: Role) -> Result<User, AppError> {
-    ssr::answer_form("/users", set_user_role_checked(id, role).await)
-}
-
-#[cfg(feature = "ssr")]
-async fn set_user_role_checked(id: Uuid, role: Role) -> Result<User, AppError> {
-    let admin = ssr::require_admin().await?;
-    not_yourself(&admin, id, "change the role of")?;
-    let user = ssr::store()?.set_user_role(id, role).await?;
-    tracing::info!(user_id = %id, by = %admin.id, role = %role, "user role changed");
-    Ok(user)
+    let result: Result<User, AppError> = async {
+        let admin = ssr::require_admin().await?;
+        not_yourself(&admin, id, "change the role of")?;
+        let user = ssr::store()?.set_user_role(id, role).await?;
+        tracing::info!(user_id = %id, by = %admin.id, role = %role, "user role changed");
+        Ok(user)
+    }
+    .await;
+    ssr::answer_form("/users", result)
 }
 
 /// Disables a user (`disabled = true`, which also ends their sessions) or
 /// enables them again.
 #[server(prefix = "/rpc", endpoint = "set_user_disabled")]
 pub async fn set_user_disabled(id: Uuid, disabled: bool) -> Result<User, AppError> {
-    ssr::answer_form("/users", set_user_disabled_checked(id, disabled).await)
-}
-
-#[cfg(feature = "ssr")]
-async fn set_user_disabled_checked(id: Uuid, disabled: bool) -> Result<User, AppError> {
-    let admin = ssr::require_admin().await?;
-    let store = ssr::store()?;
-    let user = if disabled {
-        not_yourself(&admin, id, "disable")?;
-        store.disable_user(id).await?
-    } else {
-        store.enable_user(id).await?
-    };
-    tracing::info!(user_id = %id, by = %admin.id, disabled, "user access changed");
-    Ok(user)
+    let result: Result<User, AppError> = async {
+        let admin = ssr::require_admin().await?;
+        let store = ssr::store()?;
+        let user = if disabled {
+            not_yourself(&admin, id, "disable")?;
+            store.disable_user(id).await?
+        } else {
+            store.enable_user(id).await?
+        };
+        tracing::info!(user_id = %id, by = %admin.id, disabled, "user access changed");
+        Ok(user)
+    }
+    .await;
+    ssr::answer_form("/users", result)
 }
 
 #[server(prefix = "/rpc", endpoint = "reset_user_password")]
 pub async fn reset_user_password(id: Uuid, password: String) -> Result<User, AppError> {
-    ssr::answer_form("/users", reset_user_password_checked(id, password).await)
-}
-
-#[cfg(feature = "ssr")]
-async fn reset_user_password_checked(id: Uuid, password: String) -> Result<User, AppError> {
-    let admin = ssr::require_admin().await?;
-    let user = ssr::store()?
-        .reset_user_password(id, &domain::UserPassword::new(password))
-        .await?;
-    tracing::info!(user_id = %id, by = %admin.id, "user password reset");
-    Ok(user)
+    let result: Result<User, AppError> = async {
+        let admin = ssr::require_admin().await?;
+        let user = ssr::store()?
+            .reset_user_password(id, &domain::UserPassword::new(password))
+            .await?;
+        tracing::info!(user_id = %id, by = %admin.id, "user password reset");
+        Ok(user)
+    }
+    .await;
+    ssr::answer_form("/users", result)
 }
 
 /// An API token as listed (never its secret).
@@ -155,18 +150,17 @@ pub async fn create_token(name: String, role: Role) -> Result<CreatedToken, AppE
 /// Revokes a token; every server refuses it from the next request on.
 #[server(prefix = "/rpc", endpoint = "revoke_token")]
 pub async fn revoke_token(id: Uuid) -> Result<(), AppError> {
-    ssr::answer_form("/tokens", revoke_token_checked(id).await)
-}
-
-#[cfg(feature = "ssr")]
-async fn revoke_token_checked(id: Uuid) -> Result<(), AppError> {
-    let admin = ssr::require_admin().await?;
-    if !ssr::store()?.revoke_api_token(id).await? {
-        return Err(AppError::new(
-            domain::error::ErrorCode::NotFound,
-            "No active token with this id",
-        ));
+    let result: Result<(), AppError> = async {
+        let admin = ssr::require_admin().await?;
+        if !ssr::store()?.revoke_api_token(id).await? {
+            return Err(AppError::new(
+                domain::error::ErrorCode::NotFound,
+                "No active token with this id",
+            ));
+        }
+        tracing::info!(token_id = %id, by = %admin.id, "API token revoked");
+        Ok(())
     }
-    tracing::info!(token_id = %id, by = %admin.id, "API token revoked");
-    Ok(())
+    .await;
+    ssr::answer_form("/tokens", result)
 }

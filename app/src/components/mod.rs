@@ -275,3 +275,26 @@ pub fn UrlError() -> impl IntoView {
             .map(|message| view! { <p class="toast form-error" role="alert">{message}</p> })
     }
 }
+
+/// "97.3 %" (one decimal), or "—" for none. Formatted with integers: the float
+/// formatter would add tens of KB to a page's wasm that shows no other float.
+pub fn percent_text(value: Option<f64>) -> String {
+    match value {
+        Some(p) if p.is_finite() => {
+            let tenths = (p.clamp(0.0, 100.0) * 10.0).round() as u64;
+            format!("{}.{} %", tenths / 10, tenths % 10)
+        }
+        _ => "—".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod percent_tests {
+    #[test]
+    fn percent_text_rounds_to_one_decimal() {
+        assert_eq!(super::percent_text(Some(96.428_571)), "96.4 %");
+        assert_eq!(super::percent_text(Some(99.96)), "100.0 %");
+        assert_eq!(super::percent_text(Some(0.04)), "0.0 %");
+        assert_eq!(super::percent_text(None), "—");
+    }
+}

@@ -2,13 +2,13 @@
 //! adds one or edits one (`?edit=<id>`), and delete with a confirmation.
 
 use super::{load_error, page_offset, query_value};
-use crate::api::auth::encode_query_value;
 use crate::api::factories::{
     get_factory, list_factories, CreateFactory, DeleteFactory, FactoryListItem, UpdateFactory,
 };
 use crate::components::{DataTable, FormError, Pager, TextField, Toast, UrlError};
 use crate::use_current_user;
 use domain::inventory::{LOCATION_MAX, NAME_MAX, TIMEZONE_MAX};
+use domain::links::encode_query_value;
 use domain::{AppError, Factory, Page};
 use leptos::form::ActionForm;
 use leptos::prelude::*;

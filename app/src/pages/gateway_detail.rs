@@ -5,7 +5,7 @@
 use crate::api::live::{
     gateway_readings, gateway_view, reading_plots, AxisPlot, GatewayPageData, ReadingCharts, TakeReading,
 };
-use crate::components::{DataTable, StateBadge};
+use crate::components::{percent_text, DataTable, StateBadge};
 use crate::live::{clock, duration_words, follow, Link};
 use domain::live::{GatewayHealth, GatewayLive, ReadingProgress, ReadingStage, ReadingSummary};
 use leptos::prelude::*;
@@ -363,7 +363,7 @@ lazy_page!(GatewayDetailRoute, GatewayDetailPage);
 /// states (each segment as wide as its share of the day).
 #[component]
 fn HealthCard(health: GatewayHealth) -> impl IntoView {
-    let percent = |value: Option<f64>| value.map_or_else(|| "—".to_owned(), |p| format!("{p:.1} %"));
+    let percent = percent_text;
     let rows = [
         ("24 h", health.uptime_24h, health.disconnections_24h),
         ("7 d", health.uptime_7d, health.disconnections_7d),

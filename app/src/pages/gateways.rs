@@ -6,12 +6,13 @@
 use super::{load_error, page_offset, query_value};
 use crate::api::factories::factory_names;
 use crate::api::gateways::{list_gateways, BulkGateways, CreateGateway, DeleteGateway, GatewayList, UpdateGateway};
-use crate::components::{FactorySelect, FormError, Pager, StateBadge, TextField, Toast, UrlError};
+use crate::components::{percent_text, FactorySelect, FormError, Pager, StateBadge, TextField, Toast, UrlError};
 use crate::live::{follow_batches, Link};
 use crate::use_current_user;
 use domain::inventory::{
     EMAIL_MAX, FIRMWARE_MAX, GATEWAY_ID_MAX, MODEL_MAX, NAME_MAX, PASSWORD_MAX, TLS_PIN_INPUT_MAX, URL_MAX,
 };
+use domain::links::encode_query_value;
 use domain::live::{BulkAction, ConnectionState};
 use domain::{AppError, Gateway, GatewaySort};
 use leptos::form::ActionForm;
@@ -47,7 +48,7 @@ pub fn GatewaysPage() -> impl IntoView {
         }
         for (name, value) in [("state", state.get()), ("sort", sort.get()), ("order", order.get())] {
             if let Some(value) = value {
-                query.push_str(&format!("{name}={}&", urlencoding(&value)));
+                query.push_str(&format!("{name}={}&", encode_query_value(&value)));
             }
         }
         query
@@ -332,18 +333,6 @@ fn bulk_words(outcome: &domain::live::BulkOutcome) -> String {
     words
 }
 
-/// Percent-encodes a query value (the few characters a sort, order or state can hold
-/// are safe; anything else from a hand-made URL is escaped).
-fn urlencoding(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// The table's columns: heading, class, and the sort key when the server sorts by it
 /// (the factory name and the live state are not stored columns).
 const COLUMNS: [(&str, &str, Option<GatewaySort>); 9] = [
@@ -531,7 +520,7 @@ fn gateway_table(result: Result<GatewayList, AppError>, table: TableContext) -> 
                     <td class="strong"><A href=format!("/gateways/{}", g.id)>{g.name}</A></td>
                     <td class="mono hide-narrow">{g.url}</td>
                     <td>{badge}</td>
-                    <td class="num hide-narrow">{item.uptime_24h.map_or_else(|| "—".to_owned(), |p| format!("{p:.1} %"))}</td>
+                    <td class="num hide-narrow">{percent_text(item.uptime_24h)}</td>
                     <td class="hide-narrow">{last_seen}</td>
                     <td class="hide-narrow">{g.model.unwrap_or_else(|| "—".into())}</td>
                     <td class="hide-narrow">{g.firmware_version.unwrap_or_else(|| "—".into())}</td>

@@ -155,6 +155,15 @@ impl AppError {
         Self::new(ErrorCode::FactoryNotFound, "Factory not found")
     }
 
+    /// The answer to everything but the account page while the user still has a
+    /// one-time password.
+    pub fn password_change_required() -> Self {
+        Self::new(
+            ErrorCode::Forbidden,
+            "Choose your own password first: you signed in with a one-time password (Account page).",
+        )
+    }
+
     pub fn gateway_not_found() -> Self {
         Self::new(ErrorCode::GatewayNotFound, "Gateway not found")
     }

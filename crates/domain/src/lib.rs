@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod error;
 pub mod inventory;
+pub mod links;
 pub mod live;
 pub mod page;
 pub mod secret;

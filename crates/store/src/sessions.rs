@@ -3,10 +3,11 @@
 use crate::Store;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use domain::{AppError, User};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 use time::OffsetDateTime;
-use tower_sessions_core::session::{Id, Record};
+use tower_sessions_core::session::{Id, Record, Session};
 use tower_sessions_core::session_store::{self, Error, SessionStore};
 use uuid::Uuid;
 
@@ -145,5 +146,44 @@ impl Store {
                 .fetch_one(&self.pool)
                 .await?,
         )
+    }
+}
+
+impl Store {
+    /// The signed-in user of a session: its `user_id`, if that user still exists
+    /// and is not disabled. The page guard, the REST API and every server function
+    /// ask this, so a disabled or deleted user loses access everywhere at once.
+    pub async fn user_of_session(&self, session: &Session) -> Result<Option<User>, AppError> {
+        let user_id: Option<Uuid> = session.get(SESSION_USER_KEY).await.map_err(|err| {
+            tracing::error!(%err, "session could not be read");
+            AppError::internal()
+        })?;
+        let Some(user_id) = user_id else { return Ok(None) };
+        let user = self.get_user(user_id).await?.filter(|u| u.disabled_at.is_none());
+        if user.is_some() {
+            restart_idle_timer(session).await;
+        }
+        Ok(user)
+    }
+}
+
+/// Use keeps a session alive: tower-sessions saves (and so moves the idle
+/// expiry of) modified sessions only, so an active session records when it was
+/// last used, at most once a minute: one write a minute per session, not one
+/// per request.
+async fn restart_idle_timer(session: &Session) {
+    const KEY: &str = "touched_at";
+    let now = chrono::Utc::now().timestamp();
+    let touched: Option<i64> = match session.get(KEY).await {
+        Ok(touched) => touched,
+        Err(err) => {
+            tracing::warn!(%err, "could not read when the session was last used");
+            None
+        }
+    };
+    if touched.is_none_or(|at| now - at >= 60) {
+        if let Err(err) = session.insert(KEY, now).await {
+            tracing::warn!(%err, "could not mark the session as used");
+        }
     }
 }
