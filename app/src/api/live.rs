@@ -127,12 +127,15 @@ pub struct GatewayPageData {
     pub readings: Page<ReadingSummary>,
     pub health: domain::live::GatewayHealth,
     pub can_take_readings: bool,
+    /// The live stream's position this view is as new as.
+    pub as_of: u64,
 }
 
 #[server(prefix = "/rpc", endpoint = "gateway_view")]
 pub async fn gateway_view(id: Uuid) -> Result<GatewayPageData, AppError> {
     let user = ssr::require_user().await?;
     let store = ssr::store()?;
+    let as_of = orchestrator()?.stream_position();
     let gateway = store.get_gateway(id).await?;
     let factory_name = store
         .get_factory(gateway.factory_id)
@@ -148,6 +151,7 @@ pub async fn gateway_view(id: Uuid) -> Result<GatewayPageData, AppError> {
         factory_name,
         gateway,
         can_take_readings: user.role.can_write(),
+        as_of,
     })
 }
 

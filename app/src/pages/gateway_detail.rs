@@ -6,7 +6,7 @@ use crate::api::live::{
     gateway_readings, gateway_view, reading_plots, AxisPlot, GatewayPageData, ReadingCharts, TakeReading,
 };
 use crate::components::{percent_text, DataTable, StateBadge};
-use crate::live::{clock, duration_words, follow, Link};
+use crate::live::{clock, duration_words, follow_batches, Link, LinkBanner};
 use domain::live::{GatewayHealth, GatewayLive, ReadingProgress, ReadingStage, ReadingSummary};
 use leptos::prelude::*;
 use leptos_router::components::A;
@@ -46,19 +46,34 @@ pub fn GatewayDetailPage() -> impl IntoView {
     }
 }
 
+/// What this page reads of a stream frame (its factory's): the gateways' records and
+/// the reading steps.
+#[derive(serde::Deserialize)]
+struct DetailFrame {
+    #[serde(default)]
+    gateways: Vec<GatewayLive>,
+    #[serde(default)]
+    readings: Vec<ReadingProgress>,
+}
+
 #[component]
 fn GatewayDetail(page: GatewayPageData) -> impl IntoView {
     let gateway_id = page.gateway.id;
-    let all = RwSignal::new(page.live.clone().into_iter().collect::<Vec<GatewayLive>>());
+    let live = RwSignal::new(page.live.clone());
     let link = RwSignal::new(Link::Connecting);
     let progress = RwSignal::new(HashMap::<u64, ReadingProgress>::new());
     // Moves when a reading of this gateway is asked for or ends: the list is read again,
     // so a new reading shows up (and can be plotted) without a reload.
     let readings_changed = RwSignal::new(0u32);
+    let (as_of, factory_id) = (page.as_of, page.gateway.factory_id);
     Effect::new(move |started: Option<()>| {
         if started.is_none() {
-            follow(all, link, move |reading| {
-                if reading.gateway == gateway_id {
+            let url = format!("/api/events?coalesce=true&factory_id={factory_id}&last_event_id={as_of}");
+            follow_batches(url, link, move |frame: DetailFrame| {
+                if let Some(record) = frame.gateways.into_iter().rev().find(|g| g.id == gateway_id) {
+                    live.set(Some(record));
+                }
+                for reading in frame.readings.into_iter().filter(|r| r.gateway == gateway_id) {
                     if reading.stage != ReadingStage::Started {
                         readings_changed.update(|n| *n += 1);
                     }
@@ -83,7 +98,6 @@ fn GatewayDetail(page: GatewayPageData) -> impl IntoView {
         },
     );
     let now = clock();
-    let live = move || all.with(|a| a.iter().find(|g| g.id == gateway_id).cloned());
     let take = ServerAction::<TakeReading>::new();
     let take_error = move || take.value().get().and_then(Result::err).map(|e| e.message);
     let query = use_query_map();
@@ -99,7 +113,7 @@ fn GatewayDetail(page: GatewayPageData) -> impl IntoView {
 
     let state_line = move || {
         let now = now.get();
-        match live() {
+        match live.get() {
             None => view! { <span class="badge state-disabled">"Not connected"</span> }.into_any(),
             Some(l) => {
                 let since = duration_words((now - l.since).num_seconds());
@@ -171,7 +185,7 @@ fn GatewayDetail(page: GatewayPageData) -> impl IntoView {
             <h1>{g.name.clone()}</h1>
             <p class="subtitle">{format!("{} · {} · {}", g.gateway_id, g.url, g.model.clone().unwrap_or_default())}</p>
         </header>
-        {move || (link.get() == Link::Down).then(|| view! { <div class="banner" role="status">"Live updates are interrupted; reconnecting…"</div> })}
+        <LinkBanner link />
         <section class="card" aria-label="Live state">
             <h2>"Connection"</h2>
             {state_line}

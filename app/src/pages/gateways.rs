@@ -109,7 +109,8 @@ pub fn GatewaysPage() -> impl IntoView {
             return true;
         }
         let Some(Ok(list)) = gateways.get() else { return false };
-        follow_batches(list.as_of, link, move |batch| {
+        let url = format!("/api/events?coalesce=true&last_event_id={}", list.as_of);
+        follow_batches(url, link, move |batch: StateFrame| {
             live_states.with_value(|rows| {
                 for gateway in &batch.gateways {
                     if let Some(row) = rows.get(&gateway.id) {
@@ -301,6 +302,21 @@ fn edit_form(
         </section>
     }
     .into_any()
+}
+
+/// What the table reads of a stream frame: each changed gateway's id and state.
+#[derive(serde::Deserialize)]
+struct StateFrame {
+    #[serde(default)]
+    gateways: Vec<GatewayState>,
+    #[serde(default)]
+    resync: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct GatewayState {
+    id: Uuid,
+    state: ConnectionState,
 }
 
 /// Each listed gateway's live state, by id, as the stream last said.

@@ -8,9 +8,10 @@
 //! applied by key to the rows shown (a map from id to the row's signal), so a change
 //! re-renders one row, never the list.
 
+use super::load_error;
 use crate::api::live::{status_view, StatusData, FACTORY_ROWS};
 use crate::components::StateBadge;
-use crate::live::{clock, duration_words, follow_batches, Link};
+use crate::live::{clock, duration_words, follow_batches, Link, LinkBanner};
 use chrono::{DateTime, Utc};
 use domain::live::{ConnectionState, FactoryStatus, FleetStatus, GatewayLive, Instance, LiveBatch};
 use leptos::prelude::*;
@@ -32,7 +33,8 @@ pub fn StatusPage() -> impl IntoView {
             return true;
         }
         let Some(Ok(view)) = data.get() else { return false };
-        follow_batches(view.as_of, link, move |batch| {
+        let url = format!("/api/events?coalesce=true&last_event_id={}", view.as_of);
+        follow_batches(url, link, move |batch: LiveBatch| {
             let resync = batch.resync;
             if let Some(rows) = shown.get_value() {
                 rows.apply(batch);
@@ -58,15 +60,7 @@ pub fn StatusPage() -> impl IntoView {
                             shown.set_value(Some(rows));
                             view! { <StatusBody view rows /> }.into_any()
                         }
-                        Err(err) => {
-                            view! {
-                                <div class="error-card" role="alert">
-                                    <h2>"Could not load the status"</h2>
-                                    <p>{err.message}</p>
-                                </div>
-                            }
-                                .into_any()
-                        }
+                        Err(err) => load_error("the status", err),
                     })
             }}
         </Transition>
@@ -194,16 +188,7 @@ impl LiveRows {
 #[component]
 fn LinkIndicator(link: RwSignal<Link>) -> impl IntoView {
     view! {
-        {move || {
-            (link.get() == Link::Down)
-                .then(|| {
-                    view! {
-                        <div class="banner" role="status">
-                            "Live updates are interrupted; reconnecting…"
-                        </div>
-                    }
-                })
-        }}
+        <LinkBanner link />
         <div class="live-indicator" data-link=move || match link.get() {
             Link::Live => "live",
             Link::Connecting => "connecting",
