@@ -554,16 +554,23 @@ impl Store {
     }
 
     /// Deletes events and readings older than the retention periods; returns how many of each.
+    /// Each gateway keeps its newest event before the cutoff: the state its history opens
+    /// in, without which uptime over the whole retention period could not be told.
     pub async fn purge_history(
         &self,
         events_before: DateTime<Utc>,
         readings_before: DateTime<Utc>,
     ) -> Result<(u64, u64), StoreError> {
-        let events = sqlx::query("DELETE FROM gateway_events WHERE at < $1")
-            .bind(events_before)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+        let events = sqlx::query(
+            "DELETE FROM gateway_events e WHERE e.at < $1
+             AND EXISTS (SELECT 1 FROM gateway_events later
+                         WHERE later.gateway_id = e.gateway_id AND later.at < $1
+                           AND (later.at, later.id) > (e.at, e.id))",
+        )
+        .bind(events_before)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
         let readings = sqlx::query("DELETE FROM readings WHERE requested_at < $1")
             .bind(readings_before)
             .execute(&self.pool)

@@ -82,11 +82,15 @@ async fn events_sensors_readings_last_seen_and_retention(pool: PgPool) {
         fence: Some(fence),
     };
     store
-        .record_gateway_events(&[event(old, "connected"), event(Utc::now(), "disconnected")])
+        .record_gateway_events(&[
+            event(old - Duration::days(5), "disconnected"),
+            event(old, "connected"),
+            event(Utc::now(), "disconnected"),
+        ])
         .await
         .unwrap();
     let events = store.list_gateway_events(g.id, page).await.unwrap();
-    assert_eq!(events.pagination.total, 2);
+    assert_eq!(events.pagination.total, 3);
     assert_eq!(events.data[0].kind, "disconnected", "newest first");
 
     let sensor = |serial, connected| DiscoveredSensor {
@@ -227,12 +231,23 @@ async fn events_sensors_readings_last_seen_and_retention(pool: PgPool) {
         "a reading of an unknown gateway is refused"
     );
 
-    // Retention: only the 40-day-old event goes with a 30-day window.
+    // Retention: with a 30-day window the 45-day-old event goes; the 40-day-old one
+    // stays, the state the kept history opens in (online), until a newer one is past it.
     let (events_gone, readings_gone) = store
         .purge_history(Utc::now() - Duration::days(30), Utc::now() - Duration::days(90))
         .await
         .unwrap();
     assert_eq!((events_gone, readings_gone), (1, 0));
+    let kept = store.list_gateway_events(g.id, page).await.unwrap();
+    assert_eq!(
+        kept.data.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+        ["disconnected", "connected"]
+    );
+    let (events_gone, _) = store
+        .purge_history(Utc::now() - Duration::days(30), Utc::now() - Duration::days(90))
+        .await
+        .unwrap();
+    assert_eq!(events_gone, 0, "the newest event before the cutoff is kept");
     let (_, readings_gone) = store
         .purge_history(Utc::now() - Duration::days(30), Utc::now() + Duration::seconds(1))
         .await
