@@ -95,6 +95,13 @@ fn state_list_orders(document: &mut Value) {
 /// reads it): `event`, `id`, and `data` holding a [`LiveEvent`](domain::live) as JSON,
 /// or with `coalesce=true` a [`LiveBatch`](domain::live).
 fn describe_event_stream(document: &mut Value) {
+    // Event ids stay below 2^53 (exact in JavaScript); the server refuses larger ones.
+    let parameters = document["paths"]["/api/events"]["get"]["parameters"]
+        .as_array_mut()
+        .expect("the event stream has parameters");
+    for parameter in parameters.iter_mut().filter(|p| p["name"] == "last_event_id") {
+        parameter["schema"]["maximum"] = json!((1u64 << 53) - 1);
+    }
     let content = &mut document["paths"]["/api/events"]["get"]["responses"]["200"]["content"]["text/event-stream"];
     assert!(content.is_object(), "the document has no event stream");
     content["schema"] = json!({

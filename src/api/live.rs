@@ -232,10 +232,13 @@ pub async fn events(
     let coalesce = query.flag("coalesce")?;
     let from_query = match query.text("last_event_id")? {
         None => None,
+        // Event ids stay below 2^53 (exact in JavaScript).
         Some(raw) => Some(
             raw.trim()
                 .parse::<u64>()
-                .map_err(|_| field_error("last_event_id", "must be a whole number"))?,
+                .ok()
+                .filter(|id| *id < 1 << 53)
+                .ok_or_else(|| field_error("last_event_id", "must be a whole number below 2^53"))?,
         ),
     };
     let last_id = headers

@@ -641,3 +641,67 @@ async fn a_wss_gateway_connects_once_its_certificate_is_pinned() {
         .await;
     assert_eq!(malformed.fields(), ["tls_pin"]);
 }
+
+/// `coalesce=true`: no snapshot but a first frame with the counts (and `resync`, as the
+/// client named no position); then batches holding each changed gateway's last record,
+/// resumable from a frame's id; a malformed position is refused.
+#[tokio::test]
+async fn the_coalesced_stream_sends_batches_with_last_states_and_counts() {
+    let s = TestServer::start().await;
+    let sim = sim().await;
+    let mut stream = SseReader::open(&s, "?coalesce=true", None).await;
+    let (event, first_id, first) = stream.next().await;
+    assert_eq!(event, "batch");
+    assert_eq!(first["resync"], true, "no position given: load the view");
+    assert_eq!(first["summary"]["total"], 0);
+    assert_eq!(first["gateways"], json!([]));
+
+    let (id, _) = gateway_on(&s, &sim, "GW-BATCH-1").await;
+    // Frames until the gateway is online: each holds its record at most once, without
+    // sensors, and the counts as of the frame.
+    let mut last_id = first_id;
+    loop {
+        let (event, frame_id, frame) = stream.next().await;
+        assert_eq!(event, "batch");
+        let mine: Vec<&Value> = frame["gateways"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| g["id"] == id)
+            .collect();
+        assert!(mine.len() <= 1, "one record per gateway per frame: {frame}");
+        last_id = frame_id;
+        if let Some(record) = mine.first() {
+            assert_eq!(record["sensors"], json!([]));
+            assert_eq!(frame["summary"]["total"], 1);
+            if record["state"] == "online" {
+                assert_eq!(frame["summary"]["states"]["online"], 1);
+                break;
+            }
+        }
+    }
+
+    // Resumed from the last frame's id, a change made meanwhile is in the first batch.
+    drop(stream);
+    let off = s
+        .call(Method::POST, &format!("/api/gateways/{id}/disconnect"), None)
+        .await;
+    assert_eq!(off.status, StatusCode::OK);
+    let mut resumed = SseReader::open(&s, &format!("?coalesce=true&last_event_id={last_id}"), None).await;
+    let (_, _, frame) = resumed.next().await;
+    assert_eq!(frame["resync"], false, "the position is known");
+    let record = frame["gateways"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["id"] == id)
+        .cloned();
+    assert_eq!(record.expect("the change made while away")["state"], "disabled");
+
+    let bad = s
+        .call(Method::GET, "/api/events?coalesce=true&last_event_id=x", None)
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let bad = s.call(Method::GET, "/api/events?coalesce=maybe", None).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
