@@ -650,7 +650,7 @@ async fn the_coalesced_stream_sends_batches_with_last_states_and_counts() {
     let s = TestServer::start().await;
     let sim = sim().await;
     let mut stream = SseReader::open(&s, "?coalesce=true", None).await;
-    let (event, first_id, first) = stream.next().await;
+    let (event, _, first) = stream.next().await;
     assert_eq!(event, "batch");
     assert_eq!(first["resync"], true, "no position given: load the view");
     assert_eq!(first["summary"]["total"], 0);
@@ -659,8 +659,7 @@ async fn the_coalesced_stream_sends_batches_with_last_states_and_counts() {
     let (id, _) = gateway_on(&s, &sim, "GW-BATCH-1").await;
     // Frames until the gateway is online: each holds its record at most once, without
     // sensors, and the counts as of the frame.
-    let mut last_id = first_id;
-    loop {
+    let last_id = loop {
         let (event, frame_id, frame) = stream.next().await;
         assert_eq!(event, "batch");
         let mine: Vec<&Value> = frame["gateways"]
@@ -670,16 +669,15 @@ async fn the_coalesced_stream_sends_batches_with_last_states_and_counts() {
             .filter(|g| g["id"] == id)
             .collect();
         assert!(mine.len() <= 1, "one record per gateway per frame: {frame}");
-        last_id = frame_id;
         if let Some(record) = mine.first() {
             assert_eq!(record["sensors"], json!([]));
             assert_eq!(frame["summary"]["total"], 1);
             if record["state"] == "online" {
                 assert_eq!(frame["summary"]["states"]["online"], 1);
-                break;
+                break frame_id;
             }
         }
-    }
+    };
 
     // Resumed from the last frame's id, a change made meanwhile is in the first batch.
     drop(stream);
