@@ -379,6 +379,7 @@ async fn all_online_without(
 
 #[tokio::test]
 async fn a_postgresql_restart_under_three_instances_loses_no_gateway() {
+    let _heavy = crate::common::HEAVY.lock().await;
     const GATEWAYS: usize = 6;
     let dir = tempfile::tempdir().unwrap();
     let pg = EmbeddedPostgres::start(dir.path().join("pg").as_path())

@@ -125,6 +125,7 @@ async fn status_view(server: &TestServer, cookie: &str, open: Option<&str>) -> V
 /// gateway. Its size is a budget: 150 KB compressed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_stays_small_with_ten_thousand_gateways() {
+    let _heavy = crate::common::HEAVY.lock().await;
     const FACTORIES: usize = 100;
     const ENABLED: usize = 150;
     const DISABLED: i32 = 10_000 - ENABLED as i32;
