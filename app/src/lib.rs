@@ -1,19 +1,18 @@
 //! The web app: one Leptos crate compiled twice, for the server (`ssr`: renders
 //! pages and runs server functions) and for the browser (`hydrate`: takes over the
-//! server's HTML). Pages live in `pages/`, server functions in `api/`; code that
+//! server's HTML). Pages live in `pages/`, server functions in `server_fns/`; code that
 //! only the server may run is in `ssr` and nowhere else.
 
 // Large page views are deeply nested types; the wasm build needs a deeper limit.
 #![recursion_limit = "256"]
 
-pub mod api;
 mod components;
-mod live;
+mod event_stream;
 mod pages;
+pub mod server_fns;
 #[cfg(feature = "ssr")]
 pub mod ssr;
 
-use api::auth::{get_current_user, SignOut};
 use domain::{AppError, User};
 use leptos::form::ActionForm;
 use leptos::prelude::*;
@@ -21,6 +20,7 @@ use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes, A};
 use leptos_router::hooks::use_location;
 use leptos_router::{path, Lazy, SsrMode};
+use server_fns::auth::{get_current_user, SignOut};
 
 /// The name cargo-leptos gives the site's JS, wasm and CSS files.
 pub const OUTPUT_NAME: &str = "factory-monitor";

@@ -5,8 +5,6 @@ use domain::error::ErrorCode;
 use domain::{AppError, User};
 use leptos::prelude::use_context;
 use std::net::IpAddr;
-
-use std::time::Duration;
 use store::Store;
 use tower_sessions::Session;
 
@@ -87,12 +85,7 @@ fn with_status(err: AppError) -> AppError {
 /// The signed-in administrator, or `UNAUTHORIZED` / `FORBIDDEN`.
 pub async fn require_admin() -> Result<User, AppError> {
     let user = require_user().await?;
-    if user.role != domain::Role::Admin {
-        return Err(with_status(AppError::new(
-            ErrorCode::Forbidden,
-            "Only administrators can do this; your account can only view.",
-        )));
-    }
+    user.role.check_write().map_err(with_status)?;
     Ok(user)
 }
 
@@ -113,69 +106,6 @@ pub fn client_ip() -> Option<IpAddr> {
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|info| info.0.ip())
     })
-}
-
-/// Sign-in attempts per account and per client address over a fixed window, counted
-/// in PostgreSQL (shared by every instance) before the password is checked.
-#[derive(Clone, Debug)]
-pub struct SignInThrottle {
-    window: Duration,
-    per_account: u32,
-    per_ip: u32,
-}
-
-/// Longer emails are cut to this many characters before they become a throttle key.
-const THROTTLE_KEY_EMAIL_MAX: usize = 254;
-
-impl Default for SignInThrottle {
-    fn default() -> Self {
-        Self::new(Duration::from_secs(15 * 60), 5, 20)
-    }
-}
-
-impl SignInThrottle {
-    pub fn new(window: Duration, per_account: u32, per_ip: u32) -> Self {
-        Self {
-            window,
-            per_account,
-            per_ip,
-        }
-    }
-
-    fn account_key(email: &str) -> String {
-        let email: String = email
-            .trim()
-            .to_lowercase()
-            .chars()
-            .take(THROTTLE_KEY_EMAIL_MAX)
-            .collect();
-        format!("account:{email}")
-    }
-
-    fn address_key(ip: Option<IpAddr>) -> Option<String> {
-        ip.map(|ip| format!("ip:{ip}"))
-    }
-
-    /// Counts an attempt for this account from this address and says whether it may go
-    /// ahead (both within their limits).
-    pub async fn reserve(&self, store: &Store, email: &str, ip: Option<IpAddr>) -> Result<bool, AppError> {
-        let account = Self::account_key(email);
-        let address = Self::address_key(ip);
-        let mut keys = vec![(account.as_str(), self.per_account)];
-        if let Some(address) = &address {
-            keys.push((address.as_str(), self.per_ip));
-        }
-        Ok(store.reserve_sign_in_attempt(&keys, self.window).await?)
-    }
-
-    /// A successful sign-in clears the account's attempts and gives its address back the
-    /// attempt it took (an address is limited in failures, not in sign-ins).
-    pub async fn succeeded(&self, store: &Store, email: &str, ip: Option<IpAddr>) -> Result<(), AppError> {
-        let address = Self::address_key(ip);
-        Ok(store
-            .clear_sign_in_attempts(&Self::account_key(email), address.as_deref())
-            .await?)
-    }
 }
 
 /// Every management action's answer. The answer to a plain form post (no JavaScript), which cannot show a server
@@ -243,21 +173,3 @@ pub fn refused_form_location(retry: &str, params: &[(&str, &str)], kept: &[(&str
 /// functions that set a cookie of their own.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SecureCookies(pub bool);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accounts_are_keyed_case_blind_and_bounded() {
-        assert_eq!(
-            SignInThrottle::account_key(" Ada@Example.com "),
-            "account:ada@example.com"
-        );
-        let long = "a".repeat(10_000);
-        assert_eq!(
-            SignInThrottle::account_key(&long).len(),
-            "account:".len() + THROTTLE_KEY_EMAIL_MAX
-        );
-    }
-}

@@ -154,8 +154,8 @@ async fn session_caller(
 /// The same role rule for tokens and sessions: viewers only read.
 async fn authorize(caller: Caller, mut req: Request, next: Next) -> Result<Response, ApiError> {
     let reads = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if !reads && !caller.role.can_write() {
-        return Err(ApiError::new(ErrorCode::Forbidden, "The viewer role can only read"));
+    if !reads {
+        caller.role.check_write()?;
     }
     req.extensions_mut().insert(caller);
     Ok(next.run(req).await)

@@ -34,7 +34,7 @@ type ApiResult<T> = Result<T, ApiError>;
     security(("bearer" = [])))]
 pub async fn fleet_status(State(state): State<AppState>, query: QueryMap) -> ApiResult<Json<FleetStatus>> {
     let factory = query.uuid("factory_id")?;
-    Ok(Json(FleetStatus::of(&state.orchestrator.snapshot(factory))))
+    Ok(Json(state.orchestrator.fleet_status(factory)))
 }
 
 /// The server instances sharing the fleet (heartbeat within the lease time), oldest
@@ -361,7 +361,7 @@ fn coalesced_stream(
 
     let orchestrator = state.orchestrator.clone();
     let (resume, receiver) = orchestrator.subscribe(last_id);
-    let wanted = move |event: &LiveEvent| factory.is_none_or(|f| event.factory() == Some(f));
+    let wanted = move |event: &LiveEvent| event.is_for(factory);
     let mut first = Coalescer::default();
     match resume {
         Resume::Replay(events) => events.iter().filter(|e| wanted(&e.event)).for_each(|e| first.add(e)),
@@ -428,7 +428,7 @@ fn live_stream(
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let orchestrator = state.orchestrator.clone();
     let (resume, receiver) = orchestrator.subscribe(last_id);
-    let wanted = move |event: &LiveEvent| factory.is_none() || event.factory() == factory;
+    let wanted = move |event: &LiveEvent| event.is_for(factory);
     let first: Vec<Event> = match resume {
         Resume::Replay(events) => events
             .iter()

@@ -3,14 +3,13 @@
 use crate::web::AppState;
 use axum::extract::State;
 use axum::response::IntoResponse;
-use domain::live::{FleetStatus, GatewayLive};
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
 /// Prometheus text exposition.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let gateways = state.orchestrator.snapshot(None);
-    let fleet = FleetStatus::of(&gateways);
+    let fleet = state.orchestrator.fleet_status(None);
+    let counters = state.orchestrator.counter_totals();
     let m = state.orchestrator.metrics();
     let mut out = String::new();
     let _ = writeln!(out, "# HELP factory_monitor_gateways Gateways by connection state.");
@@ -18,22 +17,21 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     for (name, count) in &fleet.states {
         let _ = writeln!(out, "factory_monitor_gateways{{state=\"{name}\"}} {count}");
     }
-    let sum = |f: fn(&GatewayLive) -> u64| gateways.iter().map(f).sum::<u64>();
     for (name, help, value) in [
         (
             "reconnects_total",
             "Connection attempts after the first, all gateways.",
-            sum(|g| g.counters.reconnects),
+            counters.reconnects,
         ),
         (
             "frames_received_total",
             "WebSocket frames received from gateways.",
-            sum(|g| g.counters.frames_in),
+            counters.frames_in,
         ),
         (
             "frames_sent_total",
             "Protocol frames sent to gateways.",
-            sum(|g| g.counters.frames_out),
+            counters.frames_out,
         ),
         (
             "readings_requested_total",
@@ -64,6 +62,16 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             "readings_received_total",
             "Readings triggered by another client or a gateway's schedule, stored.",
             m.readings_received.load(Ordering::Relaxed),
+        ),
+        (
+            "readings_scheduled_total",
+            "Readings taken on a sensor's acquisition schedule (retries included).",
+            m.readings_scheduled.load(Ordering::Relaxed),
+        ),
+        (
+            "readings_skipped_total",
+            "Scheduled readings skipped: the gateway was not online or the sensor not connected.",
+            m.readings_skipped.load(Ordering::Relaxed),
         ),
         (
             "fleet_messages_dropped_total",

@@ -11,6 +11,7 @@ pub mod extract;
 mod health;
 mod inventory;
 mod live;
+mod machines;
 mod metrics;
 
 pub use live::{EventStreams, EVENT_STREAMS_PER_CALLER, EVENT_STREAMS_TOTAL};
@@ -19,7 +20,7 @@ use crate::web::AppState;
 use axum::extract::OriginalUri;
 use axum::http::Method;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{middleware, Json, Router};
 use domain::error::ErrorCode;
 use error::ApiError;
@@ -40,6 +41,9 @@ use utoipa::{Modify, OpenApi};
         inventory::update_gateway, inventory::patch_gateway, inventory::delete_gateway,
         live::fleet_status, live::instances, live::gateway_status, live::connect, live::disconnect, live::bulk, live::gateway_events, live::gateway_health,
         live::gateway_sensors, live::take_reading, live::gateway_readings, live::reading, live::events,
+        machines::create_machine, machines::list_machines, machines::get_machine, machines::patch_machine,
+        machines::delete_machine, machines::add_point, machines::delete_point, machines::get_schedule,
+        machines::put_schedule, machines::sensor_readings, machines::sensor_trend, machines::sensor_trend_csv,
     ),
     components(schemas(domain::live::LiveBatch)),
     modifiers(&BearerAuth)
@@ -102,6 +106,22 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/gateways/{id}/readings", get(live::gateway_readings))
         .route("/readings/{id}", get(live::reading))
         .route("/events", get(live::events))
+        .route("/machines", get(machines::list_machines).post(machines::create_machine))
+        .route(
+            "/machines/{id}",
+            get(machines::get_machine)
+                .patch(machines::patch_machine)
+                .delete(machines::delete_machine),
+        )
+        .route("/machines/{id}/points", post(machines::add_point))
+        .route("/machines/{id}/points/{point_id}", delete(machines::delete_point))
+        .route(
+            "/sensors/{serial}/schedule",
+            get(machines::get_schedule).put(machines::put_schedule),
+        )
+        .route("/sensors/{serial}/readings", get(machines::sensor_readings))
+        .route("/sensors/{serial}/trend", get(machines::sensor_trend))
+        .route("/sensors/{serial}/trend.csv", get(machines::sensor_trend_csv))
         .route_layer(middleware::from_fn_with_state(state, auth::require_token));
     let api = Router::new()
         .route("/health", get(health::health))

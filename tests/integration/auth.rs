@@ -315,7 +315,7 @@ async fn disabling_a_user_ends_their_session_at_once() {
         .into_iter()
         .find(|u| u.email == VIEWER_EMAIL)
         .unwrap();
-    server.store.disable_user(viewer.id).await.unwrap();
+    server.store.disable_user(None, viewer.id).await.unwrap();
     assert_eq!(
         browser.get("/api/factories", Some(&cookie)).await.status,
         StatusCode::UNAUTHORIZED

@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod faults;
 mod fleet;
+mod monitoring;
 mod orchestrator;
 mod outage;
 mod pages;

@@ -1,8 +1,8 @@
 //! `/account`: the signed-in user's own account; changing their password. A user who
 //! signed in with a one-time password is sent here until they choose their own.
 
-use crate::api::auth::ChangePassword;
 use crate::components::{FormError, TextField, Toast, UrlError};
+use crate::server_fns::auth::ChangePassword;
 use domain::auth::USER_PASSWORD_MAX;
 use leptos::form::ActionForm;
 use leptos::prelude::*;

@@ -2,10 +2,10 @@
 //! adds one or edits one (`?edit=<id>`), and delete with a confirmation.
 
 use super::{load_error, page_offset, query_value};
-use crate::api::factories::{
+use crate::components::{DataTable, FormError, Pager, TextField, Toast, UrlError};
+use crate::server_fns::factories::{
     get_factory, list_factories, CreateFactory, DeleteFactory, FactoryListItem, UpdateFactory,
 };
-use crate::components::{DataTable, FormError, Pager, TextField, Toast, UrlError};
 use crate::use_current_user;
 use domain::inventory::{LOCATION_MAX, NAME_MAX, TIMEZONE_MAX};
 use domain::links::encode_query_value;

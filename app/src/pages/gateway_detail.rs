@@ -2,11 +2,11 @@
 //! "Take reading" (admins) and the reading's progress, its readings, and for the
 //! reading chosen in the URL (`?reading=ID`) the waveform and spectrum per axis.
 
-use crate::api::live::{
+use crate::components::{percent_text, DataTable, StateBadge};
+use crate::event_stream::{clock, duration_words, follow_batches, Link, LinkBanner};
+use crate::server_fns::live::{
     gateway_readings, gateway_view, reading_plots, AxisPlot, GatewayPageData, ReadingCharts, TakeReading,
 };
-use crate::components::{percent_text, DataTable, StateBadge};
-use crate::live::{clock, duration_words, follow_batches, Link, LinkBanner};
 use domain::live::{GatewayHealth, GatewayLive, ReadingProgress, ReadingStage, ReadingSummary};
 use leptos::prelude::*;
 use leptos_router::components::A;
@@ -144,7 +144,9 @@ fn GatewayDetail(page: GatewayPageData) -> impl IntoView {
                             ReadingStage::Requested => "requested…".to_owned(),
                             ReadingStage::Started => "started…".to_owned(),
                             ReadingStage::Finished => "received ✓ (in the readings below)".to_owned(),
-                            ReadingStage::Failed => format!("failed: {}", r.error.clone().unwrap_or_default()),
+                            ReadingStage::Failed | ReadingStage::Skipped => {
+                                format!("{}: {}", r.stage.as_str(), r.error.clone().unwrap_or_default())
+                            }
                         })
                     })
                 };

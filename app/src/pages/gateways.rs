@@ -4,10 +4,12 @@
 //! (`?edit=<id>`), and delete with a confirmation.
 
 use super::{load_error, page_offset, query_value};
-use crate::api::factories::factory_names;
-use crate::api::gateways::{list_gateways, BulkGateways, CreateGateway, DeleteGateway, GatewayList, UpdateGateway};
 use crate::components::{percent_text, FactorySelect, FormError, Pager, StateBadge, TextField, Toast, UrlError};
-use crate::live::{follow_batches, Link};
+use crate::event_stream::{follow_batches, Link};
+use crate::server_fns::factories::factory_names;
+use crate::server_fns::gateways::{
+    list_gateways, BulkGateways, CreateGateway, DeleteGateway, GatewayList, UpdateGateway,
+};
 use crate::use_current_user;
 use domain::inventory::{
     EMAIL_MAX, FIRMWARE_MAX, GATEWAY_ID_MAX, MODEL_MAX, NAME_MAX, PASSWORD_MAX, TLS_PIN_INPUT_MAX, URL_MAX,

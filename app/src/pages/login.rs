@@ -1,8 +1,8 @@
 //! `/login`: the only page open to signed-out visitors.
 
 use super::query_value;
-use crate::api::auth::{SignIn, FAILED_CREDENTIALS, FAILED_THROTTLED, THROTTLED_MESSAGE};
 use crate::components::{FormError, TextField};
+use crate::server_fns::auth::{SignIn, FAILED_CREDENTIALS, FAILED_THROTTLED, THROTTLED_MESSAGE};
 use domain::error::ErrorCode;
 use domain::inventory::EMAIL_MAX;
 use domain::AppError;

@@ -9,9 +9,9 @@
 //! re-renders one row, never the list.
 
 use super::load_error;
-use crate::api::live::{status_view, StatusData, FACTORY_ROWS};
 use crate::components::StateBadge;
-use crate::live::{clock, duration_words, follow_batches, Link, LinkBanner};
+use crate::event_stream::{clock, duration_words, follow_batches, Link, LinkBanner};
+use crate::server_fns::live::{status_view, StatusData, FACTORY_ROWS};
 use chrono::{DateTime, Utc};
 use domain::live::{ConnectionState, FactoryStatus, FleetStatus, GatewayLive, Instance, LiveBatch};
 use leptos::prelude::*;
@@ -164,7 +164,7 @@ impl LiveRows {
         let member = self.in_attention.try_update_value(|set| {
             if set.contains(&id) {
                 true
-            } else if set.len() < crate::api::live::ATTENTION_SHOWN {
+            } else if set.len() < crate::server_fns::live::ATTENTION_SHOWN {
                 set.insert(id);
                 added = true;
                 true

@@ -2,8 +2,8 @@
 //! shown once, right after it is created.
 
 use super::load_error;
-use crate::api::users::{list_tokens, CreateToken, RevokeToken, TokenItem};
 use crate::components::{DataTable, FormError, RoleSelect, TextField, Toast, UrlError};
+use crate::server_fns::users::{list_tokens, CreateToken, RevokeToken, TokenItem};
 use domain::inventory::NAME_MAX;
 use leptos::form::ActionForm;
 use leptos::prelude::*;

@@ -1,8 +1,8 @@
 //! `/users` (administrators): create users, change roles, disable, reset passwords.
 
 use super::load_error;
-use crate::api::users::{list_users, CreateUser, ResetUserPassword, SetUserDisabled, SetUserRole};
 use crate::components::{DataTable, FormError, RoleSelect, TextField, Toast, UrlError};
+use crate::server_fns::users::{list_users, CreateUser, ResetUserPassword, SetUserDisabled, SetUserRole};
 use domain::auth::USER_PASSWORD_MAX;
 use domain::inventory::EMAIL_MAX;
 use domain::{AppError, Role, User};

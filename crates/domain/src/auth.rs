@@ -21,8 +21,22 @@ impl Role {
         }
     }
 
+    /// The one role rule, for the REST API, server functions and pages alike: only
+    /// administrators change anything.
     pub fn can_write(self) -> bool {
         self == Role::Admin
+    }
+
+    /// [`Role::can_write`] as an answer: `FORBIDDEN` for a viewer.
+    pub fn check_write(self) -> Result<(), crate::AppError> {
+        if self.can_write() {
+            Ok(())
+        } else {
+            Err(crate::AppError::new(
+                crate::error::ErrorCode::Forbidden,
+                "Only administrators can do this; the viewer role can only read.",
+            ))
+        }
     }
 }
 
@@ -59,9 +73,21 @@ pub struct User {
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// An administrator may not demote or disable their own account (they would lock
+/// themselves out): `by` is who acts, `target` the account, `what` the change in words.
+pub fn check_not_own_account(by: uuid::Uuid, target: uuid::Uuid, what: &str) -> Result<(), crate::AppError> {
+    if by == target {
+        return Err(crate::AppError::new(
+            crate::error::ErrorCode::Forbidden,
+            format!("You cannot {what} your own account; ask another administrator."),
+        ));
+    }
+    Ok(())
+}
+
 impl User {
     pub fn is_admin(&self) -> bool {
-        self.role == Role::Admin && self.disabled_at.is_none()
+        self.role.can_write() && self.disabled_at.is_none()
     }
 }
 

@@ -10,6 +10,7 @@ pub mod error;
 pub mod inventory;
 pub mod links;
 pub mod live;
+pub mod machines;
 pub mod page;
 pub mod secret;
 pub mod validate;

@@ -145,6 +145,8 @@ pub enum ReadingStage {
     Started,
     Finished,
     Failed,
+    /// A scheduled reading not taken (the reason is the reading's `error`).
+    Skipped,
 }
 
 impl ReadingStage {
@@ -154,6 +156,7 @@ impl ReadingStage {
             ReadingStage::Started => "started",
             ReadingStage::Finished => "finished",
             ReadingStage::Failed => "failed",
+            ReadingStage::Skipped => "skipped",
         }
     }
 }
@@ -212,6 +215,11 @@ impl LiveEvent {
             LiveEvent::Removed { factory_id, .. } => Some(*factory_id),
             LiveEvent::Reading { reading } => Some(reading.factory_id),
         }
+    }
+
+    /// Whether a stream of `factory` (or of every factory) carries this event.
+    pub fn is_for(&self, factory: Option<Uuid>) -> bool {
+        factory.is_none_or(|f| self.factory() == Some(f))
     }
 }
 
@@ -370,6 +378,30 @@ pub struct ReadingSummary {
     /// °C, when the gateway sent it.
     pub temperature: Option<f64>,
     pub statistics: Option<ReadingStatistics>,
+    /// The overall values computed when the reading was stored (finished readings).
+    #[serde(default)]
+    pub overall: Option<ReadingOverall>,
+}
+
+/// One axis's overall values (AC: the mean is removed first). Acceleration in g,
+/// velocity in mm/s RMS over 10–1,000 Hz; crest factor = peak / RMS.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AxisOverall {
+    pub accel_rms: f64,
+    pub accel_peak: f64,
+    pub velocity_rms: f64,
+    pub crest_factor: f64,
+}
+
+/// A reading's overall values per axis, and the sensor's temperature (°C) when known.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReadingOverall {
+    pub x: AxisOverall,
+    pub y: AxisOverall,
+    pub z: AxisOverall,
+    pub temperature: Option<f64>,
 }
 
 /// A reading with its waveform (possibly min/max-downsampled to `points`).

@@ -15,6 +15,7 @@
 //!   any instance answers for every gateway.
 
 mod fleet;
+mod schedule;
 pub mod stream;
 mod writer;
 
@@ -120,6 +121,10 @@ pub struct Metrics {
     pub readings_received: AtomicU64,
     /// Messages to the other instances dropped because too many were waiting to be sent.
     pub fleet_messages_dropped: AtomicU64,
+    /// Readings taken on a sensor's schedule (retries included).
+    pub readings_scheduled: AtomicU64,
+    /// Scheduled readings skipped (gateway offline, sensor disconnected).
+    pub readings_skipped: AtomicU64,
 }
 
 impl Metrics {
@@ -208,6 +213,9 @@ struct Inner {
     readings_in_flight: Mutex<HashSet<Uuid>>,
     /// See [`READINGS_WAITING_TO_BE_STORED`].
     readings_waiting: Arc<Semaphore>,
+    /// Scheduled readings being taken, and those that failed once and are to be retried.
+    scheduled: Mutex<HashMap<Uuid, schedule::Scheduled>>,
+    schedule_retries: Mutex<Vec<schedule::Scheduled>>,
 }
 
 impl Inner {
@@ -228,6 +236,7 @@ impl Inner {
     ) {
         if matches!(stage, ReadingStage::Finished | ReadingStage::Failed) {
             self.not_in_flight(reading);
+            self.scheduled_reading_ended(reading, stage == ReadingStage::Failed);
         }
         self.publish_reading(ReadingProgress {
             reading_id: reading,
@@ -465,6 +474,8 @@ impl Orchestrator {
             next_generation: AtomicU64::new(0),
             readings_in_flight: Mutex::default(),
             readings_waiting: Arc::new(Semaphore::new(READINGS_WAITING_TO_BE_STORED)),
+            scheduled: Mutex::default(),
+            schedule_retries: Mutex::default(),
         });
         let orchestrator = Orchestrator { inner };
         // Readings left unfinished on gateways no live instance holds were interrupted
@@ -592,6 +603,28 @@ impl Orchestrator {
             .collect();
         all.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
         all
+    }
+
+    /// Every gateway's counters added up (for `/metrics`), without copying any record.
+    pub fn counter_totals(&self) -> LiveCounters {
+        let registry = self.inner.registry.read().expect("registry lock");
+        let mut total = LiveCounters::default();
+        for entry in registry.values() {
+            let fresh;
+            let counters = match &entry.supervisor {
+                Some(supervised) => {
+                    fresh = counters_of(&supervised.status);
+                    &fresh
+                }
+                None => &entry.live.counters,
+            };
+            total.reconnects += counters.reconnects;
+            total.frames_in += counters.frames_in;
+            total.frames_out += counters.frames_out;
+            total.errors += counters.errors;
+            total.readings += counters.readings;
+        }
+        total
     }
 
     /// Counts per state, overall and per factory, without copying any record.
@@ -1407,7 +1440,8 @@ fn close_code_of(message: &str) -> Option<i32> {
     digits.parse().ok()
 }
 
-/// Periodic work: `last_seen_at` for every online gateway in one statement, and retention.
+/// Periodic work: `last_seen_at` for every online gateway in one statement, readings
+/// left behind, scheduled readings, and retention.
 async fn tick(inner: std::sync::Weak<Inner>) {
     let Some(interval) = inner.upgrade().map(|i| i.config.last_seen_interval) else {
         return;
@@ -1434,6 +1468,7 @@ async fn tick(inner: std::sync::Weak<Inner>) {
             tracing::warn!(%err, "updating last_seen_at");
         }
         fail_abandoned_readings(&inner).await;
+        schedule::run_due(&Orchestrator { inner: inner.clone() }).await;
         if last_purge.elapsed() >= Duration::from_secs(3600) {
             last_purge = std::time::Instant::now();
             let events_before = now - chrono::Duration::from_std(inner.config.event_retention).unwrap_or_default();

@@ -10,9 +10,11 @@ mod factories;
 mod fleet;
 mod gateways;
 mod live;
+mod machines;
 mod observer;
 mod organizations;
 mod sessions;
+mod throttle;
 mod tokens;
 mod users;
 
@@ -26,6 +28,7 @@ pub use live::{DiscoveredSensor, NewGatewayEvent, NewReading, ReadingResult};
 pub use observer::{ConnectionChange, InventoryObserver};
 pub use sessions::{PgSessionStore, SESSION_USER_KEY};
 pub use sqlx::postgres::PgListener;
+pub use throttle::SignInThrottle;
 pub use tokens::{token_digest, ApiToken, TOKEN_PREFIX};
 pub use users::{argon2_concurrency, argon2_peak_concurrency};
 

@@ -5,8 +5,8 @@ use crate::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use domain::error::ErrorCode;
 use domain::live::{
-    GatewayEventRecord, GatewayHealth, ReadingDetail, ReadingStage, ReadingStatistics, ReadingSummary, SensorRecord,
-    TimelineSegment,
+    AxisOverall, GatewayEventRecord, GatewayHealth, ReadingDetail, ReadingOverall, ReadingStage, ReadingStatistics,
+    ReadingSummary, SensorRecord, TimelineSegment,
 };
 use domain::{AppError, Gateway, Page, PageRequest};
 use sqlx::types::Json;
@@ -70,8 +70,13 @@ fn from_le_bytes(bytes: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-const READING_COLUMNS: &str = "id, gateway_id, serial, status, requested_at, started_at, finished_at, error, \
-     sample_rate, samples, temperature, stats";
+/// A reading's columns (`r`) with its overall values (`o`, joined: `READING_FROM`).
+const READING_COLUMNS: &str = "r.id, r.gateway_id, r.serial, r.status, r.requested_at, r.started_at, \
+     r.finished_at, r.error, r.sample_rate, r.samples, r.temperature, r.stats, \
+     o.x_accel_rms, o.x_accel_peak, o.x_velocity_rms, o.x_crest_factor, \
+     o.y_accel_rms, o.y_accel_peak, o.y_velocity_rms, o.y_crest_factor, \
+     o.z_accel_rms, o.z_accel_peak, o.z_velocity_rms, o.z_crest_factor, o.temperature AS overall_temperature";
+const READING_FROM: &str = "readings r LEFT JOIN overall_values o ON o.reading_id = r.id";
 
 #[derive(sqlx::FromRow)]
 struct ReadingRow {
@@ -87,6 +92,65 @@ struct ReadingRow {
     samples: Option<i32>,
     temperature: Option<f64>,
     stats: Option<Json<ReadingStatistics>>,
+    #[sqlx(flatten)]
+    overall: OverallRow,
+}
+
+/// The overall values' columns, all absent for a reading that has none.
+#[derive(sqlx::FromRow)]
+struct OverallRow {
+    x_accel_rms: Option<f32>,
+    x_accel_peak: Option<f32>,
+    x_velocity_rms: Option<f32>,
+    x_crest_factor: Option<f32>,
+    y_accel_rms: Option<f32>,
+    y_accel_peak: Option<f32>,
+    y_velocity_rms: Option<f32>,
+    y_crest_factor: Option<f32>,
+    z_accel_rms: Option<f32>,
+    z_accel_peak: Option<f32>,
+    z_velocity_rms: Option<f32>,
+    z_crest_factor: Option<f32>,
+    overall_temperature: Option<f32>,
+}
+
+/// A stored 4-byte float as the number it was written as (31.2, not 31.200000762939453).
+pub(crate) fn widen(value: f32) -> f64 {
+    value.to_string().parse().unwrap_or(f64::from(value))
+}
+
+impl OverallRow {
+    fn values(&self) -> Option<ReadingOverall> {
+        let axis = |rms: Option<f32>, peak: Option<f32>, velocity: Option<f32>, crest: Option<f32>| {
+            Some(AxisOverall {
+                accel_rms: widen(rms?),
+                accel_peak: widen(peak?),
+                velocity_rms: widen(velocity?),
+                crest_factor: widen(crest?),
+            })
+        };
+        Some(ReadingOverall {
+            x: axis(
+                self.x_accel_rms,
+                self.x_accel_peak,
+                self.x_velocity_rms,
+                self.x_crest_factor,
+            )?,
+            y: axis(
+                self.y_accel_rms,
+                self.y_accel_peak,
+                self.y_velocity_rms,
+                self.y_crest_factor,
+            )?,
+            z: axis(
+                self.z_accel_rms,
+                self.z_accel_peak,
+                self.z_velocity_rms,
+                self.z_crest_factor,
+            )?,
+            temperature: self.overall_temperature.map(widen),
+        })
+    }
 }
 
 impl From<ReadingRow> for ReadingSummary {
@@ -99,6 +163,7 @@ impl From<ReadingRow> for ReadingSummary {
                 "started" => ReadingStage::Started,
                 "finished" => ReadingStage::Finished,
                 "failed" => ReadingStage::Failed,
+                "skipped" => ReadingStage::Skipped,
                 _ => ReadingStage::Requested,
             },
             requested_at: row.requested_at,
@@ -109,6 +174,7 @@ impl From<ReadingRow> for ReadingSummary {
             samples: row.samples.map(|s| s as u32),
             temperature: row.temperature,
             statistics: row.stats.map(|s| s.0),
+            overall: row.overall.values(),
         }
     }
 }
@@ -451,17 +517,21 @@ impl Store {
         Ok(())
     }
 
+    /// Stores a reading's samples and, in the same transaction, its overall values
+    /// (computed here from the samples, so the two never disagree).
     pub async fn reading_finished(
         &self,
         id: Uuid,
         at: DateTime<Utc>,
         result: ReadingResult<'_>,
     ) -> Result<(), StoreError> {
-        let updated = sqlx::query(
+        let mut tx = self.pool.begin().await?;
+        let stored: Option<(i64, Option<f64>)> = sqlx::query_as(
             "UPDATE readings SET status = 'finished', finished_at = $2, started_at = COALESCE(started_at, $2),
                  gateway_reading_id = $3, gateway_time = $4, sample_rate = COALESCE($5, sample_rate),
                  samples = $6, temperature = $7, stats = $8, x = $9, y = $10, z = $11
-             WHERE id = $1",
+             WHERE id = $1
+             RETURNING serial, sample_rate",
         )
         .bind(id)
         .bind(at)
@@ -474,12 +544,36 @@ impl Store {
         .bind(to_le_bytes(result.x))
         .bind(to_le_bytes(result.y))
         .bind(to_le_bytes(result.z))
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if updated == 0 {
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((serial, sample_rate)) = stored else {
             return Err(StoreError::code(ErrorCode::NotFound, "Reading not found"));
-        }
+        };
+        let rate = sample_rate.unwrap_or(analysis::DEFAULT_SAMPLE_RATE_HZ);
+        let values = analysis::reading_overall(result.x, result.y, result.z, rate, result.temperature);
+        let axes = [values.x, values.y, values.z];
+        sqlx::query(
+            "INSERT INTO overall_values (reading_id, serial, at,
+                 x_accel_rms, x_accel_peak, x_velocity_rms, x_crest_factor,
+                 y_accel_rms, y_accel_peak, y_velocity_rms, y_crest_factor,
+                 z_accel_rms, z_accel_peak, z_velocity_rms, z_crest_factor, temperature)
+             SELECT $1, $2, $3, v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], $5
+             FROM (SELECT $4::real[] AS v) a
+             ON CONFLICT (reading_id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(serial)
+        .bind(at)
+        .bind(
+            axes.iter()
+                .flat_map(|a| [a.accel_rms, a.accel_peak, a.velocity_rms, a.crest_factor])
+                .map(|v| v as f32)
+                .collect::<Vec<f32>>(),
+        )
+        .bind(values.temperature.map(|t| t as f32))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -505,7 +599,7 @@ impl Store {
             z: Option<Vec<u8>>,
         }
         let row: Option<Row> = sqlx::query_as(&format!(
-            "SELECT {READING_COLUMNS}, r.x, r.y, r.z FROM readings r
+            "SELECT {READING_COLUMNS}, r.x, r.y, r.z FROM {READING_FROM}
              WHERE r.id = $1 AND EXISTS (SELECT 1 FROM gateways g WHERE g.id = r.gateway_id AND g.deleted_at IS NULL)"
         ))
         .bind(id)
@@ -534,8 +628,8 @@ impl Store {
     pub async fn list_readings(&self, gateway: Uuid, page: PageRequest) -> Result<Page<ReadingSummary>, StoreError> {
         self.get_gateway(gateway).await?;
         let rows: Vec<ReadingRow> = sqlx::query_as(&format!(
-            "SELECT {READING_COLUMNS} FROM readings WHERE gateway_id = $1
-             ORDER BY requested_at DESC, id DESC LIMIT $2 OFFSET $3"
+            "SELECT {READING_COLUMNS} FROM {READING_FROM} WHERE r.gateway_id = $1
+             ORDER BY r.requested_at DESC, r.id DESC LIMIT $2 OFFSET $3"
         ))
         .bind(gateway)
         .bind(i64::from(page.limit))
@@ -551,6 +645,28 @@ impl Store {
             total as u64,
             page,
         ))
+    }
+
+    /// A sensor's readings on every gateway it has talked to, newest first, and how many.
+    pub(crate) async fn readings_of_serial(
+        &self,
+        serial: i64,
+        page: PageRequest,
+    ) -> Result<(Vec<ReadingSummary>, u64), StoreError> {
+        let rows: Vec<ReadingRow> = sqlx::query_as(&format!(
+            "SELECT {READING_COLUMNS} FROM {READING_FROM} WHERE r.serial = $1
+             ORDER BY r.requested_at DESC, r.id DESC LIMIT $2 OFFSET $3"
+        ))
+        .bind(serial)
+        .bind(i64::from(page.limit))
+        .bind(page.offset as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM readings WHERE serial = $1")
+            .bind(serial)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((rows.into_iter().map(Into::into).collect(), total as u64))
     }
 
     /// Deletes events and readings older than the retention periods; returns how many of each.

@@ -190,7 +190,12 @@ impl Store {
             .await?)
     }
 
-    pub async fn set_user_role(&self, id: Uuid, role: Role) -> Result<User, StoreError> {
+    /// Changes a user's role; `by` is the administrator acting (who may not change their
+    /// own), `None` for the command line.
+    pub async fn set_user_role(&self, by: Option<Uuid>, id: Uuid, role: Role) -> Result<User, StoreError> {
+        if let Some(by) = by {
+            domain::auth::check_not_own_account(by, id, "change the role of")?;
+        }
         let row: Option<UserRow> = sqlx::query_as(&format!(
             "UPDATE users SET role = $2, updated_at = now() WHERE id = $1 RETURNING {USER_COLUMNS}"
         ))
@@ -201,8 +206,12 @@ impl Store {
         row.ok_or_else(user_not_found)?.try_into()
     }
 
-    /// Disables a user and ends every one of their sessions, in one transaction.
-    pub async fn disable_user(&self, id: Uuid) -> Result<User, StoreError> {
+    /// Disables a user and ends every one of their sessions, in one transaction; `by` as
+    /// for [`Store::set_user_role`].
+    pub async fn disable_user(&self, by: Option<Uuid>, id: Uuid) -> Result<User, StoreError> {
+        if let Some(by) = by {
+            domain::auth::check_not_own_account(by, id, "disable")?;
+        }
         let mut tx = self.pool.begin().await?;
         let row: Option<UserRow> = sqlx::query_as(&format!(
             "UPDATE users SET disabled_at = coalesce(disabled_at, now()), updated_at = now()

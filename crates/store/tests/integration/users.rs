@@ -126,7 +126,7 @@ async fn disabling_a_user_refuses_sign_in_and_ends_their_sessions(pool: PgPool) 
     let (_, bob_session) = session_of(&store, bob.id).await;
     assert_eq!(store.count_user_sessions(ada.id).await.unwrap(), 1);
 
-    let disabled = store.disable_user(ada.id).await.unwrap();
+    let disabled = store.disable_user(None, ada.id).await.unwrap();
     assert!(disabled.disabled_at.is_some());
     assert!(sessions.load(&ada_session.id).await.unwrap().is_none());
     assert!(
@@ -177,15 +177,49 @@ async fn roles_change_and_unknown_users_are_not_found(pool: PgPool) {
     let store = new_store(pool);
     let ada = ada(&store, Role::Viewer).await;
     assert_eq!(
-        store.set_user_role(ada.id, Role::Admin).await.unwrap().role,
+        store.set_user_role(None, ada.id, Role::Admin).await.unwrap().role,
         Role::Admin
     );
     assert_eq!(store.get_user(ada.id).await.unwrap().unwrap().role, Role::Admin);
-    match store.set_user_role(Uuid::new_v4(), Role::Admin).await.unwrap_err() {
+    match store
+        .set_user_role(None, Uuid::new_v4(), Role::Admin)
+        .await
+        .unwrap_err()
+    {
         StoreError::Client(app) => assert_eq!(app.code, ErrorCode::NotFound),
         other => panic!("{other:?}"),
     }
     assert_eq!(store.list_users().await.unwrap().len(), 1);
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn an_administrator_cannot_demote_or_disable_their_own_account(pool: PgPool) {
+    let store = new_store(pool);
+    let ada = ada(&store, Role::Admin).await;
+    for refused in [
+        store
+            .set_user_role(Some(ada.id), ada.id, Role::Viewer)
+            .await
+            .unwrap_err(),
+        store.disable_user(Some(ada.id), ada.id).await.unwrap_err(),
+    ] {
+        match refused {
+            StoreError::Client(app) => assert_eq!(app.code, ErrorCode::Forbidden),
+            other => panic!("{other:?}"),
+        }
+    }
+    let unchanged = store.get_user(ada.id).await.unwrap().unwrap();
+    assert_eq!((unchanged.role, unchanged.disabled_at), (Role::Admin, None));
+    // Another administrator (or the command line) may.
+    let other = Uuid::new_v4();
+    assert_eq!(
+        store
+            .set_user_role(Some(other), ada.id, Role::Viewer)
+            .await
+            .unwrap()
+            .role,
+        Role::Viewer
+    );
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]

@@ -48,7 +48,7 @@ pub async fn sign_in(email: String, password: String, next: Option<String>) -> R
     let store = ssr::store()?;
     let session = ssr::session().await?;
     // Never a default: a sign-in without its throttle must fail, not go unthrottled.
-    let throttle = leptos::prelude::use_context::<ssr::SignInThrottle>().ok_or_else(|| {
+    let throttle = leptos::prelude::use_context::<store::SignInThrottle>().ok_or_else(|| {
         tracing::error!("sign-in ran without a SignInThrottle in context");
         AppError::internal()
     })?;

@@ -28,25 +28,11 @@ pub async fn create_user(email: String, password: String, role: Role) -> Result<
     ssr::answer_form_keeping("/users", "/users", &kept, created)
 }
 
-/// Refuses an administrator's change to their own account that would lock
-/// them out (demoting or disabling themselves).
-#[cfg(feature = "ssr")]
-fn not_yourself(admin: &User, id: Uuid, what: &str) -> Result<(), AppError> {
-    if admin.id == id {
-        return Err(AppError::new(
-            domain::error::ErrorCode::Forbidden,
-            format!("You cannot {what} your own account; ask another administrator."),
-        ));
-    }
-    Ok(())
-}
-
 #[server(prefix = "/rpc", endpoint = "set_user_role")]
 pub async fn set_user_role(id: Uuid, role: Role) -> Result<User, AppError> {
     let result: Result<User, AppError> = async {
         let admin = ssr::require_admin().await?;
-        not_yourself(&admin, id, "change the role of")?;
-        let user = ssr::store()?.set_user_role(id, role).await?;
+        let user = ssr::store()?.set_user_role(Some(admin.id), id, role).await?;
         tracing::info!(user_id = %id, by = %admin.id, role = %role, "user role changed");
         Ok(user)
     }
@@ -62,8 +48,7 @@ pub async fn set_user_disabled(id: Uuid, disabled: bool) -> Result<User, AppErro
         let admin = ssr::require_admin().await?;
         let store = ssr::store()?;
         let user = if disabled {
-            not_yourself(&admin, id, "disable")?;
-            store.disable_user(id).await?
+            store.disable_user(Some(admin.id), id).await?
         } else {
             store.enable_user(id).await?
         };

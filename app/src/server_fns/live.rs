@@ -208,7 +208,7 @@ pub async fn reading_plots(id: Uuid, points: u32) -> Result<ReadingCharts, AppEr
     ssr::require_user().await?;
     let points = (points as usize).clamp(16, 8192);
     let reading = ssr::store()?.get_reading(id, None).await?;
-    let rate = reading.summary.sample_rate.unwrap_or(25_600.0);
+    let rate = reading.summary.sample_rate.unwrap_or(analysis::DEFAULT_SAMPLE_RATE_HZ);
     let axes = [("X", &reading.x), ("Y", &reading.y), ("Z", &reading.z)]
         .into_iter()
         .map(|(name, samples)| spectrum::axis_plot(name, samples, rate, points))
@@ -222,8 +222,6 @@ pub async fn reading_plots(id: Uuid, points: u32) -> Result<ReadingCharts, AppEr
 #[cfg(feature = "ssr")]
 mod spectrum {
     use super::AxisPlot;
-    use rustfft::num_complex::Complex;
-    use rustfft::FftPlanner;
 
     pub fn axis_plot(name: &str, samples: &[f32], rate: f64, points: usize) -> AxisPlot {
         let n = samples.len();
@@ -244,22 +242,8 @@ mod spectrum {
                 peaks: vec![],
             };
         }
-        // Remove the mean (gravity, offsets) so the 0 Hz bin does not dwarf the rest.
-        let mean = samples.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
-        let mut buffer: Vec<Complex<f64>> = samples
-            .iter()
-            .map(|&v| Complex::new(f64::from(v) - mean, 0.0))
-            .collect();
-        FftPlanner::new().plan_fft_forward(n).process(&mut buffer);
+        let amplitude = analysis::spectrum(samples);
         let half = n / 2;
-        let amplitude: Vec<f64> = buffer[..=half]
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let scale = if i == 0 || i == half { 1.0 } else { 2.0 };
-                c.norm() * scale / n as f64
-            })
-            .collect();
         let bin_hz = rate / n as f64;
         let mut peaks: Vec<(f64, f64)> = (1..amplitude.len().saturating_sub(1))
             .filter(|&i| amplitude[i] > amplitude[i - 1] && amplitude[i] >= amplitude[i + 1])

@@ -1,0 +1,517 @@
+//! Condition monitoring: machines, measurement points, acquisition schedules, a
+//! sensor's readings across gateways, and trends of overall values.
+
+use crate::error::violated_constraint;
+use crate::live::widen;
+use crate::{Store, StoreError};
+use chrono::{DateTime, Utc};
+use domain::error::ErrorCode;
+use domain::live::ReadingSummary;
+use domain::machines::{
+    iso_zone_limits, Machine, MachineChanges, MeasurementPoint, NewMachine, NewPoint, NewSchedule, Range,
+    SensorSchedule, Trend, TrendBucket, TrendRequest, TrendValue,
+};
+use domain::{AppError, Metadata, Page, PageRequest};
+use sqlx::types::Json;
+use uuid::Uuid;
+
+const COLUMNS: &str =
+    "id, factory_id, name, kind, rpm, iso_group, class, criticality, area, metadata, created_at, updated_at";
+const UNIQUE_POINT_SERIAL: &str = "measurement_points_serial_key";
+
+#[derive(sqlx::FromRow)]
+struct MachineRow {
+    id: Uuid,
+    factory_id: Uuid,
+    name: String,
+    kind: String,
+    rpm: Option<f64>,
+    iso_group: Option<i16>,
+    class: Option<String>,
+    criticality: Option<String>,
+    area: Option<String>,
+    metadata: Json<Metadata>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl MachineRow {
+    fn with_points(self, points: Vec<MeasurementPoint>) -> Machine {
+        Machine {
+            id: self.id,
+            factory_id: self.factory_id,
+            name: self.name,
+            kind: self.kind,
+            rpm: self.rpm,
+            iso_group: self.iso_group.map(|g| g as u8),
+            class: self.class,
+            criticality: self.criticality,
+            area: self.area,
+            metadata: self.metadata.0,
+            points,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct PointRow {
+    id: Uuid,
+    machine_id: Uuid,
+    name: String,
+    serial: i64,
+    created_at: DateTime<Utc>,
+}
+
+impl From<PointRow> for MeasurementPoint {
+    fn from(row: PointRow) -> Self {
+        Self {
+            id: row.id,
+            machine_id: row.machine_id,
+            name: row.name,
+            serial: row.serial as u64,
+            created_at: row.created_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ScheduleRow {
+    interval_seconds: i32,
+    enabled: bool,
+    next_due_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+}
+
+impl ScheduleRow {
+    fn of(self, serial: u64) -> SensorSchedule {
+        SensorSchedule {
+            serial,
+            interval_seconds: self.interval_seconds as u32,
+            enabled: self.enabled,
+            next_due_at: self.next_due_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+fn machine_not_found() -> StoreError {
+    StoreError::code(ErrorCode::MachineNotFound, "Machine not found")
+}
+
+fn sensor_not_found(serial: u64) -> StoreError {
+    StoreError::code(ErrorCode::SensorNotFound, &format!("No sensor {serial} is known"))
+}
+
+/// A sensor is known when an active gateway has reported it or a point names it.
+const SENSOR_KNOWN: &str = "(EXISTS (SELECT 1 FROM sensors s JOIN gateways g ON g.id = s.gateway_id
+                                    WHERE s.serial = $1 AND g.deleted_at IS NULL)
+                          OR EXISTS (SELECT 1 FROM measurement_points p
+                                     WHERE p.serial = $1 AND p.deleted_at IS NULL))";
+
+impl Store {
+    pub async fn create_machine(&self, input: NewMachine) -> Result<Machine, StoreError> {
+        let row: Option<MachineRow> = sqlx::query_as(&format!(
+            "INSERT INTO machines (factory_id, name, kind, rpm, iso_group, class, criticality, area, metadata)
+             SELECT f.id, $2, $3, $4, $5, $6, $7, $8, $9 FROM factories f WHERE f.id = $1 AND f.deleted_at IS NULL
+             RETURNING {COLUMNS}"
+        ))
+        .bind(input.factory_id)
+        .bind(&input.name)
+        .bind(&input.kind)
+        .bind(input.rpm)
+        .bind(input.iso_group.map(i16::from))
+        .bind(&input.class)
+        .bind(&input.criticality)
+        .bind(&input.area)
+        .bind(Json(&input.metadata))
+        .fetch_optional(&self.pool)
+        .await?;
+        let row = row.ok_or_else(|| StoreError::code(ErrorCode::UnknownFactory, "Factory not found or deleted"))?;
+        Ok(row.with_points(Vec::new()))
+    }
+
+    pub async fn get_machine(&self, id: Uuid) -> Result<Machine, StoreError> {
+        let row: Option<MachineRow> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM machines WHERE id = $1 AND deleted_at IS NULL"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let row = row.ok_or_else(machine_not_found)?;
+        let points = self.points_of(&[id]).await?;
+        Ok(row.with_points(points))
+    }
+
+    /// Active machines by name (of one factory, or all), each with its points.
+    pub async fn list_machines(&self, factory: Option<Uuid>, page: PageRequest) -> Result<Page<Machine>, StoreError> {
+        if let Some(factory) = factory {
+            self.get_factory(factory).await?;
+        }
+        let rows: Vec<MachineRow> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM machines WHERE deleted_at IS NULL AND ($1::uuid IS NULL OR factory_id = $1)
+             ORDER BY name, id LIMIT $2 OFFSET $3"
+        ))
+        .bind(factory)
+        .bind(i64::from(page.limit))
+        .bind(page.offset as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM machines WHERE deleted_at IS NULL AND ($1::uuid IS NULL OR factory_id = $1)",
+        )
+        .bind(factory)
+        .fetch_one(&self.pool)
+        .await?;
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+        let points = self.points_of(&ids).await?;
+        let machines = rows
+            .into_iter()
+            .map(|row| {
+                let own = points.iter().filter(|p| p.machine_id == row.id).cloned().collect();
+                row.with_points(own)
+            })
+            .collect();
+        Ok(Page::new(machines, total as u64, page))
+    }
+
+    async fn points_of(&self, machines: &[Uuid]) -> Result<Vec<MeasurementPoint>, StoreError> {
+        let rows: Vec<PointRow> = sqlx::query_as(
+            "SELECT id, machine_id, name, serial, created_at FROM measurement_points
+             WHERE machine_id = ANY($1) AND deleted_at IS NULL ORDER BY name, id",
+        )
+        .bind(machines)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    pub async fn update_machine(&self, id: Uuid, changes: MachineChanges) -> Result<Machine, StoreError> {
+        let updated = sqlx::query(
+            "UPDATE machines SET
+                 name = COALESCE($2, name),
+                 kind = COALESCE($3, kind),
+                 rpm = CASE WHEN $4 THEN $5 ELSE rpm END,
+                 iso_group = CASE WHEN $6 THEN $7 ELSE iso_group END,
+                 class = CASE WHEN $8 THEN $9 ELSE class END,
+                 criticality = CASE WHEN $10 THEN $11 ELSE criticality END,
+                 area = CASE WHEN $12 THEN $13 ELSE area END,
+                 metadata = COALESCE($14, metadata),
+                 updated_at = now()
+             WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(id)
+        .bind(&changes.name)
+        .bind(&changes.kind)
+        .bind(changes.rpm.is_some())
+        .bind(changes.rpm.flatten())
+        .bind(changes.iso_group.is_some())
+        .bind(changes.iso_group.flatten().map(i16::from))
+        .bind(changes.class.is_some())
+        .bind(changes.class.clone().flatten())
+        .bind(changes.criticality.is_some())
+        .bind(changes.criticality.clone().flatten())
+        .bind(changes.area.is_some())
+        .bind(changes.area.clone().flatten())
+        .bind(changes.metadata.as_ref().map(Json))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Err(machine_not_found());
+        }
+        self.get_machine(id).await
+    }
+
+    /// Soft-deletes a machine and its points (their sensors may then go elsewhere).
+    pub async fn delete_machine(&self, id: Uuid) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let deleted = sqlx::query("UPDATE machines SET deleted_at = now() WHERE id = $1 AND deleted_at IS NULL")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(machine_not_found());
+        }
+        sqlx::query("UPDATE measurement_points SET deleted_at = now() WHERE machine_id = $1 AND deleted_at IS NULL")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Puts a known sensor on a machine; a sensor already on a point is refused (409).
+    pub async fn add_point(&self, machine: Uuid, point: NewPoint) -> Result<MeasurementPoint, StoreError> {
+        self.get_machine(machine).await?;
+        let known: bool = sqlx::query_scalar(&format!("SELECT {SENSOR_KNOWN}"))
+            .bind(point.serial as i64)
+            .fetch_one(&self.pool)
+            .await?;
+        if !known {
+            return Err(StoreError::Client(AppError::new(
+                ErrorCode::UnknownSensor,
+                format!("No gateway has reported sensor {}", point.serial),
+            )));
+        }
+        let row: Option<PointRow> = sqlx::query_as(
+            "INSERT INTO measurement_points (machine_id, name, serial)
+             SELECT m.id, $2, $3 FROM machines m WHERE m.id = $1 AND m.deleted_at IS NULL
+             RETURNING id, machine_id, name, serial, created_at",
+        )
+        .bind(machine)
+        .bind(&point.name)
+        .bind(point.serial as i64)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|err| match violated_constraint(&err) {
+            Some(UNIQUE_POINT_SERIAL) => StoreError::Client(AppError::new(
+                ErrorCode::SensorAlreadyAssigned,
+                format!("Sensor {} already sits on another measurement point", point.serial),
+            )),
+            _ => err.into(),
+        })?;
+        Ok(row.ok_or_else(machine_not_found)?.into())
+    }
+
+    pub async fn delete_point(&self, machine: Uuid, point: Uuid) -> Result<(), StoreError> {
+        let deleted = sqlx::query(
+            "UPDATE measurement_points SET deleted_at = now()
+             WHERE id = $2 AND machine_id = $1 AND deleted_at IS NULL",
+        )
+        .bind(machine)
+        .bind(point)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if deleted == 0 {
+            return Err(StoreError::code(ErrorCode::NotFound, "Measurement point not found"));
+        }
+        Ok(())
+    }
+
+    async fn require_sensor(&self, serial: u64) -> Result<(), StoreError> {
+        let known: bool = sqlx::query_scalar(&format!("SELECT {SENSOR_KNOWN}"))
+            .bind(serial as i64)
+            .fetch_one(&self.pool)
+            .await?;
+        if known {
+            Ok(())
+        } else {
+            Err(sensor_not_found(serial))
+        }
+    }
+
+    /// Writes a sensor's schedule. The first reading is due at a point of the interval
+    /// chosen by the serial, so sensors with the same interval are spread over it.
+    pub async fn put_schedule(&self, serial: u64, schedule: NewSchedule) -> Result<SensorSchedule, StoreError> {
+        self.require_sensor(serial).await?;
+        let offset = (serial.wrapping_mul(2_654_435_761) % u64::from(schedule.interval_seconds)) as i64;
+        let row: ScheduleRow = sqlx::query_as(
+            "INSERT INTO sensor_schedules (serial, interval_seconds, enabled, next_due_at, updated_at)
+             VALUES ($1, $2, $3, CASE WHEN $3 THEN now() + make_interval(secs => $4) END, now())
+             ON CONFLICT (serial) DO UPDATE SET interval_seconds = $2, enabled = $3,
+                 next_due_at = CASE WHEN NOT $3 THEN NULL
+                                    WHEN sensor_schedules.enabled AND sensor_schedules.interval_seconds = $2
+                                    THEN sensor_schedules.next_due_at
+                                    ELSE now() + make_interval(secs => $4) END,
+                 updated_at = now()
+             RETURNING interval_seconds, enabled, next_due_at, updated_at",
+        )
+        .bind(serial as i64)
+        .bind(schedule.interval_seconds as i32)
+        .bind(schedule.enabled)
+        .bind(offset as f64)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.of(serial))
+    }
+
+    /// A sensor's schedule; a known sensor without one is off.
+    pub async fn get_schedule(&self, serial: u64) -> Result<SensorSchedule, StoreError> {
+        let row: Option<ScheduleRow> = sqlx::query_as(
+            "SELECT interval_seconds, enabled, next_due_at, updated_at FROM sensor_schedules WHERE serial = $1",
+        )
+        .bind(serial as i64)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => Ok(row.of(serial)),
+            None => {
+                self.require_sensor(serial).await?;
+                Ok(SensorSchedule {
+                    serial,
+                    interval_seconds: domain::machines::SCHEDULE_DEFAULT_SECONDS,
+                    enabled: false,
+                    next_due_at: None,
+                    updated_at: Utc::now(),
+                })
+            }
+        }
+    }
+
+    /// Of `serials`, those whose schedule is due at `now`, the longest overdue first.
+    pub async fn due_schedules(&self, serials: &[i64], now: DateTime<Utc>) -> Result<Vec<u64>, StoreError> {
+        let due: Vec<i64> = sqlx::query_scalar(
+            "SELECT serial FROM sensor_schedules
+             WHERE serial = ANY($1) AND enabled AND next_due_at <= $2 ORDER BY next_due_at",
+        )
+        .bind(serials)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(due.into_iter().map(|s| s as u64).collect())
+    }
+
+    /// Moves each of `serials` still due at `now` to its first slot after `now` (keeping
+    /// its phase) and returns those it moved: a slot is claimed once, whoever asks.
+    pub async fn claim_schedules(&self, serials: &[i64], now: DateTime<Utc>) -> Result<Vec<u64>, StoreError> {
+        let claimed: Vec<i64> = sqlx::query_scalar(
+            "UPDATE sensor_schedules SET next_due_at = next_due_at + make_interval(secs =>
+                 interval_seconds * (floor(extract(epoch FROM $2 - next_due_at) / interval_seconds) + 1))
+             WHERE serial = ANY($1) AND enabled AND next_due_at <= $2
+             RETURNING serial",
+        )
+        .bind(serials)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(claimed.into_iter().map(|s| s as u64).collect())
+    }
+
+    /// A scheduled reading that could not be taken, recorded as `skipped` with why.
+    pub async fn record_skipped_reading(&self, gateway: Uuid, serial: u64, reason: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO readings (gateway_id, serial, status, requested_at, finished_at, error)
+             SELECT id, $2, 'skipped', now(), now(), $3 FROM gateways WHERE id = $1",
+        )
+        .bind(gateway)
+        .bind(serial as i64)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A sensor's readings on every gateway it has talked to, newest first.
+    pub async fn sensor_readings(&self, serial: u64, page: PageRequest) -> Result<Page<ReadingSummary>, StoreError> {
+        self.require_sensor(serial).await?;
+        let (rows, total) = self.readings_of_serial(serial as i64, page).await?;
+        Ok(Page::new(rows, total, page))
+    }
+
+    /// The values of `request` for one sensor, min/max per bucket, in one query over
+    /// `overall_values (serial, at)`.
+    pub async fn sensor_trend(&self, serial: u64, request: TrendRequest) -> Result<Trend, StoreError> {
+        self.require_sensor(serial).await?;
+        let worst = match request.value {
+            TrendValue::Temperature => "temperature".to_owned(),
+            value => {
+                let name = value.as_str();
+                format!("GREATEST(x_{name}, y_{name}, z_{name})")
+            }
+        };
+        let axes = ["x", "y", "z"]
+            .iter()
+            .map(|a| match request.value {
+                TrendValue::Temperature => format!("NULL::real AS {a}_min, NULL::real AS {a}_max"),
+                value => {
+                    let name = value.as_str();
+                    format!("min({a}_{name}) AS {a}_min, max({a}_{name}) AS {a}_max")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        // Bucket b covers [from + b·width, from + (b+1)·width); the value per reading is
+        // its worst axis. The reading a point opens is the bucket's highest.
+        #[derive(sqlx::FromRow)]
+        struct BucketRow {
+            b: i32,
+            count: i64,
+            min: f32,
+            max: f32,
+            reading_id: Uuid,
+            at: DateTime<Utc>,
+            x_min: Option<f32>,
+            x_max: Option<f32>,
+            y_min: Option<f32>,
+            y_max: Option<f32>,
+            z_min: Option<f32>,
+            z_max: Option<f32>,
+        }
+        let rows: Vec<BucketRow> = sqlx::query_as(&format!(
+            "SELECT b, count(*) AS count, min(v) AS min, max(v) AS max,
+                    (array_agg(reading_id ORDER BY v DESC, at DESC))[1] AS reading_id,
+                    (array_agg(at ORDER BY v DESC, at DESC))[1] AS at, {axes}
+             FROM (SELECT floor(extract(epoch FROM at - $2) / $4)::int AS b, {worst} AS v, *
+                   FROM overall_values WHERE serial = $1 AND at >= $2 AND at < $3) s
+             WHERE v IS NOT NULL
+             GROUP BY b ORDER BY b"
+        ))
+        .bind(serial as i64)
+        .bind(request.from)
+        .bind(request.to)
+        .bind(request.bucket_width().num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6)
+        .fetch_all(&self.pool)
+        .await?;
+        let width = request.bucket_width();
+        let range = |min: Option<f32>, max: Option<f32>| {
+            Some(Range {
+                min: widen(min?),
+                max: widen(max?),
+            })
+        };
+        let data = rows
+            .into_iter()
+            .map(|row| {
+                let b = row.b.clamp(0, request.buckets as i32 - 1);
+                let start = request.from + width * b;
+                TrendBucket {
+                    start,
+                    end: if b + 1 == request.buckets as i32 {
+                        request.to
+                    } else {
+                        start + width
+                    },
+                    count: row.count as u64,
+                    min: widen(row.min),
+                    max: widen(row.max),
+                    reading_id: row.reading_id,
+                    at: row.at,
+                    x: range(row.x_min, row.x_max),
+                    y: range(row.y_min, row.y_max),
+                    z: range(row.z_min, row.z_max),
+                }
+            })
+            .collect();
+        let zones = if request.value == TrendValue::VelocityRms {
+            self.zones_of(serial).await?
+        } else {
+            None
+        };
+        Ok(Trend {
+            serial,
+            value: request.value,
+            unit: request.value.unit().to_owned(),
+            from: request.from,
+            to: request.to,
+            buckets: request.buckets,
+            data,
+            zones,
+        })
+    }
+
+    /// ISO zone boundaries of the machine the sensor sits on, if its group is set.
+    async fn zones_of(&self, serial: u64) -> Result<Option<[f64; 3]>, StoreError> {
+        let group: Option<Option<i16>> = sqlx::query_scalar(
+            "SELECT m.iso_group FROM measurement_points p JOIN machines m ON m.id = p.machine_id
+             WHERE p.serial = $1 AND p.deleted_at IS NULL AND m.deleted_at IS NULL",
+        )
+        .bind(serial as i64)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(group.flatten().and_then(|g| iso_zone_limits(g as u8)))
+    }
+}
