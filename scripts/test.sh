@@ -8,8 +8,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 # cargo-leptos must never try to download a tool (there is no internet here).
 export PATH="$PWD/tools/node_modules/.bin:$PATH"
 
-section() { printf '\n==> %s\n' "$*"; }
 started=$(date +%s)
+# Each section with the time it starts at, so a slow step shows in CI's log.
+section() { printf '\n==> %s  (at %d s)\n' "$*" "$(( $(date +%s) - started ))"; }
 
 section "bootstrap"
 scripts/bootstrap.sh

@@ -18,6 +18,8 @@ pub fn document() -> &'static Value {
         let mut document = serde_json::to_value(super::ApiDoc::openapi()).expect("the document is JSON");
         state_input_rules(&mut document);
         state_list_orders(&mut document);
+        state_serial_limits(&mut document);
+        state_patch_nulls(&mut document);
         describe_event_stream(&mut document);
         document
     })
@@ -66,11 +68,69 @@ fn state_input_rules(document: &mut Value) {
             (schema, "tls_pin", pin.clone()),
         ]);
     }
+    let rpm = json!({ "exclusiveMinimum": 0, "maximum": domain::machines::RPM_MAX });
+    let kinds = json!({ "enum": domain::machines::MACHINE_KINDS });
+    let serial = json!({ "minimum": 1, "maximum": (1u64 << 53) - 1 });
+    for schema in ["MachineInput", "MachinePatch"] {
+        rules.extend([
+            (schema, "name", text(NAME_MAX, true)),
+            (schema, "kind", kinds.clone()),
+            (schema, "rpm", rpm.clone()),
+            (schema, "class", text(domain::machines::CLASS_MAX, false)),
+            (schema, "criticality", text(domain::machines::CRITICALITY_MAX, false)),
+            (schema, "area", text(domain::machines::AREA_MAX, false)),
+        ]);
+    }
+    rules.extend([
+        ("PointInput", "name", text(NAME_MAX, true)),
+        ("PointInput", "serial", serial),
+    ]);
     for (schema, field, rule) in rules {
         let property = &mut document["components"]["schemas"][schema]["properties"][field];
         assert!(property.is_object(), "the document has no {schema}.{field}");
         for (key, value) in rule.as_object().expect("a rule is an object") {
             property[key] = value.clone();
+        }
+    }
+}
+
+/// In a partial update `null` leaves a field as it is (or clears it, where the field
+/// says so): every property of a patch takes it.
+fn state_patch_nulls(document: &mut Value) {
+    for schema in ["FactoryPatch", "GatewayPatch", "MachinePatch"] {
+        let properties = document["components"]["schemas"][schema]["properties"]
+            .as_object_mut()
+            .expect("a patch has properties");
+        for property in properties.values_mut() {
+            match property.get("type").cloned() {
+                Some(Value::String(kind)) => property["type"] = json!([kind, "null"]),
+                Some(Value::Array(mut kinds)) if !kinds.contains(&json!("null")) => {
+                    kinds.push(json!("null"));
+                    property["type"] = json!(kinds);
+                }
+                _ => {}
+            }
+            if let Some(values) = property.get_mut("enum").and_then(Value::as_array_mut) {
+                if !values.contains(&Value::Null) {
+                    values.push(Value::Null);
+                }
+            }
+        }
+    }
+}
+
+/// A sensor serial in a path is a whole number from 1 (kept below 2^53, exact in
+/// JavaScript; utoipa's attribute cannot hold such a literal).
+fn state_serial_limits(document: &mut Value) {
+    let paths = document["paths"].as_object_mut().expect("the document has paths");
+    for (_, item) in paths.iter_mut().filter(|(path, _)| path.contains("{serial}")) {
+        for (_, operation) in item.as_object_mut().expect("a path item is an object") {
+            for parameter in operation["parameters"].as_array_mut().into_iter().flatten() {
+                if parameter["name"] == "serial" {
+                    parameter["schema"]["minimum"] = json!(1);
+                    parameter["schema"]["maximum"] = json!((1u64 << 53) - 1);
+                }
+            }
         }
     }
 }

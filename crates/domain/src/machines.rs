@@ -110,13 +110,22 @@ fn check_rpm(c: &mut Checker, value: &Value) -> Option<f64> {
     }
 }
 
-/// A group as a number (1–4) or the same as text ("2").
-fn check_iso_group(c: &mut Checker, value: &Value) -> Option<u8> {
-    let group = match value {
-        Value::Number(n) => n.as_u64(),
+/// A whole number from JSON: `2`, `2.0` (JSON Schema's integers include it) or `"2"`.
+pub fn whole_number(value: &Value) -> Option<u64> {
+    match value {
+        Value::Number(n) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 2f64.powi(63))
+                .map(|f| f as u64)
+        }),
         Value::String(s) => s.trim().parse::<u64>().ok(),
         _ => None,
-    };
+    }
+}
+
+/// A group as a number (1–4) or the same as text ("2").
+fn check_iso_group(c: &mut Checker, value: &Value) -> Option<u8> {
+    let group = whole_number(value);
     match group {
         Some(g @ 1..=4) => Some(g as u8),
         _ => {
@@ -297,12 +306,7 @@ impl MachinePatch {
 /// A sensor serial from JSON: a whole number above 0 (as `/api/gateways/{id}/sensors`
 /// gives it), or the same digits as text.
 pub fn parse_serial(value: &Value) -> Option<u64> {
-    match value {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.trim().parse::<u64>().ok(),
-        _ => None,
-    }
-    .filter(|&serial| serial > 0 && serial <= i64::MAX as u64)
+    whole_number(value).filter(|&serial| serial > 0 && serial <= i64::MAX as u64)
 }
 
 /// Body of `POST /api/machines/{id}/points`.
@@ -374,25 +378,26 @@ impl ScheduleInput {
         let mut c = Checker::default();
         let interval_seconds = match self.interval_seconds.filter(|v| !v.is_null()) {
             None => SCHEDULE_DEFAULT_SECONDS,
-            Some(value) => {
-                match value.as_u64() {
-                    Some(n) if n < u64::from(SCHEDULE_MIN_SECONDS) => {
-                        c.fail(
+            // Numbers only: 3600 or 3600.0, not "3600".
+            Some(value) => match value.as_number().and_then(|_| whole_number(&value)) {
+                Some(n) if n < u64::from(SCHEDULE_MIN_SECONDS) => {
+                    let minimum = SCHEDULE_MIN_SECONDS;
+                    c.fail(
                         "interval_seconds",
-                        format!("must be at least {SCHEDULE_MIN_SECONDS} seconds (the minimum: a reading can take that long)"),
+                        format!("must be at least {minimum} seconds (the minimum: a reading can take that long)"),
                     );
-                        0
-                    }
-                    Some(n) if n <= u64::from(SCHEDULE_MAX_SECONDS) => n as u32,
-                    _ => {
-                        c.fail(
-                        "interval_seconds",
-                        format!("must be a whole number of seconds from {SCHEDULE_MIN_SECONDS} to {SCHEDULE_MAX_SECONDS}"),
-                    );
-                        0
-                    }
+                    0
                 }
-            }
+                Some(n) if n <= u64::from(SCHEDULE_MAX_SECONDS) => n as u32,
+                _ => {
+                    let (minimum, maximum) = (SCHEDULE_MIN_SECONDS, SCHEDULE_MAX_SECONDS);
+                    c.fail(
+                        "interval_seconds",
+                        format!("must be a whole number of seconds from {minimum} to {maximum}"),
+                    );
+                    0
+                }
+            },
         };
         c.finish(NewSchedule {
             interval_seconds,
@@ -605,7 +610,7 @@ mod tests {
 
     #[test]
     fn a_point_needs_a_whole_serial() {
-        for bad in [json!(-1), json!(1.5), json!("abc"), json!(0), json!(null)] {
+        for bad in [json!(-1), json!(1.5), json!("abc"), json!(0), json!(null), json!(-2.0)] {
             let err = serde_json::from_value::<PointInput>(json!({"name": "DE", "serial": bad}))
                 .unwrap()
                 .validate()
@@ -617,6 +622,7 @@ mod tests {
             .validate()
             .unwrap();
         assert_eq!(point.serial, 40417);
+        assert_eq!(parse_serial(&json!(40417.0)), Some(40417));
     }
 
     #[test]
@@ -631,6 +637,11 @@ mod tests {
             .validate()
             .unwrap();
         assert_eq!((ok.interval_seconds, ok.enabled), (3600, true));
+        let float = serde_json::from_value::<ScheduleInput>(json!({"interval_seconds": 1814.0}))
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(float.interval_seconds, 1814);
     }
 
     #[test]
