@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 # cargo-leptos must never try to download a tool (there is no internet here).
 export PATH="$PWD/tools/node_modules/.bin:$PATH"
+# cargo-leptos sets this for the server build, and leptos reads it at compile time
+# (option_env!): the same value here lets clippy and `cargo test` reuse that build
+# instead of compiling the Leptos stack again.
+export LEPTOS_OUTPUT_NAME=factory-monitor
 
 started=$(date +%s)
 # Each section with the time it starts at, so a slow step shows in CI's log.
