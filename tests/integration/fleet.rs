@@ -159,12 +159,22 @@ async fn all_online(instance: &Instance, gateways: &[String], within: Duration) 
         if let Some(owners) = instance.all_online(gateways).await {
             return owners;
         }
-        assert!(
-            Instant::now() < deadline,
-            "not all {} gateways online on {} within {within:?}",
-            gateways.len(),
-            instance.base
-        );
+        if Instant::now() >= deadline {
+            let mut states = Vec::new();
+            for id in gateways {
+                let g = instance.get(&format!("/api/gateways/{id}/status")).await;
+                states.push(format!(
+                    "{id}: {} owner {} ({})",
+                    g["state"], g["owner"], g["last_error"]
+                ));
+            }
+            panic!(
+                "not all {} gateways online on {} within {within:?}:\n{}",
+                gateways.len(),
+                instance.base,
+                states.join("\n")
+            );
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -225,6 +235,7 @@ fn fresh_database_url() -> String {
 
 #[tokio::test]
 async fn three_instances_share_the_fleet_fail_over_and_hand_over() {
+    let _heavy = crate::common::HEAVY.lock().await;
     const GATEWAYS: usize = 30;
     let sims = sims(GATEWAYS).await;
     let url = fresh_database_url();

@@ -57,6 +57,16 @@ pub fn reading_overall(x: &[f32], y: &[f32], z: &[f32], rate: f64, temperature: 
     }
 }
 
+/// An FFT of `n` points, in place. Plans are kept per thread: planning a 6,400-point
+/// FFT costs about as much as running it.
+fn fft(buffer: &mut [Complex<f64>]) {
+    thread_local! {
+        static PLANNER: std::cell::RefCell<FftPlanner<f64>> = std::cell::RefCell::new(FftPlanner::new());
+    }
+    let plan = PLANNER.with(|planner| planner.borrow_mut().plan_fft_forward(buffer.len()));
+    plan.process(buffer);
+}
+
 /// The Hann window's value at `i` of `n`.
 fn hann(i: usize, n: usize) -> f64 {
     0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n as f64).cos()
@@ -78,7 +88,7 @@ fn velocity_rms(samples: &[f32], mean: f64, rate: f64) -> f64 {
             Complex::new((f64::from(v) - mean) * STANDARD_GRAVITY * w, 0.0)
         })
         .collect();
-    FftPlanner::new().plan_fft_forward(n).process(&mut buffer);
+    fft(&mut buffer);
     let bin_hz = rate / n as f64;
     let (low, high) = VELOCITY_BAND_HZ;
     let mut power = 0.0;
@@ -108,7 +118,7 @@ pub fn spectrum(samples: &[f32]) -> Vec<f64> {
         .iter()
         .map(|&v| Complex::new(f64::from(v) - mean, 0.0))
         .collect();
-    FftPlanner::new().plan_fft_forward(n).process(&mut buffer);
+    fft(&mut buffer);
     let half = n / 2;
     buffer[..=half]
         .iter()

@@ -565,16 +565,134 @@ impl TrendRequest {
         })
     }
 
-    /// The width of one bucket.
-    pub fn bucket_width(&self) -> chrono::Duration {
-        (self.to - self.from) / self.buckets as i32
+    /// Where bucket `b` starts (bucket `buckets` is `to`): `from` plus `b` parts of the
+    /// range, in whole microseconds, so buckets tile the range exactly.
+    pub fn bucket_start(&self, b: u32) -> DateTime<Utc> {
+        let span = (self.to - self.from).num_microseconds().unwrap_or(i64::MAX) as i128;
+        let offset = span * i128::from(b) / i128::from(self.buckets);
+        self.from + chrono::Duration::microseconds(offset as i64)
     }
+
+    /// The bucket `at` falls in, if it is within the range.
+    pub fn bucket_of(&self, at: DateTime<Utc>) -> Option<u32> {
+        if at < self.from || at >= self.to {
+            return None;
+        }
+        let span = (self.to - self.from).num_microseconds().unwrap_or(i64::MAX) as i128;
+        let offset = (at - self.from).num_microseconds().unwrap_or(i64::MAX) as i128;
+        let mut b = (offset * i128::from(self.buckets) / span) as u32;
+        // Integer rounding of the starts: step to the bucket whose start is at or before.
+        while b > 0 && self.bucket_start(b) > at {
+            b -= 1;
+        }
+        while b + 1 < self.buckets && self.bucket_start(b + 1) <= at {
+            b += 1;
+        }
+        Some(b)
+    }
+
+    /// Min/max buckets of `points` (time order), the reading with each bucket's highest
+    /// value kept (the latest of equals). A point's value is its worst axis; for
+    /// temperature (not per axis) only the first of its values is set.
+    pub fn buckets_of(&self, points: impl IntoIterator<Item = TrendPoint>) -> Vec<TrendBucket> {
+        let mut out: Vec<TrendBucket> = Vec::new();
+        let mut current: Option<u32> = None;
+        for point in points {
+            let Some(b) = self.bucket_of(point.at) else { continue };
+            let Some(value) = point.values.iter().flatten().copied().reduce(f64::max) else {
+                continue;
+            };
+            let axis = |v: Option<f64>| v.map(|v| Range { min: v, max: v });
+            if current != Some(b) {
+                current = Some(b);
+                out.push(TrendBucket {
+                    start: self.bucket_start(b),
+                    end: self.bucket_start(b + 1),
+                    count: 0,
+                    min: value,
+                    max: value,
+                    reading_id: point.reading_id,
+                    at: point.at,
+                    x: None,
+                    y: None,
+                    z: None,
+                });
+            }
+            let bucket = out.last_mut().expect("a bucket was just pushed");
+            bucket.count += 1;
+            bucket.min = bucket.min.min(value);
+            if value >= bucket.max {
+                bucket.max = value;
+                bucket.reading_id = point.reading_id;
+                bucket.at = point.at;
+            }
+            if self.value.per_axis() {
+                for (range, v) in [&mut bucket.x, &mut bucket.y, &mut bucket.z]
+                    .into_iter()
+                    .zip(point.values)
+                {
+                    *range = match (*range, axis(v)) {
+                        (Some(r), Some(n)) => Some(Range {
+                            min: r.min.min(n.min),
+                            max: r.max.max(n.max),
+                        }),
+                        (r, n) => r.or(n),
+                    };
+                }
+            }
+        }
+        out
+    }
+}
+
+/// One reading's value for a trend: per axis (x, y, z), or the temperature first.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrendPoint {
+    pub reading_id: Uuid,
+    pub at: DateTime<Utc>,
+    pub values: [Option<f64>; 3],
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn buckets_tile_the_range_and_keep_the_highest_reading() {
+        let from: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        // Three buckets over 10 s: starts at 0, 3.333333 and 6.666666 s.
+        let request = TrendRequest {
+            value: TrendValue::AccelRms,
+            from,
+            to: from + chrono::Duration::seconds(10),
+            buckets: 3,
+        };
+        let at = |us: i64| from + chrono::Duration::microseconds(us);
+        assert_eq!(request.bucket_of(at(-1)), None);
+        assert_eq!(request.bucket_of(at(3_333_332)), Some(0));
+        assert_eq!(request.bucket_of(at(3_333_333)), Some(1));
+        assert_eq!(request.bucket_of(at(9_999_999)), Some(2));
+        assert_eq!(request.bucket_of(at(10_000_000)), None);
+        let point = |us: i64, x: f64| TrendPoint {
+            reading_id: Uuid::from_u128(us as u128),
+            at: at(us),
+            values: [Some(x), Some(x / 2.0), None],
+        };
+        let buckets = request.buckets_of([
+            point(0, 1.0),
+            point(1_000, 3.0),
+            point(2_000, 3.0),
+            point(9_000_000, 0.5),
+        ]);
+        assert_eq!(buckets.len(), 2);
+        let first = &buckets[0];
+        assert_eq!((first.count, first.min, first.max), (3, 1.0, 3.0));
+        assert_eq!(first.reading_id, Uuid::from_u128(2_000), "the latest of equal highs");
+        assert_eq!(first.y, Some(Range { min: 0.5, max: 1.5 }));
+        assert_eq!(first.z, None);
+        assert_eq!((buckets[1].start, buckets[1].end), (at(6_666_666), request.to));
+    }
 
     fn machine(body: Value) -> Result<NewMachine, AppError> {
         serde_json::from_value::<MachineInput>(body).unwrap().validate()
@@ -660,6 +778,10 @@ mod tests {
         assert!(TrendRequest::parse(Some("speed"), None, None, None, now).is_err());
         assert!(TrendRequest::parse(None, Some("yesterday"), None, None, now).is_err());
         let default = TrendRequest::parse(None, None, None, None, now).unwrap();
+        assert_eq!(
+            (default.bucket_start(0), default.bucket_start(500)),
+            (default.from, default.to)
+        );
         assert_eq!(
             (default.value, default.buckets, default.to),
             (TrendValue::VelocityRms, 500, now)

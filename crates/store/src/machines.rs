@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use domain::error::ErrorCode;
 use domain::live::ReadingSummary;
 use domain::machines::{
-    iso_zone_limits, Machine, MachineChanges, MeasurementPoint, NewMachine, NewPoint, NewSchedule, Range,
-    SensorSchedule, Trend, TrendBucket, TrendRequest, TrendValue,
+    iso_zone_limits, Machine, MachineChanges, MeasurementPoint, NewMachine, NewPoint, NewSchedule, SensorSchedule,
+    Trend, TrendPoint, TrendRequest, TrendValue,
 };
 use domain::{AppError, Metadata, Page, PageRequest};
 use sqlx::types::Json;
@@ -406,86 +406,37 @@ impl Store {
     /// `overall_values (serial, at)`.
     pub async fn sensor_trend(&self, serial: u64, request: TrendRequest) -> Result<Trend, StoreError> {
         self.require_sensor(serial).await?;
-        let worst = match request.value {
-            TrendValue::Temperature => "temperature".to_owned(),
+        // One index-only scan of `(serial, at)` (its index carries the values); the
+        // buckets are cut here, in time order.
+        let columns = match request.value {
+            TrendValue::Temperature => "temperature AS x, NULL::real AS y, NULL::real AS z".to_owned(),
             value => {
                 let name = value.as_str();
-                format!("GREATEST(x_{name}, y_{name}, z_{name})")
+                format!("x_{name} AS x, y_{name} AS y, z_{name} AS z")
             }
         };
-        let axes = ["x", "y", "z"]
-            .iter()
-            .map(|a| match request.value {
-                TrendValue::Temperature => format!("NULL::real AS {a}_min, NULL::real AS {a}_max"),
-                value => {
-                    let name = value.as_str();
-                    format!("min({a}_{name}) AS {a}_min, max({a}_{name}) AS {a}_max")
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        // Bucket b covers [from + b·width, from + (b+1)·width); the value per reading is
-        // its worst axis. The reading a point opens is the bucket's highest.
         #[derive(sqlx::FromRow)]
-        struct BucketRow {
-            b: i32,
-            count: i64,
-            min: f32,
-            max: f32,
+        struct PointRow {
             reading_id: Uuid,
             at: DateTime<Utc>,
-            x_min: Option<f32>,
-            x_max: Option<f32>,
-            y_min: Option<f32>,
-            y_max: Option<f32>,
-            z_min: Option<f32>,
-            z_max: Option<f32>,
+            x: Option<f32>,
+            y: Option<f32>,
+            z: Option<f32>,
         }
-        let rows: Vec<BucketRow> = sqlx::query_as(&format!(
-            "SELECT b, count(*) AS count, min(v) AS min, max(v) AS max,
-                    (array_agg(reading_id ORDER BY v DESC, at DESC))[1] AS reading_id,
-                    (array_agg(at ORDER BY v DESC, at DESC))[1] AS at, {axes}
-             FROM (SELECT floor(extract(epoch FROM at - $2) / $4)::int AS b, {worst} AS v, *
-                   FROM overall_values WHERE serial = $1 AND at >= $2 AND at < $3) s
-             WHERE v IS NOT NULL
-             GROUP BY b ORDER BY b"
+        let rows: Vec<PointRow> = sqlx::query_as(&format!(
+            "SELECT reading_id, at, {columns} FROM overall_values
+             WHERE serial = $1 AND at >= $2 AND at < $3 ORDER BY at"
         ))
         .bind(serial as i64)
         .bind(request.from)
         .bind(request.to)
-        .bind(request.bucket_width().num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6)
         .fetch_all(&self.pool)
         .await?;
-        let width = request.bucket_width();
-        let range = |min: Option<f32>, max: Option<f32>| {
-            Some(Range {
-                min: widen(min?),
-                max: widen(max?),
-            })
-        };
-        let data = rows
-            .into_iter()
-            .map(|row| {
-                let b = row.b.clamp(0, request.buckets as i32 - 1);
-                let start = request.from + width * b;
-                TrendBucket {
-                    start,
-                    end: if b + 1 == request.buckets as i32 {
-                        request.to
-                    } else {
-                        start + width
-                    },
-                    count: row.count as u64,
-                    min: widen(row.min),
-                    max: widen(row.max),
-                    reading_id: row.reading_id,
-                    at: row.at,
-                    x: range(row.x_min, row.x_max),
-                    y: range(row.y_min, row.y_max),
-                    z: range(row.z_min, row.z_max),
-                }
-            })
-            .collect();
+        let data = request.buckets_of(rows.into_iter().map(|row| TrendPoint {
+            reading_id: row.reading_id,
+            at: row.at,
+            values: [row.x.map(widen), row.y.map(widen), row.z.map(widen)],
+        }));
         let zones = if request.value == TrendValue::VelocityRms {
             self.zones_of(serial).await?
         } else {

@@ -10,7 +10,7 @@ use store::{EncryptionKey, KeyRing, Store};
 pub const CORS_ORIGIN: &str = "https://ui.plant.example";
 
 /// Held by the tests that load the machine (10,000 gateways) or need it quiet (several
-/// instances through a PostgreSQL restart), so the two never share the two cores.
+/// server processes), so no two of them share the two cores.
 pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Short timeouts so fault tests finish in seconds.
