@@ -7,6 +7,12 @@
 //! The simulators listen on fresh loopback ports at each start; the demo
 //! gateways (metadata `"demo": true`) are pointed at them through the store, so
 //! the orchestrator sees an ordinary URL change.
+//!
+//! Condition monitoring: three machines in Detroit Assembly carry the sensors of three
+//! gateways, read hourly on a schedule, with three weeks of hourly overall values
+//! filled in so their trends show something from the first minute (the press drive's
+//! bearing slowly getting worse). Their points and schedules are set once the gateways
+//! have reported the sensors.
 
 use anyhow::Context;
 use ctc_sim::{SimConfig, SimGateway, SimHandle, SimSensor, Tone};
@@ -177,7 +183,110 @@ pub async fn start(store: &Store) -> anyhow::Result<()> {
     });
     let _ = SIMULATORS.set(handles);
     tracing::info!(gateways = GATEWAYS.len(), "demo mode: simulated gateways running");
+    let monitored = store.clone();
+    let factory = factories[1];
+    tokio::spawn(async move {
+        if let Err(err) = ensure_machines(&monitored, factory).await {
+            tracing::warn!(error = %err, "demo mode: setting up the machines");
+        }
+    });
     Ok(())
+}
+
+/// The demo machines: (name, kind, rpm, ISO group, the gateway whose sensors it carries,
+/// how fast its velocity grows over the seeded weeks, per day).
+const MACHINES: [(&str, &str, f64, u8, usize, f64); 3] = [
+    ("Press line drive", "motor", 1_780.0, 2, 9, 0.06),
+    ("Assembly conveyor", "conveyor", 1_480.0, 2, 7, 0.0),
+    ("Main floor exhaust fan", "fan", 980.0, 1, 6, 0.01),
+];
+const POINT_NAMES: [&str; 3] = ["Motor drive end", "Driven end", "Gearbox input"];
+const HISTORY_DAYS: i64 = 21;
+
+/// Creates the demo machines (once), puts each gateway's sensors on them as soon as the
+/// gateway has reported them, schedules them hourly and seeds their history.
+async fn ensure_machines(store: &Store, factory: uuid::Uuid) -> anyhow::Result<()> {
+    let existing = store
+        .list_machines(Some(factory), PageRequest { limit: 100, offset: 0 })
+        .await?
+        .data;
+    for (name, kind, rpm, group, gateway, growth) in MACHINES {
+        if existing.iter().any(|m| m.name == name) {
+            continue;
+        }
+        let serials: Vec<u64> = sensors(gateway).iter().map(|s| s.serial).collect();
+        // The points need sensors a gateway has reported: wait for the first connection.
+        for _ in 0..120 {
+            if store.get_schedule(serials[0]).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let input: domain::machines::MachineInput = serde_json::from_value(json!({
+            "factory_id": factory.to_string(), "name": name, "kind": kind, "rpm": rpm, "iso_group": group,
+            "criticality": "high", "area": "Detroit Assembly", "metadata": {"demo": true},
+        }))?;
+        let machine = store.create_machine(input.validate()?).await?;
+        for (index, (serial, point)) in serials.iter().zip(POINT_NAMES).enumerate() {
+            let point = domain::machines::NewPoint {
+                name: point.to_owned(),
+                serial: *serial,
+            };
+            store.add_point(machine.id, point).await?;
+            let hourly = domain::machines::NewSchedule {
+                interval_seconds: 3_600,
+                enabled: true,
+            };
+            store.put_schedule(*serial, hourly).await?;
+            if !store.has_overall_values(*serial).await? {
+                store.import_overall_values(&history(*serial, index, growth)).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Hourly overall values over the last [`HISTORY_DAYS`]: a level per point, a daily load
+/// cycle, a little scatter, and a velocity that grows by `growth` mm/s a day.
+fn history(
+    serial: u64,
+    point: usize,
+    growth: f64,
+) -> Vec<(u64, chrono::DateTime<chrono::Utc>, domain::live::ReadingOverall)> {
+    use domain::live::{AxisOverall, ReadingOverall};
+    let now = chrono::Utc::now();
+    let hours = HISTORY_DAYS * 24;
+    let mut state = serial;
+    (1..=hours)
+        .map(|ago| {
+            let at = now - chrono::Duration::hours(ago);
+            let days = (hours - ago) as f64 / 24.0;
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let scatter = ((state >> 40) as f64 / (1u64 << 24) as f64 - 0.5) * 0.15;
+            let load = 1.0 + 0.08 * (days * std::f64::consts::TAU).sin();
+            let velocity = (1.2 + 0.4 * point as f64 + growth * days) * load + scatter;
+            let axis = |share: f64| {
+                let velocity_rms = velocity * share;
+                let accel_rms = 0.05 + velocity_rms * 0.06;
+                let crest_factor = 3.0 + growth * days * 0.5;
+                AxisOverall {
+                    accel_rms,
+                    accel_peak: accel_rms * crest_factor,
+                    velocity_rms,
+                    crest_factor,
+                }
+            };
+            let values = ReadingOverall {
+                x: axis(1.0),
+                y: axis(0.8),
+                z: axis(0.55),
+                temperature: Some(36.0 + 4.0 * load + growth * days * 2.0),
+            };
+            (serial, at, values)
+        })
+        .collect()
 }
 
 async fn ensure_factories(store: &Store) -> anyhow::Result<Vec<uuid::Uuid>> {

@@ -381,6 +381,61 @@ impl Store {
         Ok(claimed.into_iter().map(|s| s as u64).collect())
     }
 
+    /// Stores overall values without a reading behind them (a history brought in from
+    /// elsewhere, or demo mode's): `(serial, at, values)`, each under a new reading id.
+    /// Returns how many were stored.
+    pub async fn import_overall_values(
+        &self,
+        rows: &[(u64, DateTime<Utc>, domain::live::ReadingOverall)],
+    ) -> Result<u64, StoreError> {
+        let mut columns: [Vec<f32>; 13] = Default::default();
+        for (_, _, v) in rows {
+            let values = [
+                v.x.accel_rms,
+                v.x.accel_peak,
+                v.x.velocity_rms,
+                v.x.crest_factor,
+                v.y.accel_rms,
+                v.y.accel_peak,
+                v.y.velocity_rms,
+                v.y.crest_factor,
+                v.z.accel_rms,
+                v.z.accel_peak,
+                v.z.velocity_rms,
+                v.z.crest_factor,
+                v.temperature.unwrap_or(f64::NAN),
+            ];
+            for (column, value) in columns.iter_mut().zip(values) {
+                column.push(value as f32);
+            }
+        }
+        let serials: Vec<i64> = rows.iter().map(|r| r.0 as i64).collect();
+        let times: Vec<DateTime<Utc>> = rows.iter().map(|r| r.1).collect();
+        let mut query = sqlx::query(
+            "INSERT INTO overall_values
+             SELECT gen_random_uuid(), s, t, a1, a2, a3, a4, b1, b2, b3, b4, c1, c2, c3, c4, NULLIF(temp, 'NaN')
+             FROM unnest($1::bigint[], $2::timestamptz[], $3::real[], $4::real[], $5::real[], $6::real[], $7::real[],
+                         $8::real[], $9::real[], $10::real[], $11::real[], $12::real[], $13::real[], $14::real[],
+                         $15::real[]) AS u(s, t, a1, a2, a3, a4, b1, b2, b3, b4, c1, c2, c3, c4, temp)",
+        )
+        .bind(serials)
+        .bind(times);
+        for column in columns {
+            query = query.bind(column);
+        }
+        Ok(query.execute(&self.pool).await?.rows_affected())
+    }
+
+    /// Whether any overall values of `serial` are stored.
+    pub async fn has_overall_values(&self, serial: u64) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM overall_values WHERE serial = $1)")
+                .bind(serial as i64)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     /// A scheduled reading that could not be taken, recorded as `skipped` with why.
     pub async fn record_skipped_reading(&self, gateway: Uuid, serial: u64, reason: &str) -> Result<(), StoreError> {
         sqlx::query(
