@@ -627,24 +627,8 @@ impl Store {
     /// A gateway's readings, newest first, without samples.
     pub async fn list_readings(&self, gateway: Uuid, page: PageRequest) -> Result<Page<ReadingSummary>, StoreError> {
         self.get_gateway(gateway).await?;
-        let rows: Vec<ReadingRow> = sqlx::query_as(&format!(
-            "SELECT {READING_COLUMNS} FROM {READING_FROM} WHERE r.gateway_id = $1
-             ORDER BY r.requested_at DESC, r.id DESC LIMIT $2 OFFSET $3"
-        ))
-        .bind(gateway)
-        .bind(i64::from(page.limit))
-        .bind(page.offset as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM readings WHERE gateway_id = $1")
-            .bind(gateway)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(Page::new(
-            rows.into_iter().map(Into::into).collect(),
-            total as u64,
-            page,
-        ))
+        let (rows, total) = self.reading_page("gateway_id", gateway, page).await?;
+        Ok(Page::new(rows, total, page))
     }
 
     /// A sensor's readings on every gateway it has talked to, newest first, and how many.
@@ -653,20 +637,48 @@ impl Store {
         serial: i64,
         page: PageRequest,
     ) -> Result<(Vec<ReadingSummary>, u64), StoreError> {
-        let rows: Vec<ReadingRow> = sqlx::query_as(&format!(
-            "SELECT {READING_COLUMNS} FROM {READING_FROM} WHERE r.serial = $1
+        self.reading_page("serial", serial, page).await
+    }
+
+    /// One page of the readings whose `column` is `value`, newest first, and how many
+    /// there are, counted in the same statement (one snapshot: a reading stored between
+    /// two statements would make the count and the page disagree).
+    async fn reading_page<T>(
+        &self,
+        column: &str,
+        value: T,
+        page: PageRequest,
+    ) -> Result<(Vec<ReadingSummary>, u64), StoreError>
+    where
+        T: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Copy,
+    {
+        #[derive(sqlx::FromRow)]
+        struct Counted {
+            #[sqlx(flatten)]
+            reading: ReadingRow,
+            total: i64,
+        }
+        let rows: Vec<Counted> = sqlx::query_as(&format!(
+            "SELECT {READING_COLUMNS}, (SELECT count(*) FROM readings WHERE {column} = $1) AS total
+             FROM {READING_FROM} WHERE r.{column} = $1
              ORDER BY r.requested_at DESC, r.id DESC LIMIT $2 OFFSET $3"
         ))
-        .bind(serial)
+        .bind(value)
         .bind(i64::from(page.limit))
         .bind(page.offset as i64)
         .fetch_all(&self.pool)
         .await?;
-        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM readings WHERE serial = $1")
-            .bind(serial)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok((rows.into_iter().map(Into::into).collect(), total as u64))
+        let total = match rows.first() {
+            Some(row) => row.total,
+            // Past the last page: count on its own.
+            None => {
+                sqlx::query_scalar(&format!("SELECT count(*) FROM readings WHERE {column} = $1"))
+                    .bind(value)
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+        };
+        Ok((rows.into_iter().map(|r| r.reading.into()).collect(), total as u64))
     }
 
     /// Deletes events and readings older than the retention periods; returns how many of each.
