@@ -113,14 +113,24 @@ pub fn GatewaysPage() -> impl IntoView {
         let Some(Ok(list)) = gateways.get() else { return false };
         let url = format!("/api/events?coalesce=true&last_event_id={}", list.as_of);
         follow_batches(url, link, move |batch: StateFrame| {
+            // Filtered by state, the list follows too: a listed gateway that leaves the
+            // state, or another that enters it, brings the page again.
+            let filter = state.get_untracked();
+            let factory = factory_id.get_untracked();
+            let mut membership_changed = false;
             live_states.with_value(|rows| {
                 for gateway in &batch.gateways {
-                    if let Some(row) = rows.get(&gateway.id) {
+                    let listed = rows.get(&gateway.id);
+                    if let Some(row) = listed {
                         row.set(Some(gateway.state));
+                    }
+                    let in_view = factory.is_none_or(|f| f == gateway.factory_id);
+                    if let Some(filter) = filter.as_deref().filter(|_| in_view) {
+                        membership_changed |= listed.is_some() != (gateway.state.as_str() == filter);
                     }
                 }
             });
-            if batch.resync {
+            if batch.resync || membership_changed {
                 gateways.refetch();
             }
         });
@@ -318,6 +328,7 @@ struct StateFrame {
 #[derive(serde::Deserialize)]
 struct GatewayState {
     id: Uuid,
+    factory_id: Uuid,
     state: ConnectionState,
 }
 
