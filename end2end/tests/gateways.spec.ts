@@ -191,6 +191,8 @@ test("the table sorts by a column, filters by live state, and acts on a selectio
   // Sorted on the server: by gateway id, then the other way round.
   await table.getByRole("link", { name: "Gateway ID" }).click();
   await expect(page).toHaveURL(/sort=gateway_id&order=asc/);
+  // The sorted table is in (until then the old one, and its links, stay on screen).
+  await expect(table.getByRole("columnheader", { name: /Gateway ID/ })).toHaveAttribute("aria-sort", "ascending");
   await expect(rows.first()).toContainText(`GW-BULK-${stamp}-A`);
   await table.getByRole("link", { name: /Gateway ID/ }).click();
   await expect(page).toHaveURL(/sort=gateway_id&order=desc/);

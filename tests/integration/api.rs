@@ -1,7 +1,7 @@
 //! The REST API, black box: the real server over HTTP against a fresh database.
 //! Where we differ from the predecessor on purpose, the test name or a comment says so.
 
-use crate::common::{gateway_body, TestServer, CORS_ORIGIN};
+use crate::common::{gateway_body, id, TestServer, CORS_ORIGIN};
 use reqwest::header::{ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -11,10 +11,6 @@ const POST: Method = Method::POST;
 const PUT: Method = Method::PUT;
 const PATCH: Method = Method::PATCH;
 const DELETE: Method = Method::DELETE;
-
-fn id(v: &Value) -> String {
-    v["id"].as_str().unwrap().to_owned()
-}
 
 #[tokio::test]
 async fn health_needs_no_token_and_reports_version_uptime_and_database() {

@@ -2,7 +2,7 @@
 //! schedules, overall values of real readings from the simulator, a sensor's history
 //! across gateways, and trend bucketing at its edges.
 
-use crate::common::{gateway_body, TestServer};
+use crate::common::{gateway_body, id, TestServer};
 use crate::faults::reading_outcome;
 use crate::orchestrator::{gateway_on, sim, wait_for_state, QUICK};
 use chrono::{DateTime, Duration as TimeDelta, Utc};
@@ -15,10 +15,6 @@ const POST: Method = Method::POST;
 const PUT: Method = Method::PUT;
 const PATCH: Method = Method::PATCH;
 const DELETE: Method = Method::DELETE;
-
-fn id(v: &Value) -> String {
-    v["id"].as_str().unwrap().to_owned()
-}
 
 /// A disabled gateway (no supervisor writes beside the test) that has reported `serials`.
 async fn gateway_with_sensors(s: &TestServer, factory: &str, gateway_id: &str, serials: &[i64]) -> Uuid {

@@ -78,7 +78,7 @@ pub struct Gateway {
 }
 
 /// Distinguishes an absent key (`None`) from an explicit `null` (`Some(None)`).
-fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+pub(crate) fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
@@ -94,7 +94,7 @@ fn check_uuid(checker: &mut Checker, field: &str, raw: &str) -> Option<Uuid> {
     id
 }
 
-fn check_metadata(checker: &mut Checker, value: Option<Value>) -> Option<Metadata> {
+pub(crate) fn check_metadata(checker: &mut Checker, value: Option<Value>) -> Option<Metadata> {
     match value? {
         Value::Object(map) => {
             if crate::validate::map_contains_nul(&map) {

@@ -3,10 +3,10 @@
 //! request bodies and refuse unknown keys; `validate` reports every bad field.
 
 use crate::error::AppError;
-use crate::inventory::Metadata;
+use crate::inventory::{check_metadata, nullable, Metadata};
 use crate::validate::Checker;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -84,14 +84,6 @@ pub fn iso_zone_limits(group: u8) -> Option<[f64; 3]> {
     }
 }
 
-fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
-}
-
 fn check_kind(c: &mut Checker, raw: Option<&str>) -> String {
     let kind = c.required_text("kind", raw, 50).to_ascii_lowercase();
     if !kind.is_empty() && !MACHINE_KINDS.contains(&kind.as_str()) {
@@ -130,20 +122,6 @@ fn check_iso_group(c: &mut Checker, value: &Value) -> Option<u8> {
         Some(g @ 1..=4) => Some(g as u8),
         _ => {
             c.fail("iso_group", "must be an ISO 20816-3 machine group: 1, 2, 3 or 4");
-            None
-        }
-    }
-}
-
-fn check_metadata(c: &mut Checker, value: Value) -> Option<Metadata> {
-    match value {
-        Value::Object(map) if !crate::validate::map_contains_nul(&map) => Some(map),
-        Value::Object(_) => {
-            c.fail("metadata", crate::validate::NUL_MESSAGE);
-            None
-        }
-        _ => {
-            c.fail("metadata", "must be a JSON object");
             None
         }
     }
@@ -211,11 +189,7 @@ impl MachineInput {
         let class = c.optional_text("class", self.class.as_deref(), CLASS_MAX);
         let criticality = c.optional_text("criticality", self.criticality.as_deref(), CRITICALITY_MAX);
         let area = c.optional_text("area", self.area.as_deref(), AREA_MAX);
-        let metadata = self
-            .metadata
-            .filter(|v| !v.is_null())
-            .and_then(|v| check_metadata(&mut c, v))
-            .unwrap_or_default();
+        let metadata = check_metadata(&mut c, self.metadata.filter(|v| !v.is_null())).unwrap_or_default();
         c.finish(NewMachine {
             factory_id,
             name,
@@ -289,7 +263,7 @@ impl MachinePatch {
             .criticality
             .map(|t| c.optional_text("criticality", t.as_deref(), CRITICALITY_MAX));
         let area = self.area.map(|t| c.optional_text("area", t.as_deref(), AREA_MAX));
-        let metadata = self.metadata.and_then(|v| check_metadata(&mut c, v));
+        let metadata = check_metadata(&mut c, self.metadata);
         c.finish(MachineChanges {
             name,
             kind,

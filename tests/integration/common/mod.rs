@@ -60,6 +60,11 @@ impl Reply {
     }
 }
 
+/// The `id` of a resource in a JSON answer.
+pub fn id(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_owned()
+}
+
 /// A URL for a fresh database on the server that DATABASE_URL points to.
 fn fresh_database_url() -> String {
     let base =
