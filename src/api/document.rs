@@ -135,19 +135,26 @@ fn state_serial_limits(document: &mut Value) {
     }
 }
 
-/// The gateway list's `sort` and `order` take only the values the server knows.
+/// The gateway list's `sort`, `order` and `state` take only the values the server knows,
+/// or nothing (`order=` is read as no order given, as every empty query value is).
 fn state_list_orders(document: &mut Value) {
-    let sorts: Vec<&str> = domain::GatewaySort::ALL.iter().map(|sort| sort.as_str()).collect();
+    let mut sorts: Vec<&str> = domain::GatewaySort::ALL.iter().map(|sort| sort.as_str()).collect();
+    sorts.push("");
+    let states: Vec<&str> = domain::live::ConnectionState::ALL
+        .iter()
+        .map(|state| state.as_str())
+        .chain([""])
+        .collect();
     let parameters = document["paths"]["/api/gateways"]["get"]["parameters"]
         .as_array_mut()
         .expect("the gateway list has parameters");
     for parameter in parameters {
-        let values = match parameter["name"].as_str() {
-            Some("sort") => json!(sorts),
-            Some("order") => json!(["asc", "desc"]),
+        match parameter["name"].as_str() {
+            Some("sort") => parameter["schema"]["enum"] = json!(sorts),
+            Some("order") => parameter["schema"]["enum"] = json!(["asc", "desc", ""]),
+            Some("state") => parameter["schema"] = json!({ "type": "string", "enum": states }),
             _ => continue,
-        };
-        parameter["schema"]["enum"] = values;
+        }
     }
 }
 
@@ -259,9 +266,12 @@ mod tests {
             .as_array()
             .unwrap();
         let sort = parameters.iter().find(|p| p["name"] == "sort").unwrap();
+        // Every sort the server knows, and nothing (`sort=` is no sort given).
         assert_eq!(
             sort["schema"]["enum"].as_array().unwrap().len(),
-            domain::GatewaySort::ALL.len()
+            domain::GatewaySort::ALL.len() + 1
         );
+        let state = parameters.iter().find(|p| p["name"] == "state").unwrap();
+        assert!(state["schema"]["enum"].as_array().unwrap().contains(&json!("backoff")));
     }
 }

@@ -178,7 +178,7 @@ pub async fn sensor_readings(
 /// 30 days); `buckets` 1–5,000 (default 500).
 #[utoipa::path(get, path = "/api/sensors/{serial}/trend", tag = "sensors",
     params(("serial" = u64, Path),
-        ("value" = Option<String>, Query, pattern = "^(accel_rms|accel_peak|velocity_rms|crest_factor|temperature)$"),
+        ("value" = Option<String>, Query, pattern = "^(accel_rms|accel_peak|velocity_rms|crest_factor|temperature)?$"),
         ("from" = Option<String>, Query, format = DateTime), ("to" = Option<String>, Query, format = DateTime),
         ("buckets" = Option<u32>, Query, minimum = 1, maximum = 5000)),
     responses((status = 200, body = Trend), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -207,7 +207,7 @@ async fn trend_of(state: &AppState, serial: &str, query: &QueryMap) -> ApiResult
 /// The same trend as CSV, one line per bucket, for a spreadsheet.
 #[utoipa::path(get, path = "/api/sensors/{serial}/trend.csv", tag = "sensors",
     params(("serial" = u64, Path),
-        ("value" = Option<String>, Query, pattern = "^(accel_rms|accel_peak|velocity_rms|crest_factor|temperature)$"),
+        ("value" = Option<String>, Query, pattern = "^(accel_rms|accel_peak|velocity_rms|crest_factor|temperature)?$"),
         ("from" = Option<String>, Query, format = DateTime), ("to" = Option<String>, Query, format = DateTime),
         ("buckets" = Option<u32>, Query, minimum = 1, maximum = 5000)),
     responses((status = 200, description = "start,end,count,min,max,reading_id,at,x_min,x_max,y_min,y_max,z_min,z_max",
