@@ -217,7 +217,7 @@ async fn ensure_machines(store: &Store, factory: uuid::Uuid) -> anyhow::Result<(
         let serials: Vec<u64> = sensors(gateway).iter().map(|s| s.serial).collect();
         // The points need sensors a gateway has reported: wait for the first connection.
         for _ in 0..120 {
-            if store.get_schedule(serials[0]).await.is_ok() {
+            if store.sensor_known(serials[0]).await? {
                 break;
             }
             tokio::time::sleep(Duration::from_secs(1)).await;

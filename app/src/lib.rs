@@ -99,6 +99,7 @@ fn Layout() -> impl IntoView {
                     <A href="/" exact=true>"Status"</A>
                     <A href="/factories">"Factories"</A>
                     <A href="/gateways">"Gateways"</A>
+                    <A href="/machines">"Machines"</A>
                     {admin.then(|| view! {
                         <A href="/users">"Users"</A>
                         <A href="/tokens">"API tokens"</A>
@@ -135,6 +136,12 @@ fn Layout() -> impl IntoView {
                     <Route
                         path=path!("/gateways/:id")
                         view={Lazy::<pages::gateway_detail::GatewayDetailRoute>::new()}
+                        ssr=SsrMode::Async
+                    />
+                    <Route path=path!("/machines") view={Lazy::<pages::machines::MachinesRoute>::new()} ssr=SsrMode::Async />
+                    <Route
+                        path=path!("/machines/:id")
+                        view={Lazy::<pages::machine_detail::MachineDetailRoute>::new()}
                         ssr=SsrMode::Async
                     />
                     <Route path=path!("/users") view={Lazy::<pages::users::UsersRoute>::new()} ssr=SsrMode::Async />

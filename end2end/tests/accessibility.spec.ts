@@ -17,7 +17,16 @@ test("every page passes an accessibility scan", async ({ page }) => {
   await signIn(page);
   const gateways = await page.request.get("/api/gateways?limit=1");
   const gateway = (await gateways.json()).data[0].id;
-  for (const path of ["/", "/factories", "/gateways", `/gateways/${gateway}`, "/users", "/tokens", "/account"]) {
+  // Demo mode creates its machines once their gateway has reported its sensors.
+  let machine = "";
+  await expect
+    .poll(async () => {
+      machine = (await (await page.request.get("/api/machines?limit=1")).json()).data[0]?.id ?? "";
+      return machine;
+    }, { timeout: 60_000 })
+    .not.toBe("");
+  const pages = ["/", "/factories", "/gateways", `/gateways/${gateway}`, "/machines", `/machines/${machine}`];
+  for (const path of [...pages, "/users", "/tokens", "/account"]) {
     await page.goto(path);
     await waitForHydration(page);
     expect(await seriousFindings(page), path).toEqual([]);

@@ -112,6 +112,15 @@ test("taking a reading shows its progress, then the waveform and spectrum", asyn
   // The demo motor sensor runs at 29.6 Hz; the spectrum names its peaks.
   await expect(page.locator("figcaption").filter({ hasText: "spectrum" }).first()).toContainText(" Hz (");
   await screenshot(page, "waveform");
+
+  // The sensor's trend is on the same page; its newest point opens that reading's plots.
+  await sensor.getByRole("link", { name: "Trend" }).click();
+  await expect(page).toHaveURL(/trend=\d+/);
+  const hits = page.getByRole("region", { name: "Trend" }).locator(".trend-hit");
+  await expect(hits.last()).toHaveAttribute("aria-label", /mm\/s/);
+  await hits.last().click();
+  await expect(page).toHaveURL(/trend=\d+&reading=/);
+  await expect(page.getByRole("img", { name: "X waveform" })).toBeVisible();
 });
 
 test("the gateways table shows each gateway's live state", async ({ page }) => {

@@ -1,5 +1,7 @@
 //! Small pieces shared by pages.
 
+pub mod plots;
+
 use domain::AppError;
 use leptos::prelude::*;
 

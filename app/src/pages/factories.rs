@@ -237,6 +237,7 @@ fn factory_table(
                     <td>{f.location.unwrap_or_else(|| "—".into())}</td>
                     <td>{f.timezone}</td>
                     <td class="num">{item.gateway_count}</td>
+                    <td><A href=format!("/machines?factory_id={}", f.id)>"Machines"</A></td>
                     <td class="hide-narrow">{f.created_at.format("%Y-%m-%d").to_string()}</td>
                     {actions}
                 </tr>
@@ -248,6 +249,7 @@ fn factory_table(
         ("Location", ""),
         ("Time zone", ""),
         ("Gateways", "num"),
+        ("Machines", ""),
         ("Created", "hide-narrow"),
     ];
     if admin {

@@ -2,11 +2,11 @@
 //! "Take reading" (admins) and the reading's progress, its readings, and for the
 //! reading chosen in the URL (`?reading=ID`) the waveform and spectrum per axis.
 
+use crate::components::plots::{Plots, TrendChart};
 use crate::components::{percent_text, DataTable, StateBadge};
 use crate::event_stream::{clock, duration_words, follow_batches, Link, LinkBanner};
-use crate::server_fns::live::{
-    gateway_readings, gateway_view, reading_plots, AxisPlot, GatewayPageData, ReadingCharts, TakeReading,
-};
+use crate::server_fns::live::{gateway_readings, gateway_view, reading_plots, GatewayPageData, TakeReading};
+use crate::server_fns::machines::{sensor_trend, DEFAULT_RANGE};
 use domain::live::{GatewayHealth, GatewayLive, ReadingProgress, ReadingStage, ReadingSummary};
 use leptos::prelude::*;
 use leptos_router::components::A;
@@ -108,6 +108,26 @@ fn GatewayDetail(page: GatewayPageData) -> impl IntoView {
             None => Ok(None),
         }
     });
+    // The sensor whose trend is shown (`?trend=SERIAL`): velocity over 30 days, its
+    // points opening their readings below.
+    let trend_serial = move || query.read().get("trend").and_then(|s| s.parse::<u64>().ok());
+    // The first trend ends when the page's data was read (the same on the server and in
+    // the browser); once a reading has ended, at the present.
+    let rendered_at = page.rendered_at.to_rfc3339();
+    let trend = Resource::new(
+        move || (trend_serial(), readings_changed.get()),
+        move |(serial, changed)| {
+            let now = (changed == 0).then(|| rendered_at.clone());
+            async move {
+                match serial {
+                    Some(serial) => sensor_trend(serial, "velocity_rms".into(), DEFAULT_RANGE.into(), None, None, now)
+                        .await
+                        .map(Some),
+                    None => Ok(None),
+                }
+            }
+        },
+    );
     let g = page.gateway.clone();
     let can_take = page.can_take_readings;
 
@@ -158,6 +178,7 @@ fn GatewayDetail(page: GatewayPageData) -> impl IntoView {
                         <td class="num">{s.samples.map(|n| n.to_string()).unwrap_or_else(|| "—".into())}</td>
                         <td>{if s.connected { "yes" } else { "no" }}</td>
                         <td class="hide-narrow">{s.last_seen_at.format("%Y-%m-%d %H:%M").to_string()}</td>
+                        <td><A href=format!("/gateways/{gateway_id}?trend={serial}")>"Trend"</A></td>
                         <td>
                             {can_take
                                 .then(|| {
@@ -205,12 +226,34 @@ fn GatewayDetail(page: GatewayPageData) -> impl IntoView {
                     ("Samples", "num"),
                     ("Connected", ""),
                     ("Last seen", "hide-narrow"),
+                    ("Trend", ""),
                     ("Reading", ""),
                 ]
             >
                 {sensor_rows}
             </DataTable>
         </section>
+        <Transition fallback=|| ()>
+            {move || {
+                trend
+                    .get()
+                    .map(|result| match result {
+                        Ok(Some(trend)) => {
+                            let serial = trend.serial;
+                            let href_of = move |reading: Uuid| format!("/gateways/{gateway_id}?trend={serial}&reading={reading}");
+                            view! {
+                                <section class="card" aria-label="Trend">
+                                    <h2>{format!("Sensor {serial}: last 30 days")}</h2>
+                                    <TrendChart trend label=format!("Sensor {serial}") href_of />
+                                </section>
+                            }
+                                .into_any()
+                        }
+                        Ok(None) => ().into_any(),
+                        Err(err) => view! { <p class="form-error" role="alert">{err.message}</p> }.into_any(),
+                    })
+            }}
+        </Transition>
         <section class="card" aria-label="Readings">
             <h2>"Readings"</h2>
             <Transition fallback=|| ()>
@@ -295,82 +338,6 @@ fn readings_table(readings: Vec<ReadingSummary>, gateway: Uuid) -> impl IntoView
         </DataTable>
     }
     .into_any()
-}
-
-const WIDTH: f64 = 1000.0;
-const HEIGHT: f64 = 180.0;
-
-/// `x,y x,y …` for an SVG polyline scaled into the plot box.
-fn polyline(values: &[f32], min: f64, max: f64) -> String {
-    let span = if max > min { max - min } else { 1.0 };
-    let step = if values.len() > 1 {
-        WIDTH / (values.len() - 1) as f64
-    } else {
-        0.0
-    };
-    values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            format!(
-                "{:.1},{:.1}",
-                i as f64 * step,
-                HEIGHT - (f64::from(*v) - min) / span * HEIGHT
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-#[component]
-fn Plots(plots: ReadingCharts) -> impl IntoView {
-    let title = format!(
-        "Reading of sensor {} at {}",
-        plots.summary.serial,
-        plots.summary.requested_at.format("%Y-%m-%d %H:%M:%S UTC")
-    );
-    view! {
-        <section class="card plots" aria-label="Waveform and spectrum">
-            <h2>{title}</h2>
-            {plots.axes.into_iter().map(axis_plots).collect_view()}
-        </section>
-    }
-}
-
-fn axis_plots(axis: AxisPlot) -> impl IntoView {
-    let (min, max) = axis.waveform.iter().fold((f64::MAX, f64::MIN), |(lo, hi), v| {
-        (lo.min(f64::from(*v)), hi.max(f64::from(*v)))
-    });
-    let duration_ms = axis.seconds * axis.waveform.len() as f64 * 1000.0;
-    let spectrum_max = axis.spectrum.iter().copied().fold(0.0f32, f32::max) as f64;
-    let peaks = axis.peaks.clone();
-    let max_hz = axis.max_hz.max(1.0);
-    view! {
-        <figure class="plot">
-            <figcaption>{format!("{} axis: waveform ({duration_ms:.0} ms, {min:.3} to {max:.3} g)", axis.name)}</figcaption>
-            <svg viewBox=format!("0 0 {WIDTH} {HEIGHT}") preserveAspectRatio="none" role="img"
-                aria-label=format!("{} waveform", axis.name)>
-                <polyline class="trace" fill="none" points=polyline(&axis.waveform, min, max) />
-            </svg>
-        </figure>
-        <figure class="plot">
-            <figcaption>
-                {format!("{} axis: spectrum (0 to {:.0} Hz), peaks: ", axis.name, max_hz)}
-                {peaks.iter().map(|(hz, g)| format!("{hz:.1} Hz ({g:.3} g)")).collect::<Vec<_>>().join(", ")}
-            </figcaption>
-            <svg viewBox=format!("0 0 {WIDTH} {HEIGHT}") preserveAspectRatio="none" role="img"
-                aria-label=format!("{} spectrum", axis.name)>
-                <polyline class="trace spectrum" fill="none" points=polyline(&axis.spectrum, 0.0, spectrum_max) />
-                {peaks
-                    .iter()
-                    .map(|(hz, _)| {
-                        let x = hz / max_hz * WIDTH;
-                        view! { <line class="peak" x1=x x2=x y1="0" y2=HEIGHT /> }
-                    })
-                    .collect_view()}
-            </svg>
-        </figure>
-    }
 }
 
 lazy_page!(GatewayDetailRoute, GatewayDetailPage);

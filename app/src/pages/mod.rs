@@ -23,6 +23,8 @@ pub mod factories;
 pub mod gateway_detail;
 pub mod gateways;
 pub mod login;
+pub mod machine_detail;
+pub mod machines;
 pub mod status;
 pub mod tokens;
 pub mod users;

@@ -129,6 +129,9 @@ pub struct GatewayPageData {
     pub can_take_readings: bool,
     /// The live stream's position this view is as new as.
     pub as_of: u64,
+    /// When the view was made: a trend shown on the page ends here, so the server's
+    /// HTML and the browser taking it over compute the same buckets.
+    pub rendered_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[server(prefix = "/rpc", endpoint = "gateway_view")]
@@ -152,6 +155,7 @@ pub async fn gateway_view(id: Uuid) -> Result<GatewayPageData, AppError> {
         gateway,
         can_take_readings: user.role.can_write(),
         as_of,
+        rendered_at: chrono::Utc::now(),
     })
 }
 

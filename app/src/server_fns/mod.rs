@@ -7,4 +7,5 @@ pub mod auth;
 pub mod factories;
 pub mod gateways;
 pub mod live;
+pub mod machines;
 pub mod users;

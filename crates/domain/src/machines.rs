@@ -331,6 +331,16 @@ pub struct SensorSchedule {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Where a sensor was last heard: the gateway that reported it most recently.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SensorLocation {
+    pub serial: u64,
+    pub gateway_id: Uuid,
+    pub gateway_name: String,
+    pub connected: bool,
+    pub last_seen_at: DateTime<Utc>,
+}
+
 /// Body of `PUT /api/sensors/{serial}/schedule`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

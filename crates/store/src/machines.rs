@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use domain::error::ErrorCode;
 use domain::live::ReadingSummary;
 use domain::machines::{
-    iso_zone_limits, Machine, MachineChanges, MeasurementPoint, NewMachine, NewPoint, NewSchedule, SensorSchedule,
-    Trend, TrendPoint, TrendRequest, TrendValue,
+    iso_zone_limits, Machine, MachineChanges, MeasurementPoint, NewMachine, NewPoint, NewSchedule, SensorLocation,
+    SensorSchedule, Trend, TrendPoint, TrendRequest, TrendValue,
 };
 use domain::{AppError, Metadata, Page, PageRequest};
 use sqlx::types::Json;
@@ -246,11 +246,7 @@ impl Store {
     /// Puts a known sensor on a machine; a sensor already on a point is refused (409).
     pub async fn add_point(&self, machine: Uuid, point: NewPoint) -> Result<MeasurementPoint, StoreError> {
         self.get_machine(machine).await?;
-        let known: bool = sqlx::query_scalar(&format!("SELECT {SENSOR_KNOWN}"))
-            .bind(point.serial as i64)
-            .fetch_one(&self.pool)
-            .await?;
-        if !known {
+        if !self.sensor_known(point.serial).await? {
             return Err(StoreError::Client(AppError::new(
                 ErrorCode::UnknownSensor,
                 format!("No gateway has reported sensor {}", point.serial),
@@ -292,12 +288,44 @@ impl Store {
         Ok(())
     }
 
-    async fn require_sensor(&self, serial: u64) -> Result<(), StoreError> {
-        let known: bool = sqlx::query_scalar(&format!("SELECT {SENSOR_KNOWN}"))
+    /// Whether an active gateway has reported `serial` or a point names it.
+    pub async fn sensor_known(&self, serial: u64) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar(&format!("SELECT {SENSOR_KNOWN}"))
             .bind(serial as i64)
             .fetch_one(&self.pool)
-            .await?;
-        if known {
+            .await?)
+    }
+
+    /// Where each of `serials` was last heard: the active gateway that reported it
+    /// most recently (a sensor that moved is shown where it is now). Serials no
+    /// gateway has reported are left out.
+    pub async fn sensor_locations(&self, serials: &[u64]) -> Result<Vec<SensorLocation>, StoreError> {
+        let serials: Vec<i64> = serials.iter().map(|&s| s as i64).collect();
+        let rows: Vec<(i64, Uuid, String, bool, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT DISTINCT ON (s.serial) s.serial, g.id, g.name, s.connected, s.last_seen_at
+             FROM sensors s JOIN gateways g ON g.id = s.gateway_id
+             WHERE s.serial = ANY($1) AND g.deleted_at IS NULL
+             ORDER BY s.serial, s.last_seen_at DESC",
+        )
+        .bind(serials)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(serial, gateway_id, gateway_name, connected, last_seen_at)| SensorLocation {
+                    serial: serial as u64,
+                    gateway_id,
+                    gateway_name,
+                    connected,
+                    last_seen_at,
+                },
+            )
+            .collect())
+    }
+
+    async fn require_sensor(&self, serial: u64) -> Result<(), StoreError> {
+        if self.sensor_known(serial).await? {
             Ok(())
         } else {
             Err(sensor_not_found(serial))
