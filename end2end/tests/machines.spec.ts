@@ -98,6 +98,19 @@ for (const size of sizes) {
     await expect
       .poll(async () => (await (await page.request.get(`/api/sensors/${size.serial}/schedule`)).json()).enabled)
       .toBe(true);
+    const ownSchedule = async () => (await (await page.request.get(`/api/sensors/${size.serial}/schedule`)).json());
+
+    // Back to the defaults, then a default for the machine: its sensors follow it.
+    await schedule.getByRole("button", { name: "Save" }).waitFor();
+    await row.getByRole("button", { name: "Use default" }).click();
+    await expect.poll(async () => (await ownSchedule()).source).toBe("none");
+    const defaults = page.getByRole("form", { name: "Machine default schedule" });
+    await defaults.getByRole("checkbox").check();
+    await defaults.getByLabel("Default minutes between readings").fill("120");
+    await defaults.getByRole("button", { name: "Save default" }).click();
+    await expect(row).toContainText("machine default");
+    const followed = await ownSchedule();
+    expect([followed.interval_seconds, followed.enabled, followed.source]).toEqual([7200, true, "machine"]);
 
     // The list shows it; deleting it frees the sensor.
     await page.goto("/machines");

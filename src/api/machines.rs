@@ -11,8 +11,8 @@ use axum::response::IntoResponse;
 use axum::Json;
 use domain::live::ReadingSummary;
 use domain::machines::{
-    Machine, MachineInput, MachinePatch, MeasurementPoint, PointInput, ScheduleInput, SensorSchedule, Trend,
-    TrendRequest,
+    Machine, MachineInput, MachinePatch, MeasurementPoint, PointInput, ScheduleDefault, ScheduleInput, ScheduleScope,
+    SensorSchedule, Trend, TrendRequest,
 };
 use domain::{AppError, FieldError, Page};
 
@@ -252,4 +252,103 @@ fn trend_csv(trend: &Trend) -> String {
         );
     }
     out
+}
+
+/// Drops the sensor's own schedule: it follows its machine's or factory's default again
+/// (`source` says which), or is off without one.
+#[utoipa::path(delete, path = "/api/sensors/{serial}/schedule", tag = "sensors", params(("serial" = u64, Path)),
+    responses((status = 200, body = SensorSchedule), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete_schedule(
+    State(state): State<AppState>,
+    Path(serial): Path<String>,
+) -> ApiResult<Json<SensorSchedule>> {
+    Ok(Json(state.store.delete_schedule(serial_of(&serial)?).await?))
+}
+
+fn no_default() -> ApiError {
+    ApiError(AppError::new(
+        domain::error::ErrorCode::NotFound,
+        "No default schedule is set",
+    ))
+}
+
+/// The schedule the machine's sensors follow unless they have their own (404 when none is set).
+#[utoipa::path(get, path = "/api/machines/{id}/schedule", tag = "machines", params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = ScheduleDefault), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_machine_schedule(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+) -> ApiResult<Json<ScheduleDefault>> {
+    let found = state.store.get_schedule_default(ScheduleScope::Machine(id)).await?;
+    Ok(Json(found.ok_or_else(no_default)?))
+}
+
+/// Sets the machine's default schedule; its sensors without their own follow it at once.
+#[utoipa::path(put, path = "/api/machines/{id}/schedule", tag = "machines", params(("id" = uuid::Uuid, Path)),
+    request_body = ScheduleInput,
+    responses((status = 200, body = ScheduleDefault), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn put_machine_schedule(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    ApiJson(input): ApiJson<ScheduleInput>,
+) -> ApiResult<Json<ScheduleDefault>> {
+    let scope = ScheduleScope::Machine(id);
+    Ok(Json(state.store.put_schedule_default(scope, input.validate()?).await?))
+}
+
+/// Removes the machine's default schedule (its sensors fall back to the factory's).
+#[utoipa::path(delete, path = "/api/machines/{id}/schedule", tag = "machines", params(("id" = uuid::Uuid, Path)),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete_machine_schedule(State(state): State<AppState>, IdPath(id): IdPath) -> ApiResult<StatusCode> {
+    state.store.delete_schedule_default(ScheduleScope::Machine(id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The schedule the factory's sensors follow unless their machine or they themselves
+/// have one (404 when none is set).
+#[utoipa::path(get, path = "/api/factories/{id}/schedule", tag = "factories", params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = ScheduleDefault), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_factory_schedule(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+) -> ApiResult<Json<ScheduleDefault>> {
+    let found = state.store.get_schedule_default(ScheduleScope::Factory(id)).await?;
+    Ok(Json(found.ok_or_else(no_default)?))
+}
+
+/// Sets the factory's default schedule: every sensor of its machines and gateways
+/// without a machine default or a schedule of its own follows it at once.
+#[utoipa::path(put, path = "/api/factories/{id}/schedule", tag = "factories", params(("id" = uuid::Uuid, Path)),
+    request_body = ScheduleInput,
+    responses((status = 200, body = ScheduleDefault), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn put_factory_schedule(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    ApiJson(input): ApiJson<ScheduleInput>,
+) -> ApiResult<Json<ScheduleDefault>> {
+    let scope = ScheduleScope::Factory(id);
+    Ok(Json(state.store.put_schedule_default(scope, input.validate()?).await?))
+}
+
+#[utoipa::path(delete, path = "/api/factories/{id}/schedule", tag = "factories", params(("id" = uuid::Uuid, Path)),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete_factory_schedule(State(state): State<AppState>, IdPath(id): IdPath) -> ApiResult<StatusCode> {
+    state.store.delete_schedule_default(ScheduleScope::Factory(id)).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

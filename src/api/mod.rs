@@ -43,7 +43,9 @@ use utoipa::{Modify, OpenApi};
         live::gateway_sensors, live::take_reading, live::gateway_readings, live::reading, live::events,
         machines::create_machine, machines::list_machines, machines::get_machine, machines::patch_machine,
         machines::delete_machine, machines::add_point, machines::delete_point, machines::get_schedule,
-        machines::put_schedule, machines::sensor_readings, machines::sensor_trend, machines::sensor_trend_csv,
+        machines::put_schedule, machines::delete_schedule, machines::get_machine_schedule,
+        machines::put_machine_schedule, machines::delete_machine_schedule, machines::get_factory_schedule,
+        machines::put_factory_schedule, machines::delete_factory_schedule, machines::sensor_readings, machines::sensor_trend, machines::sensor_trend_csv,
     ),
     components(schemas(domain::live::LiveBatch)),
     modifiers(&BearerAuth)
@@ -114,10 +116,24 @@ pub fn router(state: AppState) -> Router<AppState> {
                 .delete(machines::delete_machine),
         )
         .route("/machines/{id}/points", post(machines::add_point))
+        .route(
+            "/machines/{id}/schedule",
+            get(machines::get_machine_schedule)
+                .put(machines::put_machine_schedule)
+                .delete(machines::delete_machine_schedule),
+        )
+        .route(
+            "/factories/{id}/schedule",
+            get(machines::get_factory_schedule)
+                .put(machines::put_factory_schedule)
+                .delete(machines::delete_factory_schedule),
+        )
         .route("/machines/{id}/points/{point_id}", delete(machines::delete_point))
         .route(
             "/sensors/{serial}/schedule",
-            get(machines::get_schedule).put(machines::put_schedule),
+            get(machines::get_schedule)
+                .put(machines::put_schedule)
+                .delete(machines::delete_schedule),
         )
         .route("/sensors/{serial}/readings", get(machines::sensor_readings))
         .route("/sensors/{serial}/trend", get(machines::sensor_trend))

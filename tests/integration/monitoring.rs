@@ -572,3 +572,123 @@ async fn a_trend_downloads_as_csv() {
         format!("2026-03-01T12:00:00+00:00,2026-03-01T13:00:00+00:00,1,1.5,1.5,{reading},2026-03-01T12:00:00+00:00,0.5,0.5,1,1,1.5,1.5")
     );
 }
+
+#[tokio::test]
+async fn sensors_follow_their_machines_then_their_factorys_default_schedule() {
+    let s = TestServer::start().await;
+    let factory = id(&s.create_factory("Default schedule plant").await);
+    let gateway = gateway_with_sensors(&s, &factory, "GW-DEFAULT-1", &[40811, 40812, 40813]).await;
+    let schedule = |serial: u64| {
+        let s = &s;
+        async move {
+            let got = s.call(GET, &format!("/api/sensors/{serial}/schedule"), None).await;
+            assert_eq!(got.status, StatusCode::OK, "{}", got.text);
+            (
+                got.body["interval_seconds"].as_u64().unwrap(),
+                got.body["enabled"].as_bool().unwrap(),
+                got.body["source"].as_str().unwrap().to_owned(),
+            )
+        }
+    };
+    assert_eq!(schedule(40811).await, (3600, false, "none".into()));
+    let none = s.call(GET, &format!("/api/factories/{factory}/schedule"), None).await;
+    assert_eq!(none.status, StatusCode::NOT_FOUND);
+
+    // The factory's default reaches every sensor of its gateways.
+    let every_2h = json!({"interval_seconds": 7200, "enabled": true});
+    let set = s
+        .call(PUT, &format!("/api/factories/{factory}/schedule"), Some(every_2h))
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.text);
+    assert_eq!(set.body["interval_seconds"], json!(7200));
+    for serial in [40811, 40812, 40813] {
+        assert_eq!(schedule(serial).await, (7200, true, "factory".into()));
+    }
+
+    // A machine's default wins over the factory's for the sensors on it.
+    let machine = s
+        .call(
+            POST,
+            "/api/machines",
+            Some(json!({"factory_id": factory, "name": "Fan 3", "kind": "fan"})),
+        )
+        .await;
+    let machine = id(&machine.body);
+    for (name, serial) in [("Fan DE", 40811), ("Fan NDE", 40812)] {
+        let point = s
+            .call(
+                POST,
+                &format!("/api/machines/{machine}/points"),
+                Some(json!({"name": name, "serial": serial})),
+            )
+            .await;
+        assert_eq!(point.status, StatusCode::CREATED, "{}", point.text);
+    }
+    let half_hourly = json!({"interval_seconds": 1800});
+    let set = s
+        .call(PUT, &format!("/api/machines/{machine}/schedule"), Some(half_hourly))
+        .await;
+    assert_eq!((set.status, &set.body["enabled"]), (StatusCode::OK, &json!(true)));
+    assert_eq!(schedule(40811).await, (1800, true, "machine".into()));
+    assert_eq!(schedule(40813).await, (7200, true, "factory".into()));
+
+    // A sensor's own schedule wins and outlives changes of the defaults...
+    let own = json!({"interval_seconds": 600, "enabled": true});
+    s.call(PUT, "/api/sensors/40812/schedule", Some(own)).await;
+    let hourly = json!({"interval_seconds": 3600, "enabled": true});
+    s.call(PUT, &format!("/api/machines/{machine}/schedule"), Some(hourly))
+        .await;
+    assert_eq!(schedule(40811).await, (3600, true, "machine".into()));
+    assert_eq!(schedule(40812).await, (600, true, "sensor".into()));
+    // ...until it is dropped: the sensor follows its machine again.
+    let dropped = s.call(DELETE, "/api/sensors/40812/schedule", None).await;
+    assert_eq!(
+        (
+            dropped.status,
+            &dropped.body["source"],
+            &dropped.body["interval_seconds"]
+        ),
+        (StatusCode::OK, &json!("machine"), &json!(3600))
+    );
+
+    // A sensor heard for the first time takes up its factory's default.
+    sqlx::query("INSERT INTO sensors (gateway_id, serial, connected) VALUES ($1, 40814, true)")
+        .bind(gateway)
+        .execute(s.store.pool())
+        .await
+        .unwrap();
+    s.store.apply_schedule_defaults().await.unwrap();
+    assert_eq!(schedule(40814).await, (7200, true, "factory".into()));
+
+    // Without the machine's default its sensors fall back to the factory's; without
+    // that, they stop.
+    let removed = s.call(DELETE, &format!("/api/machines/{machine}/schedule"), None).await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    assert_eq!(schedule(40811).await, (7200, true, "factory".into()));
+    s.call(DELETE, &format!("/api/factories/{factory}/schedule"), None)
+        .await;
+    assert_eq!(schedule(40811).await, (3600, false, "none".into()));
+    let gone = s
+        .call(DELETE, &format!("/api/factories/{factory}/schedule"), None)
+        .await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+
+    // Bad input: too short an interval, an unknown machine.
+    let short = json!({"interval_seconds": 5, "enabled": true});
+    let refused = s
+        .call(PUT, &format!("/api/machines/{machine}/schedule"), Some(short))
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(refused.text.contains("at least 60 seconds"), "{}", refused.text);
+    let unknown = s
+        .call(
+            PUT,
+            &format!("/api/machines/{}/schedule", Uuid::new_v4()),
+            Some(json!({"interval_seconds": 3600})),
+        )
+        .await;
+    assert_eq!(
+        (unknown.status, unknown.code()),
+        (StatusCode::NOT_FOUND, "MACHINE_NOT_FOUND")
+    );
+}

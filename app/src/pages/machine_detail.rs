@@ -9,11 +9,11 @@ use crate::components::{DataTable, FormError, TextField, UrlError};
 use crate::event_stream::{follow_batches, Link, LinkBanner};
 use crate::server_fns::live::{reading_plots, TakeReading};
 use crate::server_fns::machines::{
-    machine_view, AddPoint, DeleteMachine, MachinePageData, PointSensor, RemovePoint, SetSchedule, DEFAULT_RANGE,
-    TREND_RANGES,
+    machine_view, AddPoint, DeleteMachine, MachinePageData, PointSensor, RemovePoint, SetMachineSchedule, SetSchedule,
+    UseDefaultSchedule, DEFAULT_RANGE, TREND_RANGES,
 };
 use domain::live::{ReadingProgress, ReadingStage};
-use domain::machines::TrendValue;
+use domain::machines::{ScheduleSource, TrendValue};
 use domain::AppError;
 use leptos::form::ActionForm;
 use leptos::prelude::*;
@@ -152,7 +152,15 @@ fn MachineDetail(
     let add = ServerAction::<AddPoint>::new();
     let remove = ServerAction::<RemovePoint>::new();
     let schedule = ServerAction::<SetSchedule>::new();
+    let use_default = ServerAction::<UseDefaultSchedule>::new();
+    let machine_schedule = ServerAction::<SetMachineSchedule>::new();
     let delete = ServerAction::<DeleteMachine>::new();
+    let actions = can_edit.then_some(PointActions {
+        take,
+        remove,
+        schedule,
+        use_default,
+    });
     // Successful changes only: a refused one keeps its form and message on screen.
     let reload_after = move |succeeded: Signal<bool>| {
         Effect::new(move |_| {
@@ -164,6 +172,10 @@ fn MachineDetail(
     reload_after(Signal::derive(move || matches!(add.value().get(), Some(Ok(_)))));
     reload_after(Signal::derive(move || matches!(remove.value().get(), Some(Ok(_)))));
     reload_after(Signal::derive(move || matches!(schedule.value().get(), Some(Ok(_)))));
+    reload_after(Signal::derive(move || matches!(use_default.value().get(), Some(Ok(_)))));
+    reload_after(Signal::derive(move || {
+        matches!(machine_schedule.value().get(), Some(Ok(_)))
+    }));
     let navigate = use_navigate();
     Effect::new(move |_| {
         if let Some(Ok(_)) = delete.value().get() {
@@ -176,6 +188,8 @@ fn MachineDetail(
             take.value().get().and_then(Result::err),
             remove.value().get().and_then(Result::err),
             schedule.value().get().and_then(Result::err),
+            use_default.value().get().and_then(Result::err),
+            machine_schedule.value().get().and_then(Result::err),
             delete.value().get().and_then(Result::err),
         ]
         .into_iter()
@@ -199,19 +213,7 @@ fn MachineDetail(
         .points
         .iter()
         .zip(page.sensors.iter().cloned())
-        .map(|(point, sensor)| {
-            point_row(
-                point.id,
-                point.name.clone(),
-                sensor,
-                machine_id,
-                can_edit,
-                take,
-                remove,
-                schedule,
-                progress,
-            )
-        })
+        .map(|(point, sensor)| point_row(point.id, point.name.clone(), sensor, machine_id, actions, progress))
         .collect_view();
     let delete_confirm = format!(
         "Delete “{}”? Its sensors leave their points and keep their history.",
@@ -252,6 +254,7 @@ fn MachineDetail(
                 }
                 .into_any()
             }}
+            <DefaultSchedule machine_id default=page.default_schedule.clone() action=can_edit.then_some(machine_schedule) />
             {can_edit.then(|| view! {
                 <ActionForm action=add attr:class="form inline-fields" attr:aria-label="Add measurement point">
                     <input type="hidden" name="machine" value=machine_id.to_string() />
@@ -352,15 +355,56 @@ fn TrendControls(
 }
 
 #[allow(clippy::too_many_arguments)]
+/// The schedule the machine's sensors follow unless they have their own: a form for
+/// admins (`action`), a sentence for others.
+#[component]
+fn DefaultSchedule(
+    machine_id: Uuid,
+    default: Option<domain::machines::ScheduleDefault>,
+    action: Option<ServerAction<SetMachineSchedule>>,
+) -> impl IntoView {
+    let (minutes, enabled) = default
+        .as_ref()
+        .map_or((60, false), |d| (d.interval_seconds / 60, d.enabled));
+    let text = match &default {
+        Some(d) if d.enabled => format!("every {}", minutes_words(d.interval_seconds / 60)),
+        Some(_) => "off".to_owned(),
+        None => "none (the factory's default applies)".to_owned(),
+    };
+    match action {
+        Some(action) => view! {
+            <ActionForm action attr:class="inline-form schedule-form machine-schedule" attr:aria-label="Machine default schedule">
+                <input type="hidden" name="machine" value=machine_id.to_string() />
+                <span class="strong">"Default for this machine's sensors: "</span>
+                <label>
+                    <input type="checkbox" name="enabled" value="on" checked=enabled />
+                    " every "
+                </label>
+                <input type="number" name="interval_minutes" min="1" value=minutes aria-label="Default minutes between readings" class="minutes" />
+                " min "
+                <button type="submit">"Save default"</button>
+            </ActionForm>
+        }
+        .into_any(),
+        None => view! { <p class="muted">{format!("Default for this machine's sensors: {text}")}</p> }.into_any(),
+    }
+}
+
+/// What an admin can do from a point's row.
+#[derive(Clone, Copy)]
+struct PointActions {
+    take: ServerAction<TakeReading>,
+    remove: ServerAction<RemovePoint>,
+    schedule: ServerAction<SetSchedule>,
+    use_default: ServerAction<UseDefaultSchedule>,
+}
+
 fn point_row(
     point: Uuid,
     name: String,
     sensor: PointSensor,
     machine: Uuid,
-    can_edit: bool,
-    take: ServerAction<TakeReading>,
-    remove: ServerAction<RemovePoint>,
-    schedule: ServerAction<SetSchedule>,
+    actions: Option<PointActions>,
     progress: RwSignal<HashMap<u64, ReadingProgress>>,
 ) -> impl IntoView {
     let serial = sensor.serial;
@@ -370,16 +414,24 @@ fn point_row(
             {(!l.connected).then(|| view! { <span class="muted">" (sensor not connected)"</span> })}
         }
     });
-    let (interval_minutes, enabled) = sensor
-        .schedule
-        .as_ref()
-        .map_or((60, false), |s| (s.interval_seconds / 60, s.enabled));
+    let (interval_minutes, enabled, source) = sensor.schedule.as_ref().map_or((60, false, ScheduleSource::None), |s| {
+        (s.interval_seconds / 60, s.enabled, s.source)
+    });
     let schedule_text = if enabled {
         format!("every {}", minutes_words(interval_minutes))
     } else {
         "off".to_owned()
     };
-    let schedule_cell = if can_edit {
+    let origin = match source {
+        ScheduleSource::Machine => Some("machine default"),
+        ScheduleSource::Factory => Some("factory default"),
+        ScheduleSource::Sensor | ScheduleSource::None => None,
+    }
+    .map(|origin| view! { <span class="muted">{format!(" ({origin})")}</span> });
+    let schedule_cell = if let Some(PointActions {
+        schedule, use_default, ..
+    }) = actions
+    {
         view! {
             <ActionForm action=schedule attr:class="inline-form schedule-form" attr:aria-label=format!("Schedule of {name}")>
                 <input type="hidden" name="machine" value=machine.to_string() />
@@ -392,10 +444,18 @@ fn point_row(
                 " min "
                 <button type="submit">"Save"</button>
             </ActionForm>
+            {origin}
+            {(source == ScheduleSource::Sensor).then(|| view! {
+                <ActionForm action=use_default attr:class="inline-form">
+                    <input type="hidden" name="machine" value=machine.to_string() />
+                    <input type="hidden" name="serial" value=serial />
+                    <button type="submit" class="link-button neutral">"Use default"</button>
+                </ActionForm>
+            })}
         }
         .into_any()
     } else {
-        view! { <span>{schedule_text}</span> }.into_any()
+        view! { <span>{schedule_text}</span> {origin} }.into_any()
     };
     let stage = move || {
         progress.with(|p| {
@@ -409,7 +469,7 @@ fn point_row(
             })
         })
     };
-    let reading_cell = can_edit.then(|| {
+    let reading_cell = actions.map(|PointActions { take, remove, .. }| {
         let location = sensor.location.clone();
         view! {
             {location.map(|l| view! {

@@ -1,7 +1,7 @@
 //! Server functions of the machine pages: machines and their measurement points,
 //! sensors' schedules and trends. Reading is for signed-in users, changing for admins.
 
-use domain::machines::{Machine, SensorLocation, SensorSchedule, Trend};
+use domain::machines::{Machine, ScheduleDefault, SensorLocation, SensorSchedule, Trend};
 use domain::{AppError, Page};
 use leptos::server;
 use uuid::Uuid;
@@ -46,6 +46,8 @@ pub struct MachinePageData {
     pub machine: Machine,
     pub factory_name: String,
     pub sensors: Vec<PointSensor>,
+    /// The schedule the machine's sensors follow unless they have their own.
+    pub default_schedule: Option<ScheduleDefault>,
     /// Each point's name and trend of the value and range asked for, in point order.
     pub trends: Vec<(String, Result<Trend, AppError>)>,
     pub can_edit: bool,
@@ -99,7 +101,11 @@ pub async fn machine_view(
             Ok((from, to)) => {
                 match domain::machines::TrendRequest::parse(value.as_deref(), Some(from), Some(to), Some(&buckets), now)
                 {
-                    Ok(request) => store.sensor_trend(point.serial, request).await.map_err(AppError::from),
+                    Ok(request) => store
+                        .sensor_trend(point.serial, request)
+                        .await
+                        .map(without_axes)
+                        .map_err(AppError::from),
                     Err(err) => Err(err),
                 }
             }
@@ -107,10 +113,14 @@ pub async fn machine_view(
         };
         trends.push((point.name.clone(), trend));
     }
+    let default_schedule = store
+        .get_schedule_default(domain::machines::ScheduleScope::Machine(id))
+        .await?;
     Ok(MachinePageData {
         machine,
         factory_name,
         sensors,
+        default_schedule,
         trends,
         can_edit: user.role.can_write(),
         as_of,
@@ -146,6 +156,16 @@ pub fn range_bounds(
     Ok(((now - chrono::Duration::hours(hours)).to_rfc3339(), now.to_rfc3339()))
 }
 
+/// A trend without its per-axis ranges: the plot draws the worst axis only, and the
+/// page (and its hydration data) is a third lighter without them.
+#[cfg(feature = "ssr")]
+fn without_axes(mut trend: Trend) -> Trend {
+    for bucket in &mut trend.data {
+        (bucket.x, bucket.y, bucket.z) = (None, None, None);
+    }
+    trend
+}
+
 /// One sensor's trend of `value` over `range` (see [`range_bounds`]) ending at `now`
 /// (RFC 3339; the present when none), in [`PLOT_BUCKETS`].
 #[server(prefix = "/rpc", endpoint = "sensor_trend")]
@@ -164,7 +184,7 @@ pub async fn sensor_trend(
     let (from, to) = range_bounds(&range, from.as_deref(), to.as_deref(), now)?;
     let buckets = PLOT_BUCKETS.to_string();
     let request = domain::machines::TrendRequest::parse(Some(&value), Some(&from), Some(&to), Some(&buckets), now)?;
-    Ok(ssr::store()?.sensor_trend(serial, request).await?)
+    Ok(without_axes(ssr::store()?.sensor_trend(serial, request).await?))
 }
 
 /// A form's optional number: blank is none; text that is no number is passed on as
@@ -272,8 +292,36 @@ pub async fn remove_point(machine: Uuid, point: Uuid) -> Result<(), AppError> {
     ssr::answer_form(&format!("/machines/{machine}"), result)
 }
 
-/// Sets a sensor's schedule from the machine page: every `interval_minutes`, on when
-/// `enabled` is ticked (a checkbox sends nothing when it is not).
+/// A schedule from a form: every `interval_minutes`, on when `enabled` is ticked (a
+/// checkbox sends nothing when it is not). The limits are named in minutes, as asked.
+#[cfg(feature = "ssr")]
+fn schedule_from_form(
+    interval_minutes: &str,
+    enabled: Option<String>,
+) -> Result<domain::machines::NewSchedule, AppError> {
+    let (min, max) = (
+        domain::machines::SCHEDULE_MIN_SECONDS / 60,
+        domain::machines::SCHEDULE_MAX_SECONDS / 60,
+    );
+    let minutes = interval_minutes
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|m| (min..=max).contains(m))
+        .ok_or_else(|| {
+            AppError::validation(vec![domain::FieldError::new(
+                "interval_minutes",
+                format!("must be a whole number of minutes from {min} (a reading can take a minute) to {max}"),
+            )])
+        })?;
+    domain::machines::ScheduleInput {
+        interval_seconds: Some(serde_json::json!(minutes * 60)),
+        enabled: Some(enabled.is_some()),
+    }
+    .validate()
+}
+
+/// Sets a sensor's own schedule from the machine page.
 #[server(prefix = "/rpc", endpoint = "set_schedule")]
 pub async fn set_schedule(
     machine: Uuid,
@@ -283,30 +331,42 @@ pub async fn set_schedule(
 ) -> Result<SensorSchedule, AppError> {
     let result: Result<SensorSchedule, AppError> = async {
         let user = ssr::require_admin().await?;
-        // The form asks for minutes: its limits are named in minutes.
-        let (min, max) = (
-            domain::machines::SCHEDULE_MIN_SECONDS / 60,
-            domain::machines::SCHEDULE_MAX_SECONDS / 60,
-        );
-        let minutes = interval_minutes
-            .trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|m| (min..=max).contains(m))
-            .ok_or_else(|| {
-                AppError::validation(vec![domain::FieldError::new(
-                    "interval_minutes",
-                    format!("must be a whole number of minutes from {min} (a reading can take a minute) to {max}"),
-                )])
-            })?;
-        let schedule = domain::machines::ScheduleInput {
-            interval_seconds: Some(serde_json::json!(minutes * 60)),
-            enabled: Some(enabled.is_some()),
-        }
-        .validate()?;
+        let schedule = schedule_from_form(&interval_minutes, enabled)?;
         let schedule = ssr::store()?.put_schedule(serial, schedule).await?;
         tracing::info!(serial, enabled = schedule.enabled, user_id = %user.id, "schedule set");
         Ok(schedule)
+    }
+    .await;
+    ssr::answer_form(&format!("/machines/{machine}"), result)
+}
+
+/// Drops a sensor's own schedule: it follows the machine's or factory's default again.
+#[server(prefix = "/rpc", endpoint = "use_default_schedule")]
+pub async fn use_default_schedule(machine: Uuid, serial: u64) -> Result<SensorSchedule, AppError> {
+    let result: Result<SensorSchedule, AppError> = async {
+        let user = ssr::require_admin().await?;
+        let schedule = ssr::store()?.delete_schedule(serial).await?;
+        tracing::info!(serial, user_id = %user.id, "schedule back to default");
+        Ok(schedule)
+    }
+    .await;
+    ssr::answer_form(&format!("/machines/{machine}"), result)
+}
+
+/// Sets the default schedule of the machine's sensors.
+#[server(prefix = "/rpc", endpoint = "set_machine_schedule")]
+pub async fn set_machine_schedule(
+    machine: Uuid,
+    interval_minutes: String,
+    enabled: Option<String>,
+) -> Result<ScheduleDefault, AppError> {
+    let result: Result<ScheduleDefault, AppError> = async {
+        let user = ssr::require_admin().await?;
+        let schedule = schedule_from_form(&interval_minutes, enabled)?;
+        let scope = domain::machines::ScheduleScope::Machine(machine);
+        let default = ssr::store()?.put_schedule_default(scope, schedule).await?;
+        tracing::info!(machine_id = %machine, enabled = default.enabled, user_id = %user.id, "machine schedule set");
+        Ok(default)
     }
     .await;
     ssr::answer_form(&format!("/machines/{machine}"), result)

@@ -328,7 +328,58 @@ pub struct SensorSchedule {
     pub enabled: bool,
     /// When the next reading is due (none while disabled).
     pub next_due_at: Option<DateTime<Utc>>,
+    /// Where the schedule comes from: `sensor` (set for this sensor), `machine` or
+    /// `factory` (that default), or `none` (no schedule: off).
+    pub source: ScheduleSource,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Where a sensor's schedule comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum ScheduleSource {
+    Sensor,
+    Machine,
+    Factory,
+    None,
+}
+
+impl ScheduleSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScheduleSource::Sensor => "sensor",
+            ScheduleSource::Machine => "machine",
+            ScheduleSource::Factory => "factory",
+            ScheduleSource::None => "none",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Self {
+        match raw {
+            "sensor" => ScheduleSource::Sensor,
+            "machine" => ScheduleSource::Machine,
+            "factory" => ScheduleSource::Factory,
+            _ => ScheduleSource::None,
+        }
+    }
+}
+
+/// The schedule a machine's or a factory's sensors follow unless they have their own
+/// (`GET/PUT/DELETE /api/machines/{id}/schedule` and `/api/factories/{id}/schedule`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ScheduleDefault {
+    pub interval_seconds: u32,
+    pub enabled: bool,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What a schedule default belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScheduleScope {
+    Machine(Uuid),
+    Factory(Uuid),
 }
 
 /// Where a sensor was last heard: the gateway that reported it most recently.

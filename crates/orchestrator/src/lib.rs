@@ -1449,6 +1449,8 @@ async fn tick(inner: std::sync::Weak<Inner>) {
     let mut ticker = tokio::time::interval(interval);
     ticker.tick().await;
     let mut last_purge = std::time::Instant::now() - Duration::from_secs(3600);
+    // Sensors heard for the first time take up their factory's default schedule.
+    let mut last_defaults = std::time::Instant::now();
     loop {
         ticker.tick().await;
         let Some(inner) = inner.upgrade() else { return };
@@ -1468,6 +1470,12 @@ async fn tick(inner: std::sync::Weak<Inner>) {
             tracing::warn!(%err, "updating last_seen_at");
         }
         fail_abandoned_readings(&inner).await;
+        if last_defaults.elapsed() >= Duration::from_secs(60) {
+            last_defaults = std::time::Instant::now();
+            if let Err(err) = inner.store.apply_schedule_defaults().await {
+                tracing::warn!(%err, "applying default schedules");
+            }
+        }
         schedule::run_due(&Orchestrator { inner: inner.clone() }).await;
         if last_purge.elapsed() >= Duration::from_secs(3600) {
             last_purge = std::time::Instant::now();

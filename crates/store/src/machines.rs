@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use domain::error::ErrorCode;
 use domain::live::ReadingSummary;
 use domain::machines::{
-    iso_zone_limits, Machine, MachineChanges, MeasurementPoint, NewMachine, NewPoint, NewSchedule, SensorLocation,
-    SensorSchedule, Trend, TrendPoint, TrendRequest, TrendValue,
+    iso_zone_limits, Machine, MachineChanges, MeasurementPoint, NewMachine, NewPoint, NewSchedule, ScheduleDefault,
+    ScheduleScope, ScheduleSource, SensorLocation, SensorSchedule, Trend, TrendPoint, TrendRequest, TrendValue,
 };
 use domain::{AppError, Metadata, Page, PageRequest};
 use sqlx::types::Json;
@@ -81,6 +81,7 @@ struct ScheduleRow {
     interval_seconds: i32,
     enabled: bool,
     next_due_at: Option<DateTime<Utc>>,
+    source: String,
     updated_at: DateTime<Utc>,
 }
 
@@ -91,6 +92,7 @@ impl ScheduleRow {
             interval_seconds: self.interval_seconds as u32,
             enabled: self.enabled,
             next_due_at: self.next_due_at,
+            source: ScheduleSource::parse(&self.source),
             updated_at: self.updated_at,
         }
     }
@@ -240,6 +242,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.apply_schedule_defaults().await?;
         Ok(())
     }
 
@@ -269,7 +272,10 @@ impl Store {
             )),
             _ => err.into(),
         })?;
-        Ok(row.ok_or_else(machine_not_found)?.into())
+        let point = row.ok_or_else(machine_not_found)?.into();
+        // The sensor now follows its machine's default, unless it has its own schedule.
+        self.apply_schedule_defaults().await?;
+        Ok(point)
     }
 
     pub async fn delete_point(&self, machine: Uuid, point: Uuid) -> Result<(), StoreError> {
@@ -285,6 +291,7 @@ impl Store {
         if deleted == 0 {
             return Err(StoreError::code(ErrorCode::NotFound, "Measurement point not found"));
         }
+        self.apply_schedule_defaults().await?;
         Ok(())
     }
 
@@ -338,15 +345,15 @@ impl Store {
         self.require_sensor(serial).await?;
         let offset = (serial.wrapping_mul(2_654_435_761) % u64::from(schedule.interval_seconds)) as i64;
         let row: ScheduleRow = sqlx::query_as(
-            "INSERT INTO sensor_schedules (serial, interval_seconds, enabled, next_due_at, updated_at)
-             VALUES ($1, $2, $3, CASE WHEN $3 THEN now() + make_interval(secs => $4) END, now())
-             ON CONFLICT (serial) DO UPDATE SET interval_seconds = $2, enabled = $3,
+            "INSERT INTO sensor_schedules (serial, interval_seconds, enabled, next_due_at, source, updated_at)
+             VALUES ($1, $2, $3, CASE WHEN $3 THEN now() + make_interval(secs => $4) END, 'sensor', now())
+             ON CONFLICT (serial) DO UPDATE SET interval_seconds = $2, enabled = $3, source = 'sensor',
                  next_due_at = CASE WHEN NOT $3 THEN NULL
                                     WHEN sensor_schedules.enabled AND sensor_schedules.interval_seconds = $2
                                     THEN sensor_schedules.next_due_at
                                     ELSE now() + make_interval(secs => $4) END,
                  updated_at = now()
-             RETURNING interval_seconds, enabled, next_due_at, updated_at",
+             RETURNING interval_seconds, enabled, next_due_at, source, updated_at",
         )
         .bind(serial as i64)
         .bind(schedule.interval_seconds as i32)
@@ -360,7 +367,7 @@ impl Store {
     /// A sensor's schedule; a known sensor without one is off.
     pub async fn get_schedule(&self, serial: u64) -> Result<SensorSchedule, StoreError> {
         let row: Option<ScheduleRow> = sqlx::query_as(
-            "SELECT interval_seconds, enabled, next_due_at, updated_at FROM sensor_schedules WHERE serial = $1",
+            "SELECT interval_seconds, enabled, next_due_at, source, updated_at FROM sensor_schedules WHERE serial = $1",
         )
         .bind(serial as i64)
         .fetch_optional(&self.pool)
@@ -374,10 +381,170 @@ impl Store {
                     interval_seconds: domain::machines::SCHEDULE_DEFAULT_SECONDS,
                     enabled: false,
                     next_due_at: None,
+                    source: ScheduleSource::None,
                     updated_at: Utc::now(),
                 })
             }
         }
+    }
+
+    /// Drops the sensor's own schedule: it follows its machine's or factory's default
+    /// again (or is off without one).
+    pub async fn delete_schedule(&self, serial: u64) -> Result<SensorSchedule, StoreError> {
+        self.require_sensor(serial).await?;
+        sqlx::query("DELETE FROM sensor_schedules WHERE serial = $1 AND source = 'sensor'")
+            .bind(serial as i64)
+            .execute(&self.pool)
+            .await?;
+        self.apply_schedule_defaults().await?;
+        self.get_schedule(serial).await
+    }
+
+    fn scope_parts(scope: ScheduleScope) -> (&'static str, Uuid) {
+        match scope {
+            ScheduleScope::Machine(id) => ("machine", id),
+            ScheduleScope::Factory(id) => ("factory", id),
+        }
+    }
+
+    async fn require_scope(&self, scope: ScheduleScope) -> Result<(), StoreError> {
+        match scope {
+            ScheduleScope::Machine(id) => self.get_machine(id).await.map(|_| ()),
+            ScheduleScope::Factory(id) => self.get_factory(id).await.map(|_| ()),
+        }
+    }
+
+    /// The default schedule of a machine's or factory's sensors, if one is set.
+    pub async fn get_schedule_default(&self, scope: ScheduleScope) -> Result<Option<ScheduleDefault>, StoreError> {
+        self.require_scope(scope).await?;
+        let (kind, id) = Self::scope_parts(scope);
+        let row: Option<(i32, bool, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT interval_seconds, enabled, updated_at FROM schedule_defaults WHERE scope = $1 AND scope_id = $2",
+        )
+        .bind(kind)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(interval_seconds, enabled, updated_at)| ScheduleDefault {
+            interval_seconds: interval_seconds as u32,
+            enabled,
+            updated_at,
+        }))
+    }
+
+    /// Sets the default schedule of a machine's or factory's sensors and applies it to
+    /// those without a schedule of their own.
+    pub async fn put_schedule_default(
+        &self,
+        scope: ScheduleScope,
+        schedule: NewSchedule,
+    ) -> Result<ScheduleDefault, StoreError> {
+        self.require_scope(scope).await?;
+        let (kind, id) = Self::scope_parts(scope);
+        let (interval_seconds, enabled, updated_at): (i32, bool, DateTime<Utc>) = sqlx::query_as(
+            "INSERT INTO schedule_defaults (scope, scope_id, interval_seconds, enabled) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (scope, scope_id) DO UPDATE SET interval_seconds = $3, enabled = $4, updated_at = now()
+             RETURNING interval_seconds, enabled, updated_at",
+        )
+        .bind(kind)
+        .bind(id)
+        .bind(schedule.interval_seconds as i32)
+        .bind(schedule.enabled)
+        .fetch_one(&self.pool)
+        .await?;
+        self.apply_schedule_defaults().await?;
+        Ok(ScheduleDefault {
+            interval_seconds: interval_seconds as u32,
+            enabled,
+            updated_at,
+        })
+    }
+
+    /// Removes a default; the sensors that followed it follow the next one, or stop.
+    pub async fn delete_schedule_default(&self, scope: ScheduleScope) -> Result<(), StoreError> {
+        self.require_scope(scope).await?;
+        let (kind, id) = Self::scope_parts(scope);
+        let deleted = sqlx::query("DELETE FROM schedule_defaults WHERE scope = $1 AND scope_id = $2")
+            .bind(kind)
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(StoreError::code(ErrorCode::NotFound, "No default schedule is set"));
+        }
+        self.apply_schedule_defaults().await?;
+        Ok(())
+    }
+
+    /// Brings every sensor without a schedule of its own in line with the defaults (its
+    /// machine's, else its factory's; none: no schedule), in one statement. Idempotent:
+    /// called after every change that moves a sensor's default, and now and then by the
+    /// scheduler for sensors gateways report for the first time. Returns the rows changed.
+    pub async fn apply_schedule_defaults(&self) -> Result<u64, StoreError> {
+        let needed: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM schedule_defaults)
+                 OR EXISTS (SELECT 1 FROM sensor_schedules WHERE source <> 'sensor')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        if !needed {
+            return Ok(0);
+        }
+        let changed = sqlx::query(
+            "WITH heard AS (
+                 SELECT DISTINCT ON (s.serial) s.serial, g.factory_id
+                 FROM sensors s JOIN gateways g ON g.id = s.gateway_id
+                 WHERE g.deleted_at IS NULL
+                 ORDER BY s.serial, s.last_seen_at DESC
+             ), placed AS (
+                 SELECT p.serial, m.id AS machine_id, m.factory_id
+                 FROM measurement_points p JOIN machines m ON m.id = p.machine_id
+                 WHERE p.deleted_at IS NULL AND m.deleted_at IS NULL
+             ), candidates AS (
+                 SELECT serial, p.machine_id, COALESCE(p.factory_id, h.factory_id) AS factory_id
+                 FROM heard h FULL JOIN placed p USING (serial)
+             ), effective AS (
+                 SELECT c.serial,
+                        CASE WHEN md.scope_id IS NOT NULL THEN 'machine' ELSE 'factory' END AS source,
+                        CASE WHEN md.scope_id IS NOT NULL THEN md.interval_seconds ELSE fd.interval_seconds END
+                            AS interval_seconds,
+                        CASE WHEN md.scope_id IS NOT NULL THEN md.enabled ELSE fd.enabled END AS enabled
+                 FROM candidates c
+                 LEFT JOIN schedule_defaults md ON md.scope = 'machine' AND md.scope_id = c.machine_id
+                 LEFT JOIN schedule_defaults fd ON fd.scope = 'factory' AND fd.scope_id = c.factory_id
+                 WHERE md.scope_id IS NOT NULL OR fd.scope_id IS NOT NULL
+             ), upserted AS (
+                 INSERT INTO sensor_schedules (serial, interval_seconds, enabled, next_due_at, source, updated_at)
+                 SELECT serial, interval_seconds, enabled,
+                        -- The same spread over the interval as a sensor's own schedule.
+                        CASE WHEN enabled THEN now() + make_interval(
+                            secs => ((serial::numeric * 2654435761) % interval_seconds)::float8) END,
+                        source, now()
+                 FROM effective
+                 ON CONFLICT (serial) DO UPDATE SET
+                     interval_seconds = EXCLUDED.interval_seconds, enabled = EXCLUDED.enabled,
+                     source = EXCLUDED.source,
+                     next_due_at = CASE WHEN NOT EXCLUDED.enabled THEN NULL
+                                        WHEN sensor_schedules.enabled
+                                             AND sensor_schedules.interval_seconds = EXCLUDED.interval_seconds
+                                        THEN sensor_schedules.next_due_at
+                                        ELSE EXCLUDED.next_due_at END,
+                     updated_at = now()
+                 WHERE sensor_schedules.source <> 'sensor'
+                   AND (sensor_schedules.interval_seconds, sensor_schedules.enabled, sensor_schedules.source)
+                       IS DISTINCT FROM (EXCLUDED.interval_seconds, EXCLUDED.enabled, EXCLUDED.source)
+                 RETURNING 1
+             ), orphaned AS (
+                 DELETE FROM sensor_schedules s
+                 WHERE s.source <> 'sensor' AND NOT EXISTS (SELECT 1 FROM effective e WHERE e.serial = s.serial)
+                 RETURNING 1
+             )
+             SELECT (SELECT count(*) FROM upserted) + (SELECT count(*) FROM orphaned)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(sqlx::Row::get::<i64, _>(&changed, 0) as u64)
     }
 
     /// Of `serials`, those whose schedule is due at `now`, the longest overdue first.
