@@ -692,3 +692,65 @@ async fn sensors_follow_their_machines_then_their_factorys_default_schedule() {
         (StatusCode::NOT_FOUND, "MACHINE_NOT_FOUND")
     );
 }
+
+/// Takes one reading of sensor 40417 from a simulator sending `encoding` with `decimals`;
+/// returns the reading as the API gives it, the samples the simulator sent, and how the
+/// store keeps them (`readings.waveform_encoding`, bytes of x).
+async fn reading_sent_as(
+    s: &TestServer,
+    encoding: ctc_sim::WaveEncoding,
+    decimals: usize,
+    gateway_id: &str,
+) -> (Value, ctc_sim::SimWaveform, (i16, i32)) {
+    let mut config = ctc_sim::SimConfig::default()
+        .with_credentials(crate::orchestrator::EMAIL, crate::orchestrator::PASSWORD)
+        .with_sensors(vec![ctc_sim::SimSensor {
+            samples: 1024,
+            ..ctc_sim::SimSensor::new(40417)
+        }]);
+    (config.encoding, config.decimals, config.reading_delay_ms) = (encoding, decimals, 50);
+    let sim = ctc_sim::SimGateway::start(config).await.unwrap();
+    let (gateway, _) = gateway_on(s, &sim, gateway_id).await;
+    wait_for_state(s, &gateway, "online", QUICK).await;
+    let accepted = s
+        .call(POST, &format!("/api/gateways/{gateway}/sensors/40417/readings"), None)
+        .await;
+    let reading_id = accepted.body["reading_id"].as_str().unwrap().to_owned();
+    assert_eq!(reading_outcome(s, &reading_id, QUICK).await["status"], "finished");
+    let reading = s.call(GET, &format!("/api/readings/{reading_id}"), None).await;
+    let stored: (i16, i32) =
+        sqlx::query_as("SELECT waveform_encoding, octet_length(x) FROM readings WHERE id = $1::uuid")
+            .bind(&reading_id)
+            .fetch_one(s.store.pool())
+            .await
+            .unwrap();
+    (reading.body, sim.last_waveform(40417).unwrap(), stored)
+}
+
+#[tokio::test]
+async fn stored_waveforms_decode_to_exactly_what_the_gateway_sent() {
+    let s = TestServer::start().await;
+    // Base64 int16 (whole milli-g) is kept in two bytes a sample; six decimals in four.
+    for (encoding, decimals, expected) in [
+        (ctc_sim::WaveEncoding::Base64, 4, (1, 2 * 1024)),
+        (ctc_sim::WaveEncoding::Csv, 6, (0, 4 * 1024)),
+        (ctc_sim::WaveEncoding::Csv, 3, (1, 2 * 1024)),
+    ] {
+        let gateway_id = format!("GW-STORE-{encoding:?}-{decimals}");
+        let (reading, sent, stored) = reading_sent_as(&s, encoding, decimals, &gateway_id).await;
+        assert_eq!(stored, expected, "{encoding:?} with {decimals} decimals");
+        for (axis, samples) in [("x", &sent.x), ("y", &sent.y), ("z", &sent.z)] {
+            let got: Vec<f32> = serde_json::from_value(reading[axis].clone()).unwrap();
+            assert_eq!(got.len(), samples.len(), "{axis}");
+            let differing = got
+                .iter()
+                .zip(samples)
+                .filter(|(a, b)| a.to_bits() != b.to_bits())
+                .count();
+            assert_eq!(
+                differing, 0,
+                "{encoding:?}/{decimals}: {axis} differs from what was sent"
+            );
+        }
+    }
+}

@@ -59,15 +59,85 @@ pub struct ReadingResult<'a> {
     pub z: &'a [f32],
 }
 
-fn to_le_bytes(samples: &[f32]) -> Vec<u8> {
-    samples.iter().flat_map(|v| v.to_le_bytes()).collect()
+/// `readings.waveform_encoding`: little-endian f32 per sample.
+const WAVEFORM_F32: i16 = 0;
+/// `readings.waveform_encoding`: little-endian i16 of whole milli-g per sample.
+const WAVEFORM_MILLI_G_I16: i16 = 1;
+
+/// The value a stored milli-g stands for: the same arithmetic as the gateway client's
+/// base64 int16 decoding, so a sample that came that way is stored and read back exactly.
+fn from_milli_g(milli_g: i16) -> f32 {
+    f32::from(milli_g) / 1000.0
 }
 
-fn from_le_bytes(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
+/// `sample` as whole milli-g, if that reads back to exactly the same value.
+fn to_milli_g(sample: f32) -> Option<i16> {
+    let milli_g = (sample * 1000.0).round();
+    if !(f32::from(i16::MIN)..=f32::from(i16::MAX)).contains(&milli_g) {
+        return None;
+    }
+    let milli_g = milli_g as i16;
+    (from_milli_g(milli_g).to_bits() == sample.to_bits()).then_some(milli_g)
+}
+
+/// A reading's axes as stored: whole milli-g in two bytes when every sample of every
+/// axis is one (lossless), else four-byte floats. Returns the encoding and the bytes.
+fn encode_waveform(axes: [&[f32]; 3]) -> (i16, [Vec<u8>; 3]) {
+    let milli_g: Option<Vec<Vec<i16>>> = axes
+        .iter()
+        .map(|axis| axis.iter().map(|&v| to_milli_g(v)).collect())
+        .collect();
+    match milli_g {
+        Some(axes) => (
+            WAVEFORM_MILLI_G_I16,
+            [0, 1, 2].map(|i| axes[i].iter().flat_map(|v| v.to_le_bytes()).collect()),
+        ),
+        None => (
+            WAVEFORM_F32,
+            axes.map(|axis| axis.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        ),
+    }
+}
+
+fn decode_axis(encoding: i16, bytes: &[u8]) -> Vec<f32> {
+    match encoding {
+        WAVEFORM_MILLI_G_I16 => bytes
+            .chunks_exact(2)
+            .map(|c| from_milli_g(i16::from_le_bytes([c[0], c[1]])))
+            .collect(),
+        _ => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod waveform_tests {
+    use super::*;
+
+    #[test]
+    fn milli_g_samples_take_two_bytes_and_decode_exactly() {
+        let x: Vec<f32> = (-300..300).map(|q| from_milli_g(q * 97)).collect();
+        let (encoding, [bx, by, bz]) = encode_waveform([&x, &x[..10], &[]]);
+        assert_eq!(encoding, WAVEFORM_MILLI_G_I16);
+        assert_eq!(bx.len(), x.len() * 2);
+        let back = decode_axis(encoding, &bx);
+        assert!(back.iter().zip(&x).all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert_eq!(decode_axis(encoding, &by).len(), 10);
+        assert!(bz.is_empty());
+    }
+
+    #[test]
+    fn any_other_sample_keeps_the_whole_reading_in_floats() {
+        let x = [0.001f32, 0.002, 0.123_456_7];
+        let (encoding, [bx, ..]) = encode_waveform([&x, &x, &x]);
+        assert_eq!(encoding, WAVEFORM_F32);
+        assert_eq!(decode_axis(encoding, &bx), x);
+        // Beyond int16, and minus zero (which would come back as zero), stay floats too.
+        assert_eq!(encode_waveform([&[40.0], &[], &[]]).0, WAVEFORM_F32);
+        assert_eq!(encode_waveform([&[-0.0], &[], &[]]).0, WAVEFORM_F32);
+    }
 }
 
 /// A reading's columns (`r`) with its overall values (`o`, joined: `READING_FROM`).
@@ -525,11 +595,12 @@ impl Store {
         at: DateTime<Utc>,
         result: ReadingResult<'_>,
     ) -> Result<(), StoreError> {
+        let (encoding, [x, y, z]) = encode_waveform([result.x, result.y, result.z]);
         let mut tx = self.pool.begin().await?;
         let stored: Option<(i64, Option<f64>)> = sqlx::query_as(
             "UPDATE readings SET status = 'finished', finished_at = $2, started_at = COALESCE(started_at, $2),
                  gateway_reading_id = $3, gateway_time = $4, sample_rate = COALESCE($5, sample_rate),
-                 samples = $6, temperature = $7, stats = $8, x = $9, y = $10, z = $11
+                 samples = $6, temperature = $7, stats = $8, x = $9, y = $10, z = $11, waveform_encoding = $12
              WHERE id = $1
              RETURNING serial, sample_rate",
         )
@@ -541,9 +612,10 @@ impl Store {
         .bind(result.x.len() as i32)
         .bind(result.temperature)
         .bind(Json(result.statistics))
-        .bind(to_le_bytes(result.x))
-        .bind(to_le_bytes(result.y))
-        .bind(to_le_bytes(result.z))
+        .bind(x)
+        .bind(y)
+        .bind(z)
+        .bind(encoding)
         .fetch_optional(&mut *tx)
         .await?;
         let Some((serial, sample_rate)) = stored else {
@@ -597,9 +669,10 @@ impl Store {
             x: Option<Vec<u8>>,
             y: Option<Vec<u8>>,
             z: Option<Vec<u8>>,
+            waveform_encoding: i16,
         }
         let row: Option<Row> = sqlx::query_as(&format!(
-            "SELECT {READING_COLUMNS}, r.x, r.y, r.z FROM {READING_FROM}
+            "SELECT {READING_COLUMNS}, r.x, r.y, r.z, r.waveform_encoding FROM {READING_FROM}
              WHERE r.id = $1 AND EXISTS (SELECT 1 FROM gateways g WHERE g.id = r.gateway_id AND g.deleted_at IS NULL)"
         ))
         .bind(id)
@@ -607,13 +680,16 @@ impl Store {
         .await?;
         let row = row.ok_or_else(|| AppError::new(domain::error::ErrorCode::ReadingNotFound, "Reading not found"))?;
         let axis = |bytes: &Option<Vec<u8>>| {
-            let samples = bytes.as_deref().map(from_le_bytes).unwrap_or_default();
+            let samples = bytes
+                .as_deref()
+                .map(|b| decode_axis(row.waveform_encoding, b))
+                .unwrap_or_default();
             match points {
                 Some(points) => domain::live::downsample_min_max(&samples, points),
                 None => samples,
             }
         };
-        let full_len = row.x.as_ref().map_or(0, |x| x.len() / 4);
+        let full_len = row.summary.samples.map_or(0, |n| n.max(0) as usize);
         let x = axis(&row.x);
         Ok(ReadingDetail {
             downsampled: x.len() < full_len,
