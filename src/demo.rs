@@ -128,9 +128,26 @@ const FLAKY_GATEWAY: usize = 8;
 const DISABLED_GATEWAY: usize = 11;
 
 /// Realistic sensors: a motor (1×, 2× running speed), a pump (vane pass), a
-/// gearbox (mesh frequency), at 25.6 kHz with 6,400 samples per axis.
+/// gearbox (mesh frequency), at 25.6 kHz with 6,400 samples per axis. The gateways
+/// whose sensors sit on a demo machine carry that machine's signals instead, wearing
+/// as its seeded history does (the press line drive growing a bearing fault).
 fn sensors(index: usize) -> Vec<SimSensor> {
     let base = 40_000 + (index as u64) * 10;
+    if let Some((_, kind, rpm, _, _, growth)) = MACHINES.iter().find(|m| m.4 == index) {
+        return (1..=3)
+            .map(|n| SimSensor {
+                temperature_c: Some(36.0 + n as f64),
+                connected: index % 4 != 1 || n != 3,
+                drift: Some(ctc_sim::Drift {
+                    growth_per_day: growth / 1.5,
+                    fault_hz: (*growth > 0.05).then(|| rpm / 60.0 * ctc_sim::BPFO_ORDER),
+                    fault_g_per_day: growth / 6.0,
+                    speedup: 1.0,
+                }),
+                ..SimSensor::for_machine(base + n, kind, *rpm)
+            })
+            .collect();
+    }
     let tone = |frequency_hz: f64, amplitude_g: f64| Tone {
         frequency_hz,
         amplitude_g,

@@ -214,6 +214,36 @@ pub struct SimSensor {
     pub temperature_c: Option<f64>,
     /// Answer the trigger with `NOT_DYN_READING_STARTED {Success: false}`.
     pub fail_start: bool,
+    /// How the vibration changes as the simulator runs (none: it stays as it is).
+    pub drift: Option<Drift>,
+}
+
+/// A machine wearing: the sensor's tones grow by `growth_per_day` of their amplitude a
+/// day, and a bearing-fault tone at `fault_hz` grows from nothing by `fault_g_per_day`
+/// (g peak a day). Days are the simulator's running time times `speedup` (1: real
+/// time; demos and tests run faster).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Drift {
+    pub growth_per_day: f64,
+    #[serde(default)]
+    pub fault_hz: Option<f64>,
+    #[serde(default)]
+    pub fault_g_per_day: f64,
+    #[serde(default = "real_time")]
+    pub speedup: f64,
+}
+
+fn real_time() -> f64 {
+    1.0
+}
+
+impl Drift {
+    /// The tones' amplitude factor and the fault tone's amplitude (g) after `days`.
+    pub fn at(&self, days: f64) -> (f64, f64) {
+        let days = days.max(0.0) * self.speedup;
+        ((1.0 + self.growth_per_day * days).max(0.0), self.fault_g_per_day * days)
+    }
 }
 
 impl Default for SimSensor {
@@ -245,9 +275,46 @@ impl Default for SimSensor {
             offset_g: [0.0, 0.0, 1.0],
             temperature_c: Some(31.2),
             fail_start: false,
+            drift: None,
         }
     }
 }
+
+impl SimSensor {
+    /// A sensor on a machine of `kind` (motor, pump, fan, gearbox, compressor, or any
+    /// other) running at `rpm`: the running speed and its harmonics, the tones of that
+    /// kind of machine (a pump's vane pass, a fan's blade pass, a gearbox's mesh, a
+    /// motor's twice line frequency) and broadband noise. Add a [`Drift`] for wear.
+    pub fn for_machine(serial: u64, kind: &str, rpm: f64) -> SimSensor {
+        let run = rpm / 60.0;
+        let tone = |order: f64, amplitude_g: f64| Tone {
+            frequency_hz: run * order,
+            amplitude_g,
+        };
+        let mut tones = vec![tone(1.0, 0.25), tone(2.0, 0.08)];
+        match kind {
+            "motor" => tones.push(Tone {
+                frequency_hz: 100.0,
+                amplitude_g: 0.05,
+            }),
+            "pump" => tones.push(tone(6.0, 0.15)),
+            "fan" | "blower" => tones.push(tone(8.0, 0.08)),
+            "gearbox" => tones.extend([tone(27.0, 0.25), tone(54.0, 0.08)]),
+            "compressor" => tones.extend([tone(4.0, 0.08), tone(0.5, 0.05)]),
+            _ => {}
+        }
+        SimSensor {
+            name: Some(format!("{kind} at {rpm:.0} rpm")),
+            tones,
+            noise_g: 0.02,
+            ..SimSensor::new(serial)
+        }
+    }
+}
+
+/// A bearing's outer-race fault frequency as a multiple of running speed (a typical
+/// value for a deep-groove ball bearing), for [`Drift::fault_hz`].
+pub const BPFO_ORDER: f64 = 3.58;
 
 impl SimSensor {
     pub fn new(serial: u64) -> Self {

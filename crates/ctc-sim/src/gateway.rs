@@ -149,6 +149,7 @@ impl SimGateway {
             closes: Mutex::default(),
             waveforms: Mutex::default(),
             next_reading_id: AtomicI64::new(5521),
+            started: std::time::Instant::now(),
         });
         tokio::spawn(accept_loop(shared.clone(), listener));
         Ok(SimHandle { shared })
@@ -168,6 +169,8 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 struct Shared {
+    /// When the simulator started: a sensor's [`Drift`](crate::Drift) counts from here.
+    started: std::time::Instant,
     addr: SocketAddr,
     url: String,
     /// The certificate served, for `wss://`; fixed at start.
@@ -995,7 +998,8 @@ async fn run_reading(shared: Arc<Shared>, sensor: SimSensor, requester: mpsc::Un
         }
         tokio::time::sleep(config.reading_delay()).await;
         let reading_id = shared.next_reading_id.fetch_add(1, Ordering::SeqCst);
-        let (waveform, encoded) = synthesise(&sensor, reading_id, config.encoding.into(), config.decimals);
+        let age_days = shared.started.elapsed().as_secs_f64() / 86_400.0;
+        let (waveform, encoded) = synthesise(&sensor, reading_id, config.encoding.into(), config.decimals, age_days);
         lock(&shared.waveforms).insert(sensor.serial, waveform);
         let reading = frame(
             NOT_DYN_READING,

@@ -20,7 +20,7 @@ pub mod gateway;
 pub mod synth;
 pub mod tls;
 
-pub use config::{LoginFailure, SimConfig, SimSensor, SimUser, Tone, WaveEncoding};
+pub use config::{Drift, LoginFailure, SimConfig, SimSensor, SimUser, Tone, WaveEncoding, BPFO_ORDER};
 pub use fleet::SimFleet;
 pub use gateway::{Fault, Faults, ReceivedClose, ReceivedFrame, SimGateway, SimHandle};
 pub use synth::SimWaveform;

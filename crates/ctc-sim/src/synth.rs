@@ -38,7 +38,19 @@ pub fn synthesise(
     reading_id: i64,
     encoding: Encoding,
     decimals: usize,
+    age_days: f64,
 ) -> (SimWaveform, EncodedWaveform) {
+    // Wear: the tones grow, and a bearing-fault tone appears (phase fixed per reading).
+    let (growth, fault_g) = sensor.drift.as_ref().map_or((1.0, 0.0), |d| d.at(age_days));
+    let fault = sensor
+        .drift
+        .as_ref()
+        .and_then(|d| d.fault_hz)
+        .filter(|_| fault_g > 0.0)
+        .map(|hz| crate::config::Tone {
+            frequency_hz: hz,
+            amplitude_g: fault_g,
+        });
     let mut rng = StdRng::seed_from_u64(sensor.serial.wrapping_mul(0x9E37_79B9) ^ reading_id as u64);
     let rate = f64::from(sensor.read_rate.max(1));
     let scale = match encoding {
@@ -47,13 +59,19 @@ pub fn synthesise(
     };
     let mut axes: [Vec<f32>; 3] = Default::default();
     for (axis, samples) in axes.iter_mut().enumerate() {
-        let phases: Vec<f64> = sensor.tones.iter().map(|_| rng.gen::<f64>() * TAU).collect();
+        let tones: Vec<(f64, f64)> = sensor
+            .tones
+            .iter()
+            .map(|t| (t.frequency_hz, t.amplitude_g * growth))
+            .chain(fault.iter().map(|t| (t.frequency_hz, t.amplitude_g)))
+            .collect();
+        let phases: Vec<f64> = tones.iter().map(|_| rng.gen::<f64>() * TAU).collect();
         samples.reserve_exact(sensor.samples);
         for index in 0..sensor.samples {
             let time = index as f64 / rate;
             let mut value = sensor.offset_g[axis];
-            for (tone, phase) in sensor.tones.iter().zip(&phases) {
-                value += tone.amplitude_g * (TAU * tone.frequency_hz * time + phase).sin();
+            for ((frequency_hz, amplitude_g), phase) in tones.iter().zip(&phases) {
+                value += amplitude_g * (TAU * frequency_hz * time + phase).sin();
             }
             if sensor.noise_g > 0.0 {
                 value += sensor.noise_g * gaussian(&mut rng);
@@ -96,6 +114,43 @@ fn gaussian(rng: &mut StdRng) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rms(samples: &[f32]) -> f64 {
+        let n = samples.len() as f64;
+        let mean = samples.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+        (samples.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n).sqrt()
+    }
+
+    #[test]
+    fn a_wearing_machine_vibrates_more_and_grows_a_bearing_tone() {
+        let sensor = SimSensor {
+            noise_g: 0.0,
+            drift: Some(crate::config::Drift {
+                growth_per_day: 0.1,
+                fault_hz: Some(1_780.0 / 60.0 * crate::config::BPFO_ORDER),
+                fault_g_per_day: 0.02,
+                speedup: 1.0,
+            }),
+            ..SimSensor::for_machine(40417, "motor", 1_780.0)
+        };
+        let (new, _) = synthesise(&sensor, 1, Encoding::Csv, 6, 0.0);
+        let (worn, _) = synthesise(&sensor, 1, Encoding::Csv, 6, 10.0);
+        // Tones of 0.25, 0.08 and 0.05 g peak: RMS sqrt(sum a²/2) (within 3 %: a quarter
+        // second holds no whole number of their cycles).
+        let expected_new = ((0.25f64.powi(2) + 0.08f64.powi(2) + 0.05f64.powi(2)) / 2.0).sqrt();
+        assert!(
+            (rms(&new.x) - expected_new).abs() < 0.03 * expected_new,
+            "{}",
+            rms(&new.x)
+        );
+        // Ten days: tones twice as strong, and a 0.2 g bearing tone beside them.
+        let expected_worn = (4.0 * expected_new.powi(2) + 0.2f64.powi(2) / 2.0).sqrt();
+        assert!(
+            (rms(&worn.x) - expected_worn).abs() < 0.03 * expected_worn,
+            "{}",
+            rms(&worn.x)
+        );
+    }
     use ctc::waveform::{decode_waveform, DecodeOptions};
 
     #[test]
@@ -105,7 +160,7 @@ mod tests {
             ..SimSensor::default()
         };
         for encoding in [Encoding::Csv, Encoding::JsonArray, Encoding::Base64Int16] {
-            let (stored, sent) = synthesise(&sensor, 1, encoding, 4);
+            let (stored, sent) = synthesise(&sensor, 1, encoding, 4, 0.0);
             let decoded = decode_waveform(&sent.x, &sent.y, &sent.z, &DecodeOptions::expecting(Some(6400))).unwrap();
             assert_eq!(decoded.encoding, encoding);
             for (decoded, stored) in [decoded.x.samples, decoded.y.samples, decoded.z.samples]
