@@ -267,14 +267,8 @@ pub async fn delete_schedule(
     Ok(Json(state.store.delete_schedule(serial_of(&serial)?).await?))
 }
 
-fn no_default() -> ApiError {
-    ApiError(AppError::new(
-        domain::error::ErrorCode::NotFound,
-        "No default schedule is set",
-    ))
-}
-
-/// The schedule the machine's sensors follow unless they have their own (404 when none is set).
+/// The schedule the machine's sensors follow unless they have their own (`set: false`
+/// when none is).
 #[utoipa::path(get, path = "/api/machines/{id}/schedule", tag = "machines", params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = ScheduleDefault), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)),
@@ -284,7 +278,7 @@ pub async fn get_machine_schedule(
     IdPath(id): IdPath,
 ) -> ApiResult<Json<ScheduleDefault>> {
     let found = state.store.get_schedule_default(ScheduleScope::Machine(id)).await?;
-    Ok(Json(found.ok_or_else(no_default)?))
+    Ok(Json(found.unwrap_or_else(ScheduleDefault::unset)))
 }
 
 /// Sets the machine's default schedule; its sensors without their own follow it at once.
@@ -303,7 +297,7 @@ pub async fn put_machine_schedule(
     Ok(Json(state.store.put_schedule_default(scope, input.validate()?).await?))
 }
 
-/// Removes the machine's default schedule (its sensors fall back to the factory's).
+/// Removes the machine's default schedule, if set (its sensors fall back to the factory's).
 #[utoipa::path(delete, path = "/api/machines/{id}/schedule", tag = "machines", params(("id" = uuid::Uuid, Path)),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
@@ -314,7 +308,7 @@ pub async fn delete_machine_schedule(State(state): State<AppState>, IdPath(id): 
 }
 
 /// The schedule the factory's sensors follow unless their machine or they themselves
-/// have one (404 when none is set).
+/// have one (`set: false` when none is).
 #[utoipa::path(get, path = "/api/factories/{id}/schedule", tag = "factories", params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = ScheduleDefault), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)),
@@ -324,7 +318,7 @@ pub async fn get_factory_schedule(
     IdPath(id): IdPath,
 ) -> ApiResult<Json<ScheduleDefault>> {
     let found = state.store.get_schedule_default(ScheduleScope::Factory(id)).await?;
-    Ok(Json(found.ok_or_else(no_default)?))
+    Ok(Json(found.unwrap_or_else(ScheduleDefault::unset)))
 }
 
 /// Sets the factory's default schedule: every sensor of its machines and gateways

@@ -41,7 +41,10 @@ impl Instance {
             .env("ENCRYPTION_KEY", key)
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
             .env("DATA_DIR", data_dir)
-            .env("RUST_LOG", "error")
+            .env(
+                "RUST_LOG",
+                std::env::var("FLEET_TEST_LOG").unwrap_or_else(|_| "error".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

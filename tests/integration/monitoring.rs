@@ -592,7 +592,10 @@ async fn sensors_follow_their_machines_then_their_factorys_default_schedule() {
     };
     assert_eq!(schedule(40811).await, (3600, false, "none".into()));
     let none = s.call(GET, &format!("/api/factories/{factory}/schedule"), None).await;
-    assert_eq!(none.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        (none.status, &none.body["set"], &none.body["enabled"]),
+        (StatusCode::OK, &json!(false), &json!(false))
+    );
 
     // The factory's default reaches every sensor of its gateways.
     let every_2h = json!({"interval_seconds": 7200, "enabled": true});
@@ -600,7 +603,10 @@ async fn sensors_follow_their_machines_then_their_factorys_default_schedule() {
         .call(PUT, &format!("/api/factories/{factory}/schedule"), Some(every_2h))
         .await;
     assert_eq!(set.status, StatusCode::OK, "{}", set.text);
-    assert_eq!(set.body["interval_seconds"], json!(7200));
+    assert_eq!(
+        (&set.body["interval_seconds"], &set.body["set"]),
+        (&json!(7200), &json!(true))
+    );
     for serial in [40811, 40812, 40813] {
         assert_eq!(schedule(serial).await, (7200, true, "factory".into()));
     }
@@ -668,10 +674,12 @@ async fn sensors_follow_their_machines_then_their_factorys_default_schedule() {
     s.call(DELETE, &format!("/api/factories/{factory}/schedule"), None)
         .await;
     assert_eq!(schedule(40811).await, (3600, false, "none".into()));
-    let gone = s
+    let unset = s.call(GET, &format!("/api/factories/{factory}/schedule"), None).await;
+    assert_eq!(unset.body["set"], json!(false));
+    let again = s
         .call(DELETE, &format!("/api/factories/{factory}/schedule"), None)
         .await;
-    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    assert_eq!(again.status, StatusCode::NO_CONTENT);
 
     // Bad input: too short an interval, an unknown machine.
     let short = json!({"interval_seconds": 5, "enabled": true});

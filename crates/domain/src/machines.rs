@@ -367,12 +367,27 @@ impl ScheduleSource {
 
 /// The schedule a machine's or a factory's sensors follow unless they have their own
 /// (`GET/PUT/DELETE /api/machines/{id}/schedule` and `/api/factories/{id}/schedule`).
+/// Without one set (`set: false`) it reads as off, every hour.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScheduleDefault {
     pub interval_seconds: u32,
     pub enabled: bool,
-    pub updated_at: DateTime<Utc>,
+    /// Whether a default is set (a `DELETE` unsets it).
+    pub set: bool,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl ScheduleDefault {
+    /// What a machine or factory without a default has.
+    pub fn unset() -> Self {
+        ScheduleDefault {
+            interval_seconds: SCHEDULE_DEFAULT_SECONDS,
+            enabled: false,
+            set: false,
+            updated_at: None,
+        }
+    }
 }
 
 /// What a schedule default belongs to.

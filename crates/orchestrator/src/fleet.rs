@@ -329,6 +329,7 @@ async fn apply_leases(inner: &Arc<Inner>, leases: Vec<Lease>, at_start_up: bool)
     let mut to_close = Vec::new();
     let mut handing_over = Vec::new();
     let mut published = Vec::new();
+    let mut released = Vec::new();
     let mut unknown = false;
     {
         let mut registry = inner.registry.write().expect("registry lock");
@@ -352,6 +353,7 @@ async fn apply_leases(inner: &Arc<Inner>, leases: Vec<Lease>, at_start_up: bool)
                 None if entry.lease.is_some() => {
                     entry.lease = None;
                     entry.live.owner = None;
+                    released.push(*id);
                     if let Some(supervised) = entry.supervisor.take() {
                         to_close.push(supervised.handle);
                     }
@@ -363,6 +365,19 @@ async fn apply_leases(inner: &Arc<Inner>, leases: Vec<Lease>, at_start_up: bool)
     }
     for (record, lease) in published {
         inner.publish_gateway(record, lease);
+    }
+    // A gateway this instance no longer holds shows what its new holder published, not
+    // this instance's last state: while it held the lease it did not mirror the records
+    // the new holder may already have published (after a database outage both can have
+    // been at work), and the holder publishes again only when something changes.
+    if !released.is_empty() {
+        match inner.store.live_records(Some(&released)).await {
+            Ok(records) => apply_mirror(inner, records),
+            Err(err) => {
+                tracing::debug!(%err, "reading the records of gateways let go");
+                inner.fleet.resync.notify_one();
+            }
+        }
     }
     if unknown {
         inner.fleet.resync.notify_one();

@@ -428,7 +428,8 @@ impl Store {
         Ok(row.map(|(interval_seconds, enabled, updated_at)| ScheduleDefault {
             interval_seconds: interval_seconds as u32,
             enabled,
-            updated_at,
+            set: true,
+            updated_at: Some(updated_at),
         }))
     }
 
@@ -456,23 +457,20 @@ impl Store {
         Ok(ScheduleDefault {
             interval_seconds: interval_seconds as u32,
             enabled,
-            updated_at,
+            set: true,
+            updated_at: Some(updated_at),
         })
     }
 
-    /// Removes a default; the sensors that followed it follow the next one, or stop.
+    /// Removes a default (if set); the sensors that followed it follow the next one, or stop.
     pub async fn delete_schedule_default(&self, scope: ScheduleScope) -> Result<(), StoreError> {
         self.require_scope(scope).await?;
         let (kind, id) = Self::scope_parts(scope);
-        let deleted = sqlx::query("DELETE FROM schedule_defaults WHERE scope = $1 AND scope_id = $2")
+        sqlx::query("DELETE FROM schedule_defaults WHERE scope = $1 AND scope_id = $2")
             .bind(kind)
             .bind(id)
             .execute(&self.pool)
-            .await?
-            .rows_affected();
-        if deleted == 0 {
-            return Err(StoreError::code(ErrorCode::NotFound, "No default schedule is set"));
-        }
+            .await?;
         self.apply_schedule_defaults().await?;
         Ok(())
     }
