@@ -64,6 +64,8 @@ pub struct OrchestratorConfig {
     pub last_seen_interval: Duration,
     pub event_retention: Duration,
     pub reading_retention: Duration,
+    /// Finished readings of each sensor kept past `reading_retention` (the newest).
+    pub readings_kept_per_sensor: u32,
     /// Client protocol settings (timeouts, liveness) and reconnect backoff.
     pub client: ctc::ClientConfig,
     pub backoff: ctc::BackoffConfig,
@@ -91,6 +93,7 @@ impl Default for OrchestratorConfig {
             last_seen_interval: Duration::from_secs(30),
             event_retention: Duration::from_secs(30 * 24 * 3600),
             reading_retention: Duration::from_secs(90 * 24 * 3600),
+            readings_kept_per_sensor: 10,
             client: ctc::ClientConfig::default(),
             backoff: ctc::BackoffConfig::default(),
             stream_client_buffer: 1024,
@@ -1481,7 +1484,11 @@ async fn tick(inner: std::sync::Weak<Inner>) {
             last_purge = std::time::Instant::now();
             let events_before = now - chrono::Duration::from_std(inner.config.event_retention).unwrap_or_default();
             let readings_before = now - chrono::Duration::from_std(inner.config.reading_retention).unwrap_or_default();
-            match inner.store.purge_history(events_before, readings_before).await {
+            match inner
+                .store
+                .purge_history(events_before, readings_before, inner.config.readings_kept_per_sensor)
+                .await
+            {
                 Ok((events, readings)) if events + readings > 0 => {
                     tracing::info!(events, readings, "purged history past retention")
                 }

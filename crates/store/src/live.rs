@@ -59,6 +59,9 @@ pub struct ReadingResult<'a> {
     pub z: &'a [f32],
 }
 
+/// Readings deleted per statement by [`Store::purge_history`].
+const PURGE_BATCH: i64 = 2_000;
+
 /// `readings.waveform_encoding`: little-endian f32 per sample.
 const WAVEFORM_F32: i16 = 0;
 /// `readings.waveform_encoding`: little-endian i16 of whole milli-g per sample.
@@ -759,11 +762,14 @@ impl Store {
 
     /// Deletes events and readings older than the retention periods; returns how many of each.
     /// Each gateway keeps its newest event before the cutoff: the state its history opens
-    /// in, without which uptime over the whole retention period could not be told.
+    /// in, without which uptime over the whole retention period could not be told. Each
+    /// sensor keeps its newest `keep_per_sensor` finished readings whatever their age, so
+    /// the latest points of a rarely read sensor's trend still open their waveforms.
     pub async fn purge_history(
         &self,
         events_before: DateTime<Utc>,
         readings_before: DateTime<Utc>,
+        keep_per_sensor: u32,
     ) -> Result<(u64, u64), StoreError> {
         let events = sqlx::query(
             "DELETE FROM gateway_events e WHERE e.at < $1
@@ -775,11 +781,36 @@ impl Store {
         .execute(&self.pool)
         .await?
         .rows_affected();
-        let readings = sqlx::query("DELETE FROM readings WHERE requested_at < $1")
+        // Readings (their waveforms are most of the database) go in short batches, so no
+        // statement holds many rows or the table for long, and several instances purging
+        // at once take different rows. Overall values stay: the trends outlive waveforms.
+        let mut readings = 0;
+        loop {
+            let deleted = sqlx::query(
+                "DELETE FROM readings WHERE id IN (
+                     SELECT r.id FROM readings r
+                     WHERE r.requested_at < $1
+                       AND (r.status <> 'finished'
+                            OR (SELECT count(*) FROM (
+                                    SELECT 1 FROM readings newer
+                                    WHERE newer.serial = r.serial AND newer.status = 'finished'
+                                      AND (newer.requested_at, newer.id) > (r.requested_at, r.id)
+                                    LIMIT $2) kept) >= $2)
+                     ORDER BY r.requested_at
+                     LIMIT $3
+                     FOR UPDATE SKIP LOCKED)",
+            )
             .bind(readings_before)
+            .bind(i64::from(keep_per_sensor))
+            .bind(PURGE_BATCH)
             .execute(&self.pool)
             .await?
             .rows_affected();
+            readings += deleted;
+            if deleted < PURGE_BATCH as u64 {
+                break;
+            }
+        }
         Ok((events, readings))
     }
 }

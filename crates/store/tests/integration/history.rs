@@ -234,7 +234,7 @@ async fn events_sensors_readings_last_seen_and_retention(pool: PgPool) {
     // Retention: with a 30-day window the 45-day-old event goes; the 40-day-old one
     // stays, the state the kept history opens in (online), until a newer one is past it.
     let (events_gone, readings_gone) = store
-        .purge_history(Utc::now() - Duration::days(30), Utc::now() - Duration::days(90))
+        .purge_history(Utc::now() - Duration::days(30), Utc::now() - Duration::days(90), 0)
         .await
         .unwrap();
     assert_eq!((events_gone, readings_gone), (1, 0));
@@ -244,13 +244,79 @@ async fn events_sensors_readings_last_seen_and_retention(pool: PgPool) {
         ["disconnected", "connected"]
     );
     let (events_gone, _) = store
-        .purge_history(Utc::now() - Duration::days(30), Utc::now() - Duration::days(90))
+        .purge_history(Utc::now() - Duration::days(30), Utc::now() - Duration::days(90), 0)
         .await
         .unwrap();
     assert_eq!(events_gone, 0, "the newest event before the cutoff is kept");
     let (_, readings_gone) = store
-        .purge_history(Utc::now() - Duration::days(30), Utc::now() + Duration::seconds(1))
+        .purge_history(Utc::now() - Duration::days(30), Utc::now() + Duration::seconds(1), 0)
         .await
         .unwrap();
     assert_eq!(readings_gone, 4);
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn old_readings_go_in_batches_keeping_each_sensors_newest(pool: PgPool) {
+    let store = new_store(pool.clone());
+    let g = gateway(&store).await;
+    let old = Utc::now() - Duration::days(100);
+    // Sensor 7001: five finished readings 100 days old (an hour apart) and a new one;
+    // sensor 7002: 4,500 failed ones (more than two batches), all 100 days old.
+    for hour in 0..5 {
+        sqlx::query(
+            "INSERT INTO readings (gateway_id, serial, status, requested_at, finished_at)
+             VALUES ($1, 7001, 'finished', $2, $2)",
+        )
+        .bind(g.id)
+        .bind(old + Duration::hours(hour))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO readings (gateway_id, serial, status, requested_at, finished_at)
+         VALUES ($1, 7001, 'finished', now() - interval '1 day', now() - interval '1 day')",
+    )
+    .bind(g.id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO readings (gateway_id, serial, status, requested_at, error)
+         SELECT $1, 7002, 'failed', $2, 'lost' FROM generate_series(1, 4500)",
+    )
+    .bind(g.id)
+    .bind(old)
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let (_, gone) = store
+        .purge_history(Utc::now() - Duration::days(30), Utc::now() - Duration::days(90), 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        gone,
+        4_500 + 3,
+        "all failed ones, and 7001's old finished ones but the newest kept"
+    );
+    let kept: Vec<chrono::DateTime<Utc>> =
+        sqlx::query_scalar("SELECT requested_at FROM readings WHERE serial = 7001 ORDER BY requested_at")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(kept.len(), 3);
+    assert!(
+        (kept[0] - (old + Duration::hours(3))).num_seconds().abs() < 1,
+        "{kept:?}"
+    );
+    assert!(
+        (kept[1] - (old + Duration::hours(4))).num_seconds().abs() < 1,
+        "{kept:?}"
+    );
+    let (_, again) = store
+        .purge_history(Utc::now() - Duration::days(30), Utc::now() - Duration::days(90), 3)
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
 }
