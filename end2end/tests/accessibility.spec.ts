@@ -25,7 +25,7 @@ test("every page passes an accessibility scan", async ({ page }) => {
       return machine;
     }, { timeout: 60_000 })
     .not.toBe("");
-  const pages = ["/", "/factories", "/gateways", `/gateways/${gateway}`, "/machines", `/machines/${machine}`];
+  const pages = ["/", "/?group=machine", "/factories", "/gateways", `/gateways/${gateway}`, "/machines", `/machines/${machine}`];
   for (const path of [...pages, "/users", "/tokens", "/account"]) {
     await page.goto(path);
     await waitForHydration(page);

@@ -129,16 +129,28 @@ test("the demo machines have weeks of history to trend", async ({ page }) => {
   failOnPageErrors(page);
   await signIn(page, undefined, undefined, "/machines");
   await page.getByRole("link", { name: "Press line drive" }).click();
+  await page.waitForURL(/\/machines\/[0-9a-f-]{36}/);
   await waitForHydration(page);
+  const machineUrl = page.url();
   // 30 days by default: three weeks of hourly values, bucketed, one plot per point.
   await expect(page.locator(".trend")).toHaveCount(3);
   expect(await page.locator(".trend").first().locator(".trend-hit").count()).toBeGreaterThan(100);
   await expect(page.locator(".trend .zone").first()).toBeVisible();
   await expect(page.getByRole("form", { name: "Add measurement point" })).toBeVisible();
 
+  // The status page grouped by machine: each with its points' latest velocity and zone.
+  await page.goto("/?group=machine");
+  await waitForHydration(page);
+  const machines = page.getByRole("table", { name: "Machines by condition" });
+  const press = machines.getByRole("row").filter({ hasText: "Press line drive" });
+  await expect(press).toContainText(/Motor drive end: \d+\.\d\d mm\/s/);
+  await expect(press.locator(".zone-badge")).toHaveText(/Zone [A-D]/);
+  await press.getByRole("link", { name: "Press line drive" }).click();
+  await expect(page.getByRole("heading", { level: 1 })).toHaveText("Press line drive");
+
   // A viewer sees the trends but none of the controls that change the machine.
   const viewer = await createUser(page, "viewer");
-  const url = page.url();
+  const url = machineUrl;
   await page.getByRole("button", { name: "Sign out" }).click();
   await signIn(page, viewer, "viewer-password-1", "/machines");
   await page.goto(url);

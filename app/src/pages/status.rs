@@ -2,16 +2,17 @@
 //! ten. The counts by state; then what needs attention (every enabled gateway not
 //! online, those unseen the longest first); then each factory with its counts,
 //! expanded on demand (the expanded ones are kept in the URL, `?open=id,id`, or
-//! `?open=none`).
+//! `?open=none`). With `?group=machine` the factories give way to the machines, the
+//! worst off by ISO zone first, each point's latest velocity and whether it is heard.
 //!
 //! Live updates come from the coalesced event stream: each frame's gateways are
 //! applied by key to the rows shown (a map from id to the row's signal), so a change
 //! re-renders one row, never the list.
 
 use super::load_error;
-use crate::components::StateBadge;
+use crate::components::{DataTable, StateBadge};
 use crate::event_stream::{clock, duration_words, follow_batches, Link, LinkBanner};
-use crate::server_fns::live::{status_view, StatusData, FACTORY_ROWS};
+use crate::server_fns::live::{status_view, MachineStatus, StatusData, FACTORY_ROWS};
 use chrono::{DateTime, Utc};
 use domain::live::{ConnectionState, FactoryStatus, FleetStatus, GatewayLive, Instance, LiveBatch};
 use leptos::prelude::*;
@@ -24,7 +25,11 @@ use uuid::Uuid;
 pub fn StatusPage() -> impl IntoView {
     let query = use_query_map();
     let open = Memo::new(move |_| query.read().get("open"));
-    let data = Resource::new(move || open.get(), status_view);
+    let group = Memo::new(move |_| query.read().get("group").filter(|g| g == "machine"));
+    let data = Resource::new(
+        move || (open.get(), group.get()),
+        |(open, group)| status_view(open, group),
+    );
     let link = RwSignal::new(Link::Connecting);
     // The rows on screen; replaced each time the view is loaded, fed by the stream.
     let shown: StoredValue<Option<LiveRows>> = StoredValue::new(None);
@@ -49,6 +54,12 @@ pub fn StatusPage() -> impl IntoView {
         <header class="page-header">
             <h1>"Status"</h1>
             <p class="subtitle">"Live state of every gateway"</p>
+            <nav class="group-by" aria-label="Group by">
+                "Group by: "
+                // Plain links: the router's would mark both current (same path).
+                <a href="/" aria-current=move || group.get().is_none().then_some("page")>"Factory"</a>
+                <a href="/?group=machine" aria-current=move || group.get().is_some().then_some("page")>"Machine"</a>
+            </nav>
         </header>
         <LinkIndicator link />
         <Transition fallback=|| view! { <p>"Loading status…"</p> }>
@@ -234,7 +245,12 @@ fn StatusBody(view: StatusData, rows: LiveRows) -> impl IntoView {
             <h2 id="attention-title">"Needs attention " <span class="muted">{move || format!("({})", attention_total())}</span></h2>
             <AttentionList rows now attention_total />
         </section>
-        <Factories factories=view.factories open=view.open totals=view.rows.iter().map(|f| (f.factory_id, f.total)).collect() rows now />
+        {match view.machines {
+            Some(machines) => view! { <MachinesByCondition machines /> }.into_any(),
+            None => view! {
+                <Factories factories=view.factories open=view.open totals=view.rows.iter().map(|f| (f.factory_id, f.total)).collect() rows now />
+            }.into_any(),
+        }}
         <InstancesSection instances=view.instances />
     }
     .into_any()
@@ -492,3 +508,59 @@ fn InstancesSection(instances: Vec<Instance>) -> impl IntoView {
 }
 
 lazy_page!(StatusRoute, StatusPage);
+
+/// The machines, the worst off first: each point's latest velocity against the
+/// machine's ISO zones, and whether its sensor is heard.
+#[component]
+fn MachinesByCondition(machines: Vec<MachineStatus>) -> impl IntoView {
+    if machines.is_empty() {
+        return view! {
+            <section class="card"><p class="muted">"No machines yet: add them on the Machines page."</p></section>
+        }
+        .into_any();
+    }
+    const ZONE_NAMES: [&str; 4] = ["A", "B", "C", "D"];
+    let rows = machines
+        .into_iter()
+        .map(|m| {
+            let worst = m.worst_zone();
+            let zone = usize::try_from(worst).ok().map(|z| {
+                view! { <span class=format!("badge zone-badge zone-{}", ZONE_NAMES[z].to_lowercase())>{format!("Zone {}", ZONE_NAMES[z])}</span> }
+            });
+            let points = m
+                .points
+                .iter()
+                .map(|p| {
+                    let velocity = p
+                        .velocity
+                        .map(|(v, at)| format!("{v:.2} mm/s at {}", at.format("%Y-%m-%d %H:%M")))
+                        .unwrap_or_else(|| "no reading yet".into());
+                    let heard = match &p.gateway {
+                        Some((_, name, ConnectionState::Online)) if p.connected => format!("via {name}"),
+                        Some((_, name, ConnectionState::Online)) => format!("sensor disconnected from {name}"),
+                        Some((_, name, state)) => format!("not heard: {name} is {}", state.label().to_lowercase()),
+                        None => "not heard: no gateway has reported it".into(),
+                    };
+                    view! { <li>{format!("{}: {velocity} ({heard})", p.name)}</li> }
+                })
+                .collect_view();
+            view! {
+                <tr data-machine=m.id.to_string()>
+                    <td class="strong"><A href=format!("/machines/{}", m.id)>{m.name}</A></td>
+                    <td>{zone}</td>
+                    <td class="hide-narrow">{m.factory_name}</td>
+                    <td><ul class="point-list">{points}</ul></td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class="card" aria-labelledby="machines-title">
+            <h2 id="machines-title">"Machines"</h2>
+            <DataTable label="Machines by condition" columns=vec![("Machine", ""), ("Zone", ""), ("Factory", "hide-narrow"), ("Points", "")]>
+                {rows}
+            </DataTable>
+        </section>
+    }
+    .into_any()
+}

@@ -36,6 +36,105 @@ pub struct StatusData {
     pub rows: Vec<FactoryRows>,
     /// The server instances sharing the fleet, for administrators (empty for others).
     pub instances: Vec<Instance>,
+    /// With `group=machine`: the machines (at most [`MACHINES_SHOWN`]), the worst first.
+    pub machines: Option<Vec<MachineStatus>>,
+}
+
+/// A machine on the status page: its points' latest velocity and their sensors' links.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MachineStatus {
+    pub id: Uuid,
+    pub name: String,
+    pub factory_name: String,
+    /// ISO 20816 zone boundaries (A/B, B/C, C/D), when the machine's group is set.
+    pub zones: Option<[f64; 3]>,
+    pub points: Vec<PointStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PointStatus {
+    pub name: String,
+    pub serial: u64,
+    /// Worst axis, mm/s, and when it was read.
+    pub velocity: Option<(f64, chrono::DateTime<chrono::Utc>)>,
+    /// The gateway that last heard the sensor: its id, name and state.
+    pub gateway: Option<(Uuid, String, domain::live::ConnectionState)>,
+    pub connected: bool,
+}
+
+impl MachineStatus {
+    /// 0 to 3 for zone A to D of the point worst off (by velocity against the zones;
+    /// -1 without zones or values), for sorting and the badge.
+    pub fn worst_zone(&self) -> i8 {
+        let Some(zones) = self.zones else { return -1 };
+        self.points
+            .iter()
+            .filter_map(|p| {
+                p.velocity
+                    .map(|(v, _)| zones.iter().filter(|&&limit| v > limit).count() as i8)
+            })
+            .max()
+            .unwrap_or(-1)
+    }
+}
+
+/// The most machines the status page groups by.
+pub const MACHINES_SHOWN: u32 = 100;
+
+#[cfg(feature = "ssr")]
+async fn machine_statuses(
+    store: &store::Store,
+    orchestrator: &orchestrator::Orchestrator,
+    factories: &[(Uuid, String)],
+) -> Result<Vec<MachineStatus>, AppError> {
+    let page = domain::PageRequest {
+        limit: MACHINES_SHOWN,
+        offset: 0,
+    };
+    let machines = store.list_machines(None, page).await?.data;
+    let serials: Vec<u64> = machines
+        .iter()
+        .flat_map(|m| m.points.iter().map(|p| p.serial))
+        .collect();
+    let velocities = store.latest_velocities(&serials).await?;
+    let locations = store.sensor_locations(&serials).await?;
+    let mut statuses: Vec<MachineStatus> = machines
+        .into_iter()
+        .map(|m| MachineStatus {
+            id: m.id,
+            factory_name: factories
+                .iter()
+                .find(|(id, _)| *id == m.factory_id)
+                .map(|(_, name)| name.clone())
+                .unwrap_or_default(),
+            zones: m.iso_group.and_then(domain::machines::iso_zone_limits),
+            points: m
+                .points
+                .iter()
+                .map(|p| {
+                    let location = locations.iter().find(|l| l.serial == p.serial);
+                    PointStatus {
+                        name: p.name.clone(),
+                        serial: p.serial,
+                        velocity: velocities
+                            .iter()
+                            .find(|(serial, ..)| *serial == p.serial)
+                            .map(|(_, at, v)| (*v, *at)),
+                        gateway: location.map(|l| {
+                            let state = orchestrator
+                                .status(l.gateway_id)
+                                .map_or(domain::live::ConnectionState::Disconnected, |g| g.state);
+                            (l.gateway_id, l.gateway_name.clone(), state)
+                        }),
+                        connected: location.is_some_and(|l| l.connected),
+                    }
+                })
+                .collect(),
+            name: m.name,
+        })
+        .collect();
+    statuses.sort_by_key(|m| std::cmp::Reverse(m.worst_zone()));
+    Ok(statuses)
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -67,8 +166,9 @@ pub fn parse_open(raw: &str) -> Vec<Uuid> {
 }
 
 /// `open`: the URL's `open` parameter (`None` when absent: a small fleet opens all).
+/// `group`: `machine` adds the machines ([`StatusData::machines`]).
 #[server(prefix = "/rpc", endpoint = "status_view")]
-pub async fn status_view(open: Option<String>) -> Result<StatusData, AppError> {
+pub async fn status_view(open: Option<String>, group: Option<String>) -> Result<StatusData, AppError> {
     let user = ssr::require_user().await?;
     let store = ssr::store()?;
     let orchestrator = orchestrator()?;
@@ -104,6 +204,10 @@ pub async fn status_view(open: Option<String>) -> Result<StatusData, AppError> {
             }
         })
         .collect();
+    let machines = match group.as_deref() {
+        Some("machine") => Some(machine_statuses(&store, &orchestrator, &factories).await?),
+        _ => None,
+    };
     Ok(StatusData {
         as_of,
         summary,
@@ -113,6 +217,7 @@ pub async fn status_view(open: Option<String>) -> Result<StatusData, AppError> {
         open,
         rows,
         instances,
+        machines,
     })
 }
 

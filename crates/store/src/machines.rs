@@ -331,6 +331,22 @@ impl Store {
             .collect())
     }
 
+    /// Each of `serials`' latest velocity RMS (worst axis, mm/s) and when it was read;
+    /// serials without overall values are left out. One index probe per serial.
+    pub async fn latest_velocities(&self, serials: &[u64]) -> Result<Vec<(u64, DateTime<Utc>, f64)>, StoreError> {
+        let serials: Vec<i64> = serials.iter().map(|&s| s as i64).collect();
+        let rows: Vec<(i64, DateTime<Utc>, f64)> = sqlx::query_as(
+            "SELECT s, o.at, o.velocity FROM unnest($1::bigint[]) AS s
+             CROSS JOIN LATERAL (
+                 SELECT at, greatest(x_velocity_rms, y_velocity_rms, z_velocity_rms)::float8 AS velocity
+                 FROM overall_values WHERE serial = s ORDER BY at DESC LIMIT 1) o",
+        )
+        .bind(serials)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(s, at, v)| (s as u64, at, v)).collect())
+    }
+
     async fn require_sensor(&self, serial: u64) -> Result<(), StoreError> {
         if self.sensor_known(serial).await? {
             Ok(())
