@@ -29,7 +29,24 @@ def _field_errors(response):
         return {}
 
 
-CROSS_FIELD_RULES = ("host changes", "certificate pin changes", "needs a wss:// URL", "must be before to")
+CROSS_FIELD_RULES = (
+    "host changes",
+    "certificate pin changes",
+    "needs a wss:// URL",
+    "must be before to",
+    # Alarm rules: a threshold's value and levels, one scope at most, a sensor scope
+    # only for sensor rules, danger not below alert, levels below zero for temperature only.
+    "is required for a threshold",
+    "a threshold needs an alert or a danger level",
+    "give at most one of",
+    "a gateway rule is scoped to",
+    "must not be below the alert level",
+    "must not be negative but for temperature",
+    # Notification channels: what each kind needs, and a kind that cannot change.
+    "is required for a webhook",
+    "is required for e-mail",
+    "cannot be changed; create another channel",
+)
 
 
 @schemathesis.hook
@@ -49,8 +66,8 @@ def filter_failure(context, failure, case, response):
         return False
     # Rules across fields and the stored gateway that no request schema can state:
     # another host or a new certificate pin needs the password again (the stored
-    # one must not follow the connection elsewhere), a pin needs wss://, and a trend's
-    # `from` comes before its `to`.
+    # one must not follow the connection elsewhere), a pin needs wss://, a trend's
+    # `from` comes before its `to`, and the alarm rules' and channels' (above).
     if fields and all(any(rule in message for rule in CROSS_FIELD_RULES) for message in fields.values()):
         return False
     return True

@@ -55,6 +55,8 @@ pub struct Config {
     pub instance_address: Option<String>,
     /// `METRICS_PUBLIC`: serve `/metrics` without a token (a trusted scraping network).
     pub metrics_public: bool,
+    /// `SMTP_URL` and `SMTP_FROM`: the mail server e-mail notifications go through.
+    pub smtp: Option<crate::alarms::SmtpConfig>,
 }
 
 impl Config {
@@ -190,7 +192,34 @@ impl Config {
             }
         }
 
+        let smtp = match (get("SMTP_URL"), get("SMTP_FROM")) {
+            (None, None) => None,
+            (Some(_), None) => return Err(bad("SMTP_FROM", "must be set with SMTP_URL (the sender's address)")),
+            (None, Some(_)) => {
+                return Err(bad(
+                    "SMTP_URL",
+                    "must be set with SMTP_FROM (e.g. smtp://mail.example.com:25)",
+                ))
+            }
+            (Some(url), Some(from)) => {
+                let url = url.trim().to_owned();
+                if !["smtp://", "smtps://"]
+                    .iter()
+                    .any(|scheme| url.to_ascii_lowercase().starts_with(scheme))
+                {
+                    // The value may hold a password: never echoed.
+                    return Err(bad("SMTP_URL", "must start with smtp:// or smtps://"));
+                }
+                let from = from.trim().to_owned();
+                if from.parse::<lettre::message::Mailbox>().is_err() {
+                    return Err(bad("SMTP_FROM", format!("must be an e-mail address, got {from:?}")));
+                }
+                Some(crate::alarms::SmtpConfig { url, from })
+            }
+        };
+
         Ok(Self {
+            smtp,
             metrics_public,
             instance_address,
             cookie_secure,

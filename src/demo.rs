@@ -8,6 +8,11 @@
 //! gateways (metadata `"demo": true`) are pointed at them through the store, so
 //! the orchestrator sees an ordinary URL change.
 //!
+//! Alarms: rules for gateways offline over 30 s, refused logins and silent sensors, and
+//! a webhook channel to a receiver in this process that checks each notification's
+//! signature and logs it, so the flaky and wrong-password gateways raise (and the flaky
+//! one clears) alarms within the first minutes.
+//!
 //! Condition monitoring: three machines in Detroit Assembly carry the sensors of three
 //! gateways, read hourly on a schedule, with three weeks of hourly overall values
 //! filled in so their trends show something from the first minute (the press drive's
@@ -193,11 +198,21 @@ pub async fn start(store: &Store) -> anyhow::Result<()> {
     }
     let flaky = handles[FLAKY_GATEWAY].clone();
     tokio::spawn(async move {
+        // A blip (back within seconds: no alarm), then an outage longer than the demo's
+        // 30 s offline rule (raised, then cleared when it is back).
         loop {
             tokio::time::sleep(Duration::from_secs(40)).await;
             flaky.drop_connections();
+            tokio::time::sleep(Duration::from_secs(40)).await;
+            flaky.set_fault(ctc_sim::Fault::RefuseConnections);
+            flaky.drop_connections();
+            tokio::time::sleep(Duration::from_secs(45)).await;
+            flaky.clear_fault(ctc_sim::Fault::RefuseConnections);
         }
     });
+    if let Err(err) = ensure_alarm_rules(store).await {
+        tracing::warn!(error = %err, "demo mode: setting up the alarm rules and the webhook receiver");
+    }
     let _ = SIMULATORS.set(handles);
     tracing::info!(gateways = GATEWAYS.len(), "demo mode: simulated gateways running");
     let monitored = store.clone();
@@ -371,4 +386,79 @@ async fn ensure_gateway(
         }
     }
     Ok(())
+}
+
+/// The demo webhook receiver's signing secret (demo only).
+const DEMO_WEBHOOK_SECRET: &str = "demo-webhook-secret";
+const DEMO_CHANNEL: &str = "Demo receiver (server log)";
+
+/// The demo's alarm rules (once) and its webhook channel, pointed at a receiver on a
+/// fresh loopback port at each start.
+async fn ensure_alarm_rules(store: &Store) -> anyhow::Result<()> {
+    let page = PageRequest { limit: 100, offset: 0 };
+    if store.list_alarm_rules(page).await?.pagination.total == 0 {
+        let rules = [
+            json!({"kind": "gateway_offline", "name": "Gateway offline over 30 s", "severity": "warning", "delay_seconds": 30}),
+            json!({"kind": "auth_failed", "name": "Gateway refuses our login", "severity": "critical"}),
+            json!({"kind": "sensor_silent", "name": "Sensor silent for 2 h", "severity": "warning", "delay_seconds": 7200}),
+        ];
+        for rule in rules {
+            let input: domain::alarms::AlarmRuleInput = serde_json::from_value(rule)?;
+            store.create_alarm_rule(input.validate()?).await?;
+        }
+    }
+    let addr = start_webhook_receiver().await?;
+    let url = format!("http://{addr}/hook");
+    let existing = store
+        .list_channels(page)
+        .await?
+        .data
+        .into_iter()
+        .find(|c| c.name == DEMO_CHANNEL);
+    let input: domain::alarms::ChannelInput = serde_json::from_value(json!({
+        "kind": "webhook", "name": DEMO_CHANNEL, "url": url, "secret": DEMO_WEBHOOK_SECRET,
+    }))?;
+    match existing {
+        Some(channel) => {
+            let changed = input.validate(Some(&channel))?;
+            store.update_channel(channel.id, changed).await?;
+        }
+        None => {
+            store.create_channel(input.validate(None)?).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A webhook receiver that checks the signature and logs what it was told.
+async fn start_webhook_receiver() -> anyhow::Result<std::net::SocketAddr> {
+    use axum::http::{HeaderMap, StatusCode};
+    async fn receive(headers: HeaderMap, body: axum::body::Bytes) -> StatusCode {
+        let expected = crate::alarms::signature(DEMO_WEBHOOK_SECRET, &body);
+        let signed = headers
+            .get(domain::alarms::SIGNATURE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|given| given == expected);
+        if !signed {
+            tracing::warn!("demo webhook receiver: a notification with a wrong signature");
+            return StatusCode::UNAUTHORIZED;
+        }
+        let payload: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        tracing::info!(
+            event = payload["event"].as_str().unwrap_or(""),
+            message = payload["alarm"]["message"]
+                .as_str()
+                .or(payload["message"].as_str())
+                .unwrap_or(""),
+            "demo webhook receiver: notification received"
+        );
+        StatusCode::NO_CONTENT
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let app = axum::Router::new().route("/hook", axum::routing::post(receive));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(addr)
 }

@@ -2,6 +2,7 @@
 //! embedded), and the HTTP layer that serves the web app and the REST API.
 //! `main.rs` only parses the command line and calls into here.
 
+pub mod alarms;
 pub mod api;
 pub mod bench;
 pub mod config;

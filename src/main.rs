@@ -321,7 +321,11 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<()> {
     let state = AppState::new(db.store.clone(), addr, orchestrator.clone());
     let state = state
         .with_cookie_secure(config.cookie_secure)
-        .with_metrics_public(config.metrics_public);
+        .with_metrics_public(config.metrics_public)
+        .with_alarm_config(factory_monitor::alarms::AlarmConfig {
+            smtp: config.smtp.clone(),
+            ..Default::default()
+        });
     tracing::info!("serving http://{addr}");
     let served = web::serve(listener, state, &config.cors_origins, web::shutdown_signal()).await;
     orchestrator.shutdown().await;

@@ -42,6 +42,8 @@ pub struct Shared {
     pub metrics_public: bool,
     /// Caps on open `/api/events` streams.
     pub event_streams: Arc<crate::api::EventStreams>,
+    /// How the alarm work runs (started with the server).
+    pub alarms: crate::alarms::AlarmConfig,
 }
 
 impl std::ops::Deref for AppState {
@@ -64,7 +66,14 @@ impl AppState {
             orchestrator,
             metrics_public: false,
             event_streams: Arc::default(),
+            alarms: Default::default(),
         }))
+    }
+
+    pub fn with_alarm_config(self, config: crate::alarms::AlarmConfig) -> Self {
+        let mut shared = Arc::unwrap_or_clone(self.0);
+        shared.alarms = config;
+        Self(Arc::new(shared))
     }
 
     /// Other caps on open event streams (tests use small ones).
@@ -188,6 +197,8 @@ pub async fn serve(
     // Hear changes made by other processes, so the store's read caches and the
     // token cache can be trusted.
     let change_listener = state.store.start_change_listener();
+    let _alarm_work =
+        crate::alarms::AlarmWork::start(state.store.clone(), state.orchestrator.clone(), state.alarms.clone());
     let app = router(state, cors);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));

@@ -76,6 +76,11 @@ impl CurrentUser {
     }
 }
 
+/// Moved by pages that hear of alarm changes on the event stream: the navigation's
+/// count of active alarms is read again.
+#[derive(Clone, Copy)]
+pub struct AlarmsChanged(pub RwSignal<u32>);
+
 pub fn use_current_user() -> CurrentUser {
     expect_context::<CurrentUser>()
 }
@@ -89,6 +94,12 @@ fn Layout() -> impl IntoView {
     let location = use_location();
     let user = Resource::new(move || location.pathname.get(), |_| get_current_user());
     provide_context(CurrentUser(user));
+    let alarms_changed = RwSignal::new(0u32);
+    provide_context(AlarmsChanged(alarms_changed));
+    let alarm_counts = Resource::new(
+        move || (location.pathname.get(), alarms_changed.get()),
+        |_| server_fns::alarms::open_alarm_counts(),
+    );
     let sign_out = ServerAction::<SignOut>::new();
 
     let account = move || {
@@ -100,7 +111,18 @@ fn Layout() -> impl IntoView {
                     <A href="/factories">"Factories"</A>
                     <A href="/gateways">"Gateways"</A>
                     <A href="/machines">"Machines"</A>
+                    <A href="/alarms">
+                        "Alarms"
+                        {move || {
+                            let active = alarm_counts.get().and_then(Result::ok).map_or(0, |c| c.active);
+                            (active > 0).then(|| view! {
+                                <span class="nav-count" aria-label=format!("{active} active")>{active}</span>
+                            })
+                        }}
+                    </A>
+                    <A href="/alarm-rules">"Alarm rules"</A>
                     {admin.then(|| view! {
+                        <A href="/notification-channels">"Channels"</A>
                         <A href="/users">"Users"</A>
                         <A href="/tokens">"API tokens"</A>
                     })}
@@ -142,6 +164,18 @@ fn Layout() -> impl IntoView {
                     <Route
                         path=path!("/machines/:id")
                         view={Lazy::<pages::machine_detail::MachineDetailRoute>::new()}
+                        ssr=SsrMode::Async
+                    />
+                    <Route path=path!("/alarms") view={Lazy::<pages::alarms::AlarmsRoute>::new()} ssr=SsrMode::Async />
+                    <Route
+                        path=path!("/alarms/:id")
+                        view={Lazy::<pages::alarms::AlarmDetailRoute>::new()}
+                        ssr=SsrMode::Async
+                    />
+                    <Route path=path!("/alarm-rules") view={Lazy::<pages::alarm_settings::RulesRoute>::new()} ssr=SsrMode::Async />
+                    <Route
+                        path=path!("/notification-channels")
+                        view={Lazy::<pages::alarm_settings::ChannelsRoute>::new()}
                         ssr=SsrMode::Async
                     />
                     <Route path=path!("/users") view={Lazy::<pages::users::UsersRoute>::new()} ssr=SsrMode::Async />

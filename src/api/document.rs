@@ -20,6 +20,7 @@ pub fn document() -> &'static Value {
         state_list_orders(&mut document);
         state_serial_limits(&mut document);
         state_patch_nulls(&mut document);
+        state_alarm_rules(&mut document);
         describe_event_stream(&mut document);
         document
     })
@@ -119,6 +120,62 @@ fn state_patch_nulls(document: &mut Value) {
     }
 }
 
+/// An http(s) URL with a host, as `domain::alarms::is_http_url` takes it (trimmed).
+const WEBHOOK_URL: &str = r"^\s*[hH][tT][tT][pP][sS]?://[^\s/?#]+([/?#]\S*)?\s*$";
+/// One address of [`EMAIL`] without its anchors and spaces.
+const EMAIL_ADDRESS: &str = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}";
+const ALARM_STATES: &str = "(active|acknowledged|cleared|closed)";
+
+/// The alarm inputs' limits, and the alarm list's filters. What no schema can say (a
+/// threshold's levels and value, one scope at most, `danger` not below `alert`) the
+/// server answers with 400 naming the field.
+fn state_alarm_rules(document: &mut Value) {
+    use domain::alarms::{CONSECUTIVE_MAX, DELAY_MAX_SECONDS, LEVEL_MAX, NOTE_MAX, SECRET_MAX, URL_MAX as HOOK_MAX};
+    let schemas = &mut document["components"]["schemas"];
+    let name = json!({ "maxLength": NAME_MAX, "pattern": REQUIRED_TEXT });
+    let serial = json!({ "type": "integer", "minimum": 1, "maximum": (1u64 << 53) - 1 });
+    for schema in ["AlarmRuleInput", "AlarmRulePatch"] {
+        let properties = &mut schemas[schema]["properties"];
+        let nullable = schema == "AlarmRulePatch";
+        let with_null = |mut rule: Value, kind: &str| {
+            rule["type"] = if nullable { json!([kind, "null"]) } else { json!(kind) };
+            rule
+        };
+        properties["name"] = json!({ "type": "string", "maxLength": NAME_MAX, "pattern": OPTIONAL_TEXT });
+        properties["delay_seconds"] = json!({ "type": "integer", "minimum": 0, "maximum": DELAY_MAX_SECONDS });
+        properties["consecutive"] = json!({ "type": "integer", "minimum": 1, "maximum": CONSECUTIVE_MAX });
+        properties["hysteresis"] = json!({ "type": "number", "minimum": 0, "exclusiveMaximum": 100 });
+        properties["serial"] = with_null(serial.clone(), "integer");
+        for level in ["alert", "danger"] {
+            properties[level] = with_null(json!({ "minimum": -LEVEL_MAX, "maximum": LEVEL_MAX }), "number");
+        }
+    }
+    let to = format!(r"^\s*{EMAIL_ADDRESS}(\s*,\s*{EMAIL_ADDRESS})*\s*$");
+    let channel = &mut schemas["ChannelInput"]["properties"];
+    channel["name"] = name;
+    channel["url"] = json!({ "type": "string", "maxLength": HOOK_MAX, "pattern": WEBHOOK_URL });
+    channel["to"] = json!({ "type": "string", "maxLength": HOOK_MAX, "pattern": to });
+    channel["secret"] = json!({ "type": "string", "minLength": 1, "maxLength": SECRET_MAX, "writeOnly": true });
+    channel["severities"] = json!({ "type": "array", "minItems": 1,
+        "items": { "type": "string", "enum": ["warning", "critical"] } });
+    schemas["AcknowledgeInput"]["properties"]["note"] =
+        json!({ "type": ["string", "null"], "maxLength": NOTE_MAX, "pattern": OPTIONAL_TEXT });
+    let parameters = document["paths"]["/api/alarms"]["get"]["parameters"]
+        .as_array_mut()
+        .expect("the alarm list has parameters");
+    for parameter in parameters {
+        match parameter["name"].as_str() {
+            Some("state") => {
+                let pattern = format!("^({ALARM_STATES}(,{ALARM_STATES})*)?$");
+                parameter["schema"] = json!({ "type": "string", "pattern": pattern });
+            }
+            Some("severity") => parameter["schema"] = json!({ "type": "string", "enum": ["warning", "critical", ""] }),
+            Some("serial") => parameter["schema"] = serial.clone(),
+            _ => continue,
+        }
+    }
+}
+
 /// A sensor serial in a path is a whole number from 1 (kept below 2^53, exact in
 /// JavaScript; utoipa's attribute cannot hold such a literal).
 fn state_serial_limits(document: &mut Value) {
@@ -175,7 +232,7 @@ fn describe_event_stream(document: &mut Value) {
         "type": "object",
         "required": ["data"],
         "properties": {
-            "event": { "type": "string", "enum": ["snapshot", "gateway", "removed", "reading", "batch"] },
+            "event": { "type": "string", "enum": ["snapshot", "gateway", "removed", "reading", "alarm", "batch"] },
             "id": { "type": "string" },
             "retry": { "type": "integer" },
             "data": {
@@ -251,6 +308,19 @@ mod tests {
             );
         }
         assert!(matches(REQUIRED_TEXT, " x ") && !matches(REQUIRED_TEXT, "  ") && !matches(REQUIRED_TEXT, "a\0"));
+        for url in ["http://h", " https://hooks.example.com/x?y=1 ", "HTTP://10.0.0.1:8080/"] {
+            assert!(
+                matches(WEBHOOK_URL, url) && domain::alarms::is_http_url(url.trim()),
+                "{url}"
+            );
+        }
+        for url in ["ftp://h", "http://", "https:// h", "ws://h", "http:/h"] {
+            assert!(
+                !(matches(WEBHOOK_URL, url) && domain::alarms::is_http_url(url.trim())),
+                "{url}"
+            );
+            assert!(!matches(WEBHOOK_URL, url), "{url}");
+        }
     }
 
     #[test]

@@ -51,6 +51,33 @@ fn too_large() -> ApiError {
     )
 }
 
+/// An optional body: none at all (no Content-Type, nothing sent) is `None`; anything
+/// else must be a JSON object, as for [`ApiJson`].
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, ApiError> {
+        let declared_empty = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|v| v.trim() == "0");
+        if req.headers().get(CONTENT_TYPE).is_none() && declared_empty {
+            let bytes = axum::body::to_bytes(req.into_body(), BODY_LIMIT)
+                .await
+                .map_err(unreadable_body)?;
+            if bytes.is_empty() {
+                return Ok(None);
+            }
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "Unsupported Media Type: no Content-Type; send application/json",
+            ));
+        }
+        <Self as FromRequest<S>>::from_request(req, state).await.map(Some)
+    }
+}
+
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 

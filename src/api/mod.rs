@@ -3,6 +3,7 @@
 //! through [`error::ApiError`]. The OpenAPI 3.1 document is generated from the
 //! handlers' annotations and served at `/api/openapi.json`.
 
+pub mod alarms;
 pub mod auth;
 mod document;
 pub use document::document;
@@ -46,6 +47,10 @@ use utoipa::{Modify, OpenApi};
         machines::put_schedule, machines::delete_schedule, machines::get_machine_schedule,
         machines::put_machine_schedule, machines::delete_machine_schedule, machines::get_factory_schedule,
         machines::put_factory_schedule, machines::delete_factory_schedule, machines::sensor_readings, machines::sensor_trend, machines::sensor_trend_csv,
+        alarms::list_alarms, alarms::alarm_counts, alarms::get_alarm, alarms::acknowledge,
+        alarms::create_rule, alarms::list_rules, alarms::get_rule, alarms::patch_rule, alarms::delete_rule,
+        alarms::create_channel, alarms::list_channels, alarms::get_channel, alarms::patch_channel,
+        alarms::delete_channel, alarms::channel_deliveries, alarms::test_channel,
     ),
     components(schemas(domain::live::LiveBatch)),
     modifiers(&BearerAuth)
@@ -138,6 +143,32 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/sensors/{serial}/readings", get(machines::sensor_readings))
         .route("/sensors/{serial}/trend", get(machines::sensor_trend))
         .route("/sensors/{serial}/trend.csv", get(machines::sensor_trend_csv))
+        .route("/alarms", get(alarms::list_alarms))
+        .route("/alarms/counts", get(alarms::alarm_counts))
+        .route("/alarms/{id}", get(alarms::get_alarm))
+        .route("/alarms/{id}/acknowledge", post(alarms::acknowledge))
+        .route("/alarm-rules", get(alarms::list_rules).post(alarms::create_rule))
+        .route(
+            "/alarm-rules/{id}",
+            get(alarms::get_rule)
+                .patch(alarms::patch_rule)
+                .delete(alarms::delete_rule),
+        )
+        .route(
+            "/notification-channels",
+            get(alarms::list_channels).post(alarms::create_channel),
+        )
+        .route(
+            "/notification-channels/{id}",
+            get(alarms::get_channel)
+                .patch(alarms::patch_channel)
+                .delete(alarms::delete_channel),
+        )
+        .route(
+            "/notification-channels/{id}/deliveries",
+            get(alarms::channel_deliveries),
+        )
+        .route("/notification-channels/{id}/test", post(alarms::test_channel))
         .route_layer(middleware::from_fn_with_state(state, auth::require_token));
     let api = Router::new()
         .route("/health", get(health::health))

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod alarms;
 mod api;
 mod auth;
 mod cli;

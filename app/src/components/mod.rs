@@ -1,5 +1,6 @@
 //! Small pieces shared by pages.
 
+pub mod alarms;
 pub mod plots;
 
 use domain::AppError;
@@ -203,6 +204,9 @@ pub fn FactorySelect(
     choices: Vec<(uuid::Uuid, String)>,
     #[prop(optional)] selected: Option<uuid::Uuid>,
     #[prop(optional)] form: &'static str,
+    /// Blank allowed, meaning every factory.
+    #[prop(optional)]
+    optional: bool,
     #[prop(into)] error: Signal<Option<AppError>>,
 ) -> impl IntoView {
     let id = format!("field-{form}{name}");
@@ -225,11 +229,11 @@ pub fn FactorySelect(
             <select
                 id=id
                 name=name
-                required=true
+                required=!optional
                 aria-invalid=move || message().is_some().then_some("true")
                 aria-describedby=message_id.clone()
             >
-                <option value="" selected=selected.is_none()>"Choose a factory"</option>
+                <option value="" selected=selected.is_none()>{if optional { "All factories" } else { "Choose a factory" }}</option>
                 {options}
             </select>
             <p class="field-error" id=message_id role="alert">

@@ -2,6 +2,7 @@
 //! "Take reading" (admins) and the reading's progress, its readings, and for the
 //! reading chosen in the URL (`?reading=ID`) the waveform and spectrum per axis.
 
+use crate::components::alarms::RecentAlarms;
 use crate::components::plots::{Plots, TrendChart};
 use crate::components::{percent_text, DataTable, StateBadge};
 use crate::event_stream::{clock, duration_words, follow_batches, Link, LinkBanner};
@@ -209,6 +210,7 @@ fn GatewayDetail(page: GatewayPageData) -> impl IntoView {
             <p class="subtitle">{format!("{} · {} · {}", g.gateway_id, g.url, g.model.clone().unwrap_or_default())}</p>
         </header>
         <LinkBanner link />
+        <RecentAlarms alarms=page.alarms.clone() all=format!("/alarms?gateway_id={gateway_id}") />
         <section class="card" aria-label="Live state">
             <h2>"Connection"</h2>
             {state_line}

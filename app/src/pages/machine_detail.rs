@@ -4,6 +4,7 @@
 //! (`?reading=ID`) that reading's waveform and spectrum.
 
 use super::query_value;
+use crate::components::alarms::RecentAlarms;
 use crate::components::plots::{value_label, Plots, TrendChart};
 use crate::components::{DataTable, FormError, TextField, UrlError};
 use crate::event_stream::{follow_batches, Link, LinkBanner};
@@ -232,6 +233,7 @@ fn MachineDetail(
         </header>
         <LinkBanner link />
         <UrlError />
+        <RecentAlarms alarms=page.alarms.clone() all=format!("/alarms?machine_id={machine_id}") />
         <section class="card" aria-label="Measurement points">
             <h2>"Measurement points"</h2>
             {action_error}

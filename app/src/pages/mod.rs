@@ -19,6 +19,8 @@ macro_rules! lazy_page {
 }
 
 pub mod account;
+pub mod alarm_settings;
+pub mod alarms;
 pub mod factories;
 pub mod gateway_detail;
 pub mod gateways;

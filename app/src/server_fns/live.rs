@@ -237,6 +237,8 @@ pub struct GatewayPageData {
     /// When the view was made: a trend shown on the page ends here, so the server's
     /// HTML and the browser taking it over compute the same buckets.
     pub rendered_at: chrono::DateTime<chrono::Utc>,
+    /// The gateway's alarms, open ones first.
+    pub alarms: Vec<domain::alarms::Alarm>,
 }
 
 #[server(prefix = "/rpc", endpoint = "gateway_view")]
@@ -250,7 +252,15 @@ pub async fn gateway_view(id: Uuid) -> Result<GatewayPageData, AppError> {
         .await
         .map(|f| f.name)
         .unwrap_or_default();
+    let alarms = domain::alarms::AlarmFilter {
+        gateway_id: Some(id),
+        ..Default::default()
+    };
     Ok(GatewayPageData {
+        alarms: store
+            .list_alarms(&alarms, domain::PageRequest { limit: 10, offset: 0 })
+            .await?
+            .data,
         live: orchestrator()?.status(id),
         events: store.list_gateway_events(id, GATEWAY_PAGE_LIST).await?,
         sensors: store.list_sensors(id).await?,

@@ -54,6 +54,8 @@ pub struct MachinePageData {
     /// The live stream's position this view is as new as (readings finishing after
     /// it bring the trends again).
     pub as_of: u64,
+    /// The machine's alarms, open ones first.
+    pub alarms: Vec<domain::alarms::Alarm>,
 }
 
 /// The machine page's data; the trends are of `value` over `range` (see
@@ -116,7 +118,16 @@ pub async fn machine_view(
     let default_schedule = store
         .get_schedule_default(domain::machines::ScheduleScope::Machine(id))
         .await?;
+    let alarms = domain::alarms::AlarmFilter {
+        machine_id: Some(id),
+        ..Default::default()
+    };
+    let alarms = store
+        .list_alarms(&alarms, domain::PageRequest { limit: 10, offset: 0 })
+        .await?
+        .data;
     Ok(MachinePageData {
+        alarms,
         machine,
         factory_name,
         sensors,
@@ -159,7 +170,7 @@ pub fn range_bounds(
 /// A trend without its per-axis ranges: the plot draws the worst axis only, and the
 /// page (and its hydration data) is a third lighter without them.
 #[cfg(feature = "ssr")]
-fn without_axes(mut trend: Trend) -> Trend {
+pub(crate) fn without_axes(mut trend: Trend) -> Trend {
     for bucket in &mut trend.data {
         (bucket.x, bucket.y, bucket.z) = (None, None, None);
     }

@@ -3,6 +3,7 @@
 //! validates with the domain rules and calls one store operation; no SQL or
 //! business rule lives here.
 
+pub mod alarms;
 pub mod auth;
 pub mod factories;
 pub mod gateways;

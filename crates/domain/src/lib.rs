@@ -5,6 +5,7 @@
 //! Nothing here touches the database or the network, so the same rules run in
 //! the browser (inline form messages) and on the server (the authority).
 
+pub mod alarms;
 pub mod auth;
 pub mod error;
 pub mod inventory;
@@ -19,4 +20,4 @@ pub use auth::{Role, User};
 pub use error::{AppError, FieldError};
 pub use inventory::*;
 pub use page::{Page, PageRequest, Pagination};
-pub use secret::{GatewayPassword, UserPassword};
+pub use secret::{ChannelSecret, GatewayPassword, UserPassword};

@@ -196,6 +196,10 @@ pub enum LiveEvent {
     Reading {
         reading: ReadingProgress,
     },
+    /// An alarm was raised, acknowledged, escalated or cleared: its full record.
+    Alarm {
+        alarm: Box<crate::alarms::Alarm>,
+    },
 }
 
 impl LiveEvent {
@@ -205,6 +209,7 @@ impl LiveEvent {
             LiveEvent::Gateway { .. } => "gateway",
             LiveEvent::Removed { .. } => "removed",
             LiveEvent::Reading { .. } => "reading",
+            LiveEvent::Alarm { .. } => "alarm",
         }
     }
 
@@ -214,6 +219,7 @@ impl LiveEvent {
             LiveEvent::Gateway { gateway } => Some(gateway.factory_id),
             LiveEvent::Removed { factory_id, .. } => Some(*factory_id),
             LiveEvent::Reading { reading } => Some(reading.factory_id),
+            LiveEvent::Alarm { alarm } => alarm.factory_id,
         }
     }
 
@@ -236,6 +242,9 @@ pub struct LiveBatch {
     pub removed: Vec<RemovedGateway>,
     /// Reading progress, every step (readings are not coalesced).
     pub readings: Vec<ReadingProgress>,
+    /// Alarms that changed, each one's newest record.
+    #[serde(default)]
+    pub alarms: Vec<crate::alarms::Alarm>,
     /// The counts as of this frame, when they may have changed (and in the first frame).
     pub summary: Option<FleetStatus>,
     /// The client missed changes (it fell behind, or its last event id is unknown):

@@ -50,6 +50,12 @@ plaintext_password!(
     UserPassword
 );
 
+plaintext_password!(
+    /// A notification channel's signing secret: encrypted at rest like gateway passwords,
+    /// used only to sign what is sent, never returned.
+    ChannelSecret
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

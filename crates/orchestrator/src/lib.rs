@@ -748,6 +748,12 @@ impl Orchestrator {
         self.inner.stream.clients()
     }
 
+    /// Puts an alarm's change on this instance's live stream (each instance watches the
+    /// alarms table for itself: see the server's alarm watcher).
+    pub fn publish_alarm(&self, alarm: domain::alarms::Alarm) {
+        self.inner.stream.publish(LiveEvent::Alarm { alarm: Box::new(alarm) });
+    }
+
     /// Subscribes to the live stream; see [`LiveStream::subscribe`].
     pub fn subscribe(&self, last_id: Option<u64>) -> (Resume, tokio::sync::broadcast::Receiver<Arc<Sequenced>>) {
         self.inner.stream.subscribe(last_id)

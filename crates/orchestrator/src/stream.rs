@@ -128,6 +128,11 @@ impl Coalescer {
                 });
             }
             LiveEvent::Reading { reading } => self.batch.readings.push(reading.clone()),
+            LiveEvent::Alarm { alarm } => {
+                // Last state wins; alarms change rarely, so a search is fine here.
+                self.batch.alarms.retain(|a| a.id != alarm.id);
+                self.batch.alarms.push((**alarm).clone());
+            }
         }
     }
 
@@ -141,7 +146,7 @@ impl Coalescer {
 
     pub fn is_empty(&self) -> bool {
         let b = &self.batch;
-        b.gateways.is_empty() && b.removed.is_empty() && b.readings.is_empty() && !b.resync
+        b.gateways.is_empty() && b.removed.is_empty() && b.readings.is_empty() && b.alarms.is_empty() && !b.resync
     }
 
     /// Whether the fleet's counts may have changed since the last batch.

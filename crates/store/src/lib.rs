@@ -2,6 +2,7 @@
 //! gateway credential cipher. The web app's server functions, the REST API and
 //! the orchestrator all go through [`Store`], so each query and rule exists once.
 
+mod alarms;
 mod changes;
 mod choices;
 pub mod cipher;
@@ -18,6 +19,7 @@ mod throttle;
 mod tokens;
 mod users;
 
+pub use alarms::{AttemptOutcome, ClaimedDelivery, Evaluation};
 pub use changes::{ChangeFeed, Topic, API_TOKENS_CHANNEL, CACHE_MAX_AGE, INVENTORY_CHANNEL};
 pub use cipher::{CipherError, EncryptionKey, KeyError, KeyRing};
 pub use error::StoreError;

@@ -648,6 +648,16 @@ impl Store {
         .bind(values.temperature.map(|t| t as f32))
         .execute(&mut *tx)
         .await?;
+        // Thresholds are judged on the values just stored, in a savepoint: a fault there
+        // is logged and must not lose the reading.
+        let mut judged = sqlx::Connection::begin(&mut *tx).await?;
+        match crate::alarms::evaluate_thresholds(&mut judged, serial).await {
+            Ok(()) => judged.commit().await?,
+            Err(err) => {
+                tracing::error!(error = %err, serial, "threshold evaluation failed; the reading is kept");
+                judged.rollback().await?;
+            }
+        }
         tx.commit().await?;
         Ok(())
     }

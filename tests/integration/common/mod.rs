@@ -29,6 +29,18 @@ pub fn test_orchestrator_config() -> orchestrator::OrchestratorConfig {
     config
 }
 
+/// Alarm work at test speed: evaluated five times a second, retries from 100 ms.
+pub fn test_alarm_config() -> factory_monitor::alarms::AlarmConfig {
+    factory_monitor::alarms::AlarmConfig {
+        evaluate_every: std::time::Duration::from_millis(200),
+        deliver_every: std::time::Duration::from_millis(100),
+        delivery_timeout: std::time::Duration::from_secs(2),
+        retry_first: std::time::Duration::from_millis(100),
+        retry_longest: std::time::Duration::from_millis(400),
+        ..Default::default()
+    }
+}
+
 pub struct TestServer {
     pub base: String,
     pub http: reqwest::Client,
@@ -79,10 +91,24 @@ pub async fn fresh_store() -> Store {
 
 /// A migrated store on the database at `url` (created if missing), with a new key.
 pub async fn store_at(url: &str) -> Store {
+    store_with_key(url, &EncryptionKey::generate().1).await
+}
+
+/// A migrated store on the database at `url` with the key `key` (base64): stores of
+/// several instances of one fleet share their key.
+pub async fn store_with_key(url: &str, key: &str) -> Store {
     let pool = store::connect(url, 8).await.expect("test database");
-    let store = Store::new(pool, KeyRing::new(EncryptionKey::generate().0, vec![]));
+    let key = EncryptionKey::from_base64(key).expect("a valid key");
+    let store = Store::new(pool, KeyRing::new(key, vec![]));
     store.migrate().await.expect("migrations");
     store
+}
+
+/// A fresh database's URL and two stores on it sharing one key: two instances.
+pub async fn fleet_of_two_stores() -> (Store, Store) {
+    let url = fresh_database_url();
+    let key = EncryptionKey::generate().1;
+    (store_with_key(&url, &key).await, store_with_key(&url, &key).await)
 }
 
 impl TestServer {
@@ -100,7 +126,7 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let orchestrator = orchestrator::Orchestrator::start(store.clone(), config).await.unwrap();
-        let state = AppState::new(store.clone(), addr, orchestrator);
+        let state = AppState::new(store.clone(), addr, orchestrator).with_alarm_config(test_alarm_config());
         let cors = CorsOrigins::List(vec![CORS_ORIGIN.parse().unwrap()]);
         tokio::spawn(async move {
             web::serve(listener, state, &cors, std::future::pending())

@@ -1,0 +1,310 @@
+//! Server functions of the alarm pages: alarms (any signed-in user may acknowledge),
+//! rules and notification channels (admins change them).
+
+use domain::alarms::{Alarm, AlarmCounts, AlarmRule, Delivery, NotificationChannel};
+use domain::machines::Trend;
+use domain::{AppError, Page};
+use leptos::server;
+use uuid::Uuid;
+
+#[cfg(feature = "ssr")]
+use crate::ssr;
+
+/// How many alarms are open, for the navigation's badge (zero when signed out).
+#[server(prefix = "/rpc", endpoint = "open_alarm_counts")]
+pub async fn open_alarm_counts() -> Result<AlarmCounts, AppError> {
+    if ssr::require_user().await.is_err() {
+        return Ok(AlarmCounts::default());
+    }
+    Ok(ssr::store()?.alarm_counts().await?)
+}
+
+/// The Alarms page's data: a page of alarms as the URL filters them, the factories and
+/// machines to filter by, and the live stream's position it is as new as.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AlarmsPageData {
+    pub alarms: Page<Alarm>,
+    pub factories: Vec<(Uuid, String)>,
+    pub machines: Vec<(Uuid, String)>,
+    pub as_of: u64,
+}
+
+#[cfg(feature = "ssr")]
+fn stream_position() -> u64 {
+    leptos::prelude::use_context::<orchestrator::Orchestrator>()
+        .map(|o| o.stream_position())
+        .unwrap_or_default()
+}
+
+/// Alarms filtered as `GET /api/alarms` filters them (`state` may list several, comma-separated).
+#[server(prefix = "/rpc", endpoint = "alarms_view")]
+pub async fn alarms_view(
+    state: Option<String>,
+    severity: Option<String>,
+    factory_id: Option<String>,
+    machine_id: Option<String>,
+    gateway_id: Option<String>,
+    offset: u64,
+) -> Result<AlarmsPageData, AppError> {
+    use domain::alarms::{AlarmFilter, AlarmState, Severity};
+    use domain::FieldError;
+    ssr::require_user().await?;
+    let store = ssr::store()?;
+    let as_of = stream_position();
+    let bad = |field: &str, message: &str| AppError::validation(vec![FieldError::new(field, message)]);
+    let states = match state.as_deref().filter(|s| !s.is_empty()) {
+        None => Vec::new(),
+        Some(raw) => raw
+            .split(',')
+            .map(|s| AlarmState::parse(s.trim()))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| bad("state", "must be active, acknowledged, cleared or closed"))?,
+    };
+    let severity = match severity.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(raw) => Some(Severity::parse(raw).ok_or_else(|| bad("severity", "must be warning or critical"))?),
+    };
+    let id = |field: &str, raw: Option<String>| match raw.as_deref().filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(raw) => domain::validate::parse_uuid(raw)
+            .map(Some)
+            .ok_or_else(|| bad(field, "must be a UUID")),
+    };
+    let filter = AlarmFilter {
+        states,
+        severity,
+        factory_id: id("factory_id", factory_id)?,
+        machine_id: id("machine_id", machine_id)?,
+        gateway_id: id("gateway_id", gateway_id)?,
+        serial: None,
+    };
+    let page = domain::PageRequest {
+        limit: domain::page::DEFAULT_LIMIT,
+        offset,
+    };
+    let alarms = store.list_alarms(&filter, page).await?;
+    let factories = store.factory_names().await?;
+    let all = domain::PageRequest { limit: 100, offset: 0 };
+    let machines = store
+        .list_machines(None, all)
+        .await?
+        .data
+        .into_iter()
+        .map(|m| (m.id, m.name))
+        .collect();
+    Ok(AlarmsPageData {
+        alarms,
+        factories,
+        machines,
+        as_of,
+    })
+}
+
+/// Acknowledges the alarms `ids` (one or many) with a note; any signed-in user may.
+#[server(prefix = "/rpc", endpoint = "acknowledge_alarms")]
+pub async fn acknowledge_alarms(ids: Vec<Uuid>, note: Option<String>) -> Result<usize, AppError> {
+    let user = ssr::require_user().await?;
+    let note = domain::alarms::AcknowledgeInput { note }.validate()?;
+    if ids.is_empty() {
+        return Err(AppError::validation(vec![domain::FieldError::new(
+            "ids",
+            "choose at least one alarm",
+        )]));
+    }
+    let store = ssr::store()?;
+    for id in &ids {
+        store.acknowledge_alarm(*id, &user.email, note.as_deref()).await?;
+    }
+    Ok(ids.len())
+}
+
+/// An alarm's page: the alarm and, for a threshold, its value's trend around it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AlarmPageData {
+    pub alarm: Alarm,
+    pub trend: Option<Trend>,
+    /// The waveform and spectrum of the reading that raised it (loaded here, with the
+    /// page's data: a resource nested in the page would break its hydration).
+    pub plots: Option<Result<crate::server_fns::live::ReadingCharts, AppError>>,
+    pub as_of: u64,
+}
+
+#[server(prefix = "/rpc", endpoint = "alarm_view")]
+pub async fn alarm_view(id: Uuid) -> Result<AlarmPageData, AppError> {
+    ssr::require_user().await?;
+    let store = ssr::store()?;
+    let as_of = stream_position();
+    let alarm = store.get_alarm(id).await?;
+    let trend = match (alarm.serial, alarm.rule.value) {
+        (Some(serial), Some(value)) => {
+            // Three days either side of the raise (or up to now).
+            let from = alarm.raised_at - chrono::Duration::days(3);
+            let to = (alarm.raised_at + chrono::Duration::days(3)).min(chrono::Utc::now());
+            let request = domain::machines::TrendRequest::parse(
+                Some(value.as_str()),
+                Some(&from.to_rfc3339()),
+                Some(&to.to_rfc3339()),
+                Some(&crate::server_fns::machines::PLOT_BUCKETS.to_string()),
+                chrono::Utc::now(),
+            )?;
+            let trend = store.sensor_trend(serial, request).await?;
+            Some(crate::server_fns::machines::without_axes(trend))
+        }
+        _ => None,
+    };
+    let plots = match alarm.reading_id {
+        Some(reading) => Some(crate::server_fns::live::reading_plots(reading, 1200).await),
+        None => None,
+    };
+    Ok(AlarmPageData {
+        alarm,
+        trend,
+        plots,
+        as_of,
+    })
+}
+
+/// Rules, with the names of the factories, machines and gateways they are scoped to.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RulesPageData {
+    pub rules: Vec<AlarmRule>,
+    pub factories: Vec<(Uuid, String)>,
+    pub can_edit: bool,
+}
+
+#[server(prefix = "/rpc", endpoint = "rules_view")]
+pub async fn rules_view() -> Result<RulesPageData, AppError> {
+    let user = ssr::require_user().await?;
+    let store = ssr::store()?;
+    let rules = store
+        .list_alarm_rules(domain::PageRequest { limit: 100, offset: 0 })
+        .await?
+        .data;
+    Ok(RulesPageData {
+        rules,
+        factories: store.factory_names().await?,
+        can_edit: user.is_admin(),
+    })
+}
+
+/// A form's optional value: blank is none.
+#[cfg(feature = "ssr")]
+fn given(raw: Option<String>) -> Option<String> {
+    raw.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty())
+}
+
+/// A form's optional number, passed on as text when it is none, for the domain's check to name.
+#[cfg(feature = "ssr")]
+fn number(raw: Option<String>) -> Option<serde_json::Value> {
+    given(raw).map(|raw| match raw.parse::<f64>() {
+        Ok(n) => serde_json::json!(n),
+        Err(_) => serde_json::Value::String(raw),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+#[server(prefix = "/rpc", endpoint = "create_alarm_rule")]
+pub async fn create_alarm_rule(
+    name: Option<String>,
+    kind: String,
+    severity: String,
+    delay_seconds: Option<String>,
+    factory_id: Option<String>,
+    value: Option<String>,
+    alert: Option<String>,
+    danger: Option<String>,
+    consecutive: Option<String>,
+    serial: Option<String>,
+) -> Result<AlarmRule, AppError> {
+    ssr::require_admin().await?;
+    let input = domain::alarms::AlarmRuleInput {
+        name: given(name),
+        kind: Some(kind),
+        severity: Some(severity),
+        delay_seconds: number(delay_seconds),
+        factory_id: given(factory_id),
+        serial: number(serial),
+        value: given(value),
+        alert: number(alert),
+        danger: number(danger),
+        consecutive: number(consecutive),
+        ..Default::default()
+    };
+    Ok(ssr::store()?.create_alarm_rule(input.validate()?).await?)
+}
+
+#[server(prefix = "/rpc", endpoint = "set_alarm_rule_enabled")]
+pub async fn set_alarm_rule_enabled(id: Uuid, enabled: bool) -> Result<AlarmRule, AppError> {
+    ssr::require_admin().await?;
+    let store = ssr::store()?;
+    let rule = store.get_alarm_rule(id).await?;
+    let patch = domain::alarms::AlarmRulePatch {
+        enabled: Some(enabled),
+        ..Default::default()
+    };
+    Ok(store.update_alarm_rule(id, patch.apply(&rule)?).await?)
+}
+
+#[server(prefix = "/rpc", endpoint = "delete_alarm_rule")]
+pub async fn delete_alarm_rule(id: Uuid) -> Result<(), AppError> {
+    ssr::require_admin().await?;
+    Ok(ssr::store()?.delete_alarm_rule(id).await?)
+}
+
+/// A channel with its latest deliveries.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChannelWithLog {
+    pub channel: NotificationChannel,
+    pub deliveries: Vec<Delivery>,
+}
+
+#[server(prefix = "/rpc", endpoint = "channels_view")]
+pub async fn channels_view() -> Result<Vec<ChannelWithLog>, AppError> {
+    ssr::require_admin().await?;
+    let store = ssr::store()?;
+    let channels = store
+        .list_channels(domain::PageRequest { limit: 100, offset: 0 })
+        .await?
+        .data;
+    let mut out = Vec::with_capacity(channels.len());
+    for channel in channels {
+        let deliveries = store
+            .channel_deliveries(channel.id, domain::PageRequest { limit: 10, offset: 0 })
+            .await?
+            .data;
+        out.push(ChannelWithLog { channel, deliveries });
+    }
+    Ok(out)
+}
+
+#[server(prefix = "/rpc", endpoint = "create_channel")]
+pub async fn create_channel(
+    kind: String,
+    name: String,
+    url: Option<String>,
+    secret: Option<String>,
+    to: Option<String>,
+) -> Result<NotificationChannel, AppError> {
+    ssr::require_admin().await?;
+    let input = domain::alarms::ChannelInput {
+        kind: Some(kind),
+        name: Some(name),
+        url: given(url),
+        secret: given(secret).map(domain::ChannelSecret::new),
+        to: given(to),
+        ..Default::default()
+    };
+    Ok(ssr::store()?.create_channel(input.validate(None)?).await?)
+}
+
+#[server(prefix = "/rpc", endpoint = "delete_channel")]
+pub async fn delete_channel(id: Uuid) -> Result<(), AppError> {
+    ssr::require_admin().await?;
+    Ok(ssr::store()?.delete_channel(id).await?)
+}
+
+#[server(prefix = "/rpc", endpoint = "send_test_notification")]
+pub async fn send_test_notification(id: Uuid) -> Result<Delivery, AppError> {
+    ssr::require_admin().await?;
+    Ok(ssr::store()?.send_test_notification(id).await?)
+}

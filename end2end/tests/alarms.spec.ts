@@ -1,0 +1,100 @@
+import { expect, test } from "@playwright/test";
+import { failOnPageErrors, signIn, unique, waitForHydration } from "./helpers";
+
+// The server runs in demo mode (playwright.config.ts). GW-SPR-002 is online from the
+// start; its first sensor gets a threshold rule so low that any reading crosses it.
+test("an alarm appears live with the navigation's count, is acknowledged with a note, and shows its waveform", async ({
+  page,
+}) => {
+  test.setTimeout(90_000);
+  failOnPageErrors(page);
+  await signIn(page, undefined, undefined, "/alarms");
+  await waitForHydration(page);
+
+  const gateways = (await (await page.request.get("/api/gateways?limit=100")).json()).data;
+  const gateway = gateways.find((g: { gateway_id: string }) => g.gateway_id === "GW-SPR-002");
+  let serial = 0;
+  await expect
+    .poll(async () => {
+      const sensors = await (await page.request.get(`/api/gateways/${gateway.id}/sensors`)).json();
+      serial = (sensors.data ?? sensors)[0]?.serial ?? 0;
+      return serial;
+    }, { timeout: 60_000 })
+    .toBeGreaterThan(0);
+  const name = unique("Any vibration at all");
+  const rule = await page.request.post("/api/alarm-rules", {
+    data: { kind: "threshold", name, severity: "critical", serial, value: "accel_rms", alert: 0.000001 },
+  });
+  expect(rule.status(), await rule.text()).toBe(201);
+
+  // A reading from elsewhere (the API): the alarm shows up here without a reload.
+  const reading = await page.request.post(`/api/gateways/${gateway.id}/sensors/${serial}/readings`);
+  expect(reading.status(), await reading.text()).toBe(202);
+  const row = page.getByRole("row", { name: new RegExp(`Sensor ${serial}: accel_rms`) }).first();
+  await expect(row).toBeVisible({ timeout: 30_000 });
+  await expect(row).toContainText("Active");
+  // The navigation counts it, as the API does.
+  const badge = page.locator("nav .nav-count");
+  await expect
+    .poll(async () => {
+      const counts = await (await page.request.get("/api/alarms/counts")).json();
+      return (await badge.textContent()) === String(counts.active);
+    }, { timeout: 15_000 })
+    .toBe(true);
+
+  // Acknowledged with a note, from the list.
+  await row.getByRole("checkbox").check();
+  const form = page.getByRole("form", { name: "Acknowledge alarms" });
+  await form.getByLabel("Note").fill("Checked by the night shift");
+  await form.getByRole("button", { name: /Acknowledge selected/ }).click();
+  await expect(row).toContainText("Acknowledged");
+  await expect(row).toContainText("Checked by the night shift");
+
+  // Its page: the timeline and the waveform behind it.
+  await row.getByRole("link", { name: new RegExp(`Sensor ${serial}`) }).first().click();
+  await page.waitForURL("**/alarms/*");
+  await expect(page.getByRole("heading", { level: 1 })).toContainText(`Sensor ${serial}`);
+  await expect(page.locator(".timeline")).toContainText("Acknowledged by admin@factory-monitor.local");
+  await expect(page.getByRole("region", { name: "Waveform and spectrum" })).toBeVisible();
+  await expect(page.locator(".plots svg").first()).toBeVisible();
+
+  // A viewer may acknowledge but sees no channel settings.
+  const cleanup = await page.request.get("/api/alarm-rules?limit=100");
+  const ruleId = (await cleanup.json()).data.find((r: { name: string }) => r.name === name).id;
+  expect((await page.request.delete(`/api/alarm-rules/${ruleId}`)).status()).toBe(204);
+});
+
+test("rules and channels are managed by administrators, with a test notification logged", async ({ page }) => {
+  failOnPageErrors(page);
+  await signIn(page, undefined, undefined, "/notification-channels");
+  await waitForHydration(page);
+  // The demo's own receiver is listed; a test notification is delivered and logged.
+  const demo = page.getByRole("region", { name: /Channel Demo receiver/ });
+  await demo.getByRole("button", { name: "Send test" }).click();
+  await expect
+    .poll(async () => {
+      await demo.getByRole("button", { name: "Refresh log" }).click();
+      return await demo.locator("tr", { hasText: "test" }).first().textContent();
+    }, { timeout: 20_000 })
+    .toContain("delivered");
+
+  // A bad webhook URL is refused by field, nothing typed lost.
+  const form = page.getByRole("form", { name: "Add channel" });
+  await form.getByLabel("Name").fill("Broken hook");
+  await form.getByLabel("Webhook URL").fill("ftp://nowhere");
+  await form.getByRole("button", { name: "Add channel" }).click();
+  await expect(form.locator("#field-url-error")).toContainText("http");
+  await expect(form.getByLabel("Name")).toHaveValue("Broken hook");
+
+  await page.goto("/alarm-rules");
+  await waitForHydration(page);
+  const rules = page.getByRole("form", { name: "Add rule" });
+  await rules.getByLabel("Kind").selectOption("gateway_offline");
+  await rules.getByLabel("Name").fill("Down for ten minutes");
+  await rules.getByLabel("Delay (seconds)").fill("600");
+  await rules.getByRole("button", { name: "Add rule" }).click();
+  const row = page.getByRole("row", { name: /Down for ten minutes/ });
+  await expect(row).toContainText("Gateway offline for 600 s");
+  await row.getByRole("button", { name: "Delete" }).click();
+  await expect(row).toHaveCount(0);
+});

@@ -1,0 +1,540 @@
+//! Alarms and notifications end to end: rules through the REST API, gateways on the
+//! simulator going down and coming back, thresholds crossed by real readings, and a
+//! local webhook receiver that checks every signature and can be told to fail.
+
+use crate::common::{fresh_store, test_orchestrator_config, TestServer};
+use crate::faults::reading_outcome;
+use crate::orchestrator::{gateway_on, sim, wait_for_state, QUICK};
+use axum::http::{HeaderMap, StatusCode as AxumStatus};
+use ctc_sim::Fault;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const GET: Method = Method::GET;
+const POST: Method = Method::POST;
+const PATCH: Method = Method::PATCH;
+const DELETE: Method = Method::DELETE;
+const SECRET: &str = "receiver-secret";
+
+/// A webhook receiver on loopback: keeps what it accepted (after checking the
+/// signature) and answers 500 to the first `fail_first` calls.
+#[derive(Clone)]
+struct Receiver {
+    url: String,
+    accepted: Arc<Mutex<Vec<Value>>>,
+    calls: Arc<AtomicUsize>,
+    fail_first: Arc<AtomicUsize>,
+}
+
+impl Receiver {
+    async fn start(fail_first: usize) -> Self {
+        let receiver = Receiver {
+            url: String::new(),
+            accepted: Arc::default(),
+            calls: Arc::default(),
+            fail_first: Arc::new(AtomicUsize::new(fail_first)),
+        };
+        let shared = receiver.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+                let shared = shared.clone();
+                async move {
+                    let call = shared.calls.fetch_add(1, Ordering::SeqCst);
+                    if call < shared.fail_first.load(Ordering::SeqCst) {
+                        return AxumStatus::INTERNAL_SERVER_ERROR;
+                    }
+                    let signature = headers
+                        .get(domain::alarms::SIGNATURE_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    assert_eq!(
+                        signature,
+                        factory_monitor::alarms::signature(SECRET, &body),
+                        "the signature is HMAC-SHA256 of the body"
+                    );
+                    let delivery = headers.get(domain::alarms::DELIVERY_HEADER).expect("a delivery id");
+                    let payload: Value = serde_json::from_slice(&body).unwrap();
+                    assert_eq!(payload["delivery_id"].to_string(), delivery.to_str().unwrap());
+                    shared.accepted.lock().unwrap().push(payload);
+                    AxumStatus::NO_CONTENT
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver { url, ..receiver }
+    }
+
+    fn events(&self) -> Vec<String> {
+        self.accepted
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|p| p["event"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    async fn wait_for(&self, events: &[&str], within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.events() != events {
+            assert!(
+                Instant::now() < deadline,
+                "the receiver got {:?}, expected {events:?}",
+                self.events()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn channel(s: &TestServer, receiver: &Receiver) -> String {
+    let created = s
+        .call(
+            POST,
+            "/api/notification-channels",
+            Some(json!({"kind": "webhook", "name": "ops", "url": receiver.url, "secret": SECRET})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert!(!created.text.contains(SECRET), "the secret is never returned");
+    assert_eq!(created.body["has_secret"], true);
+    created.body["id"].as_str().unwrap().to_owned()
+}
+
+async fn rule(s: &TestServer, body: Value) -> String {
+    let created = s.call(POST, "/api/alarm-rules", Some(body)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    created.body["id"].as_str().unwrap().to_owned()
+}
+
+async fn alarms(s: &TestServer, query: &str) -> Vec<Value> {
+    let page = s.call(GET, &format!("/api/alarms?{query}"), None).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    page.body["data"].as_array().unwrap().clone()
+}
+
+async fn wait_for_alarms(s: &TestServer, query: &str, count: usize, within: Duration) -> Vec<Value> {
+    let deadline = Instant::now() + within;
+    loop {
+        let found = alarms(s, query).await;
+        if found.len() == count {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{query}: {} alarms, expected {count}: {found:?}",
+            found.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn rules_and_channels_refuse_bad_input_by_field_and_never_return_secrets() {
+    let s = TestServer::start().await;
+    let bad = s
+        .call(
+            POST,
+            "/api/alarm-rules",
+            Some(
+                json!({"kind": "threshold", "severity": "loud", "delay_seconds": -1, "value": "accel_rms",
+                "alert": 5, "danger": 2}),
+            ),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text);
+    assert_eq!(bad.fields(), vec!["severity", "delay_seconds", "danger"]);
+    let absurd = s
+        .call(
+            POST,
+            "/api/alarm-rules",
+            Some(json!({"kind": "gateway_offline", "delay_seconds": 1e9})),
+        )
+        .await;
+    assert_eq!(absurd.fields(), vec!["delay_seconds"]);
+    let unknown = s
+        .call(
+            POST,
+            "/api/alarm-rules",
+            Some(json!({"kind": "gateway_offline", "factory_id": uuid::Uuid::new_v4()})),
+        )
+        .await;
+    assert_eq!(
+        (unknown.status, unknown.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "UNKNOWN_FACTORY")
+    );
+    let unknown_gateway = s
+        .call(
+            POST,
+            "/api/alarm-rules",
+            Some(json!({"kind": "gateway_offline", "gateway_id": uuid::Uuid::new_v4()})),
+        )
+        .await;
+    assert_eq!(unknown_gateway.code(), "UNKNOWN_GATEWAY");
+    let viewer = s.viewer.clone();
+    let forbidden = s
+        .call_as(
+            &viewer,
+            POST,
+            "/api/alarm-rules",
+            Some(json!({"kind": "gateway_offline"})),
+        )
+        .await;
+    assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
+
+    let id = rule(&s, json!({"kind": "gateway_offline", "severity": "critical"})).await;
+    let got = s.call(GET, &format!("/api/alarm-rules/{id}"), None).await;
+    assert_eq!(
+        (&got.body["delay_seconds"], &got.body["severity"], &got.body["enabled"]),
+        (&json!(300), &json!("critical"), &json!(true))
+    );
+    let patched = s
+        .call(
+            PATCH,
+            &format!("/api/alarm-rules/{id}"),
+            Some(json!({"delay_seconds": 60, "enabled": false})),
+        )
+        .await;
+    assert_eq!(
+        (patched.status, &patched.body["delay_seconds"]),
+        (StatusCode::OK, &json!(60))
+    );
+    assert_eq!(
+        s.call(DELETE, &format!("/api/alarm-rules/{id}"), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        s.call(GET, &format!("/api/alarm-rules/{id}"), None).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    let not_http = s
+        .call(
+            POST,
+            "/api/notification-channels",
+            Some(json!({"kind": "webhook", "name": "x", "url": "ftp://example.com/x"})),
+        )
+        .await;
+    assert_eq!(not_http.fields(), vec!["url"]);
+    let receiver = Receiver::start(0).await;
+    let channel = channel(&s, &receiver).await;
+    let listed = s.call(GET, "/api/notification-channels", None).await;
+    assert!(!listed.text.contains(SECRET));
+    let renamed = s
+        .call(
+            PATCH,
+            &format!("/api/notification-channels/{channel}"),
+            Some(json!({"name": "night shift"})),
+        )
+        .await;
+    assert_eq!(
+        (renamed.status, &renamed.body["has_secret"]),
+        (StatusCode::OK, &json!(true))
+    );
+    // "Send test": delivered, signed with the kept secret.
+    let test = s
+        .call(POST, &format!("/api/notification-channels/{channel}/test"), None)
+        .await;
+    assert_eq!(test.status, StatusCode::ACCEPTED, "{}", test.text);
+    receiver.wait_for(&["test"], QUICK).await;
+    let deliveries = s
+        .call(GET, &format!("/api/notification-channels/{channel}/deliveries"), None)
+        .await;
+    let first = &deliveries.body["data"][0];
+    assert_eq!(
+        (&first["event"], &first["status"]),
+        (&json!("test"), &json!("delivered"))
+    );
+    assert_eq!(first["attempt_log"][0]["status_code"], 204);
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT secret_encrypted FROM notification_channels WHERE id = $1::uuid")
+            .bind(&channel)
+            .fetch_one(s.store.pool())
+            .await
+            .unwrap();
+    assert!(!stored.unwrap().contains(SECRET), "stored encrypted");
+}
+
+#[tokio::test]
+async fn a_gateway_offline_past_the_delay_raises_once_notifies_and_clears_when_back() {
+    let s = TestServer::start().await;
+    let receiver = Receiver::start(0).await;
+    channel(&s, &receiver).await;
+    let sim = sim().await;
+    let (gateway, _) = gateway_on(&s, &sim, "GW-ALARM-1").await;
+    wait_for_state(&s, &gateway, "online", QUICK).await;
+    rule(
+        &s,
+        json!({"kind": "gateway_offline", "delay_seconds": 1, "severity": "critical"}),
+    )
+    .await;
+
+    sim.set_fault(Fault::RefuseConnections);
+    sim.drop_connections();
+    let raised = wait_for_alarms(&s, "state=active", 1, QUICK).await;
+    assert_eq!(raised[0]["gateway_id"], json!(gateway));
+    assert_eq!(
+        (&raised[0]["kind"], &raised[0]["severity"]),
+        (&json!("gateway_offline"), &json!("critical"))
+    );
+    receiver.wait_for(&["raised"], QUICK).await;
+    // Still down a while later: still one alarm, one notification.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(alarms(&s, "").await.len(), 1);
+    assert_eq!(receiver.events(), ["raised"]);
+
+    // Acknowledged by a viewer, with a note; again is the same answer.
+    let alarm = raised[0]["id"].as_str().unwrap();
+    let viewer = s.viewer.clone();
+    let ack = s
+        .call_as(
+            &viewer,
+            POST,
+            &format!("/api/alarms/{alarm}/acknowledge"),
+            Some(json!({"note": "on it"})),
+        )
+        .await;
+    assert_eq!(ack.status, StatusCode::OK, "{}", ack.text);
+    assert_eq!(
+        (&ack.body["state"], &ack.body["note"]),
+        (&json!("acknowledged"), &json!("on it"))
+    );
+    assert_eq!(ack.body["acknowledged_by"], "token test viewer");
+    let again = s
+        .call(
+            POST,
+            &format!("/api/alarms/{alarm}/acknowledge"),
+            Some(json!({"note": "x"})),
+        )
+        .await;
+    assert_eq!((again.status, &again.body["note"]), (StatusCode::OK, &json!("on it")));
+
+    sim.clear_fault(Fault::RefuseConnections);
+    wait_for_state(&s, &gateway, "online", QUICK).await;
+    let closed = wait_for_alarms(&s, "state=closed", 1, QUICK).await;
+    assert!(closed[0]["cleared_at"].is_string());
+    receiver.wait_for(&["raised", "cleared"], QUICK).await;
+    let one = s.call(GET, &format!("/api/alarms/{alarm}"), None).await;
+    assert_eq!(
+        (&one.body["state"], &one.body["rule"]["kind"]),
+        (&json!("closed"), &json!("gateway_offline"))
+    );
+}
+
+#[tokio::test]
+async fn a_gateway_that_flaps_faster_than_the_delay_raises_nothing() {
+    let s = TestServer::start().await;
+    let sim = sim().await;
+    let (gateway, _) = gateway_on(&s, &sim, "GW-FLAP").await;
+    wait_for_state(&s, &gateway, "online", QUICK).await;
+    rule(&s, json!({"kind": "gateway_offline", "delay_seconds": 3})).await;
+    for _ in 0..4 {
+        let before = sim.total_connections();
+        sim.drop_connections();
+        assert!(sim.wait_until(QUICK, |sim| sim.total_connections() > before).await);
+        wait_for_state(&s, &gateway, "online", QUICK).await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+    }
+    // Several seconds of flapping, none of it down for 3 s at once.
+    assert_eq!(alarms(&s, "").await, Vec::<Value>::new());
+}
+
+#[tokio::test]
+async fn a_gateway_already_down_before_a_restart_raises_on_time_from_the_stored_events() {
+    let store = fresh_store().await;
+    let s = TestServer::start_with(store.clone(), test_orchestrator_config()).await;
+    let factory = s.create_factory("Restart plant").await;
+    let mut body = crate::common::gateway_body(factory["id"].as_str().unwrap(), "GW-GONE", "Gone");
+    body["enabled"] = json!(false);
+    let gateway = s.call(POST, "/api/gateways", Some(body)).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // What an earlier process left: the gateway went down ten minutes ago, and the
+    // record published since (a fresh process's) says "connecting" since just now.
+    sqlx::query("UPDATE gateways SET enabled = true WHERE id = $1::uuid")
+        .bind(&gateway)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    for (kind, minutes) in [("connected", 30), ("disconnected", 10), ("error", 5)] {
+        sqlx::query("INSERT INTO gateway_events (gateway_id, kind, at) VALUES ($1::uuid, $2, now() - make_interval(mins => $3))")
+            .bind(&gateway)
+            .bind(kind)
+            .bind(minutes)
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO gateway_live (gateway_id, live) VALUES ($1::uuid, jsonb_build_object('state', 'backoff', 'since', now()))
+         ON CONFLICT (gateway_id) DO UPDATE SET live = EXCLUDED.live",
+    )
+    .bind(&gateway)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    // Evaluated here, straight away (the server's own evaluation may also run: the
+    // database keeps it to one alarm).
+    rule(&s, json!({"kind": "gateway_offline", "delay_seconds": 300})).await;
+    store.evaluate_alarms().await.unwrap();
+    let raised = alarms(&s, &format!("gateway_id={gateway}")).await;
+    assert_eq!(
+        raised.len(),
+        1,
+        "down for 10 min > 5 min: raised at once, not 5 min after the restart"
+    );
+    assert!(raised[0]["message"].as_str().unwrap().contains("since"));
+}
+
+#[tokio::test]
+async fn a_threshold_raises_after_consecutive_readings_escalates_holds_within_hysteresis_and_clears() {
+    let s = TestServer::start().await;
+    let receiver = Receiver::start(0).await;
+    channel(&s, &receiver).await;
+    let sim = sim().await;
+    let (gateway, _) = gateway_on(&s, &sim, "GW-HOT").await;
+    wait_for_state(&s, &gateway, "online", QUICK).await;
+    rule(
+        &s,
+        json!({"kind": "threshold", "serial": 40417, "value": "temperature", "alert": 60, "danger": 80,
+            "consecutive": 2, "hysteresis": 10}),
+    )
+    .await;
+    let reading_at = |celsius: f64| {
+        let (s, sim, gateway) = (&s, &sim, &gateway);
+        async move {
+            sim.update_config(|c| c.sensors[0].temperature_c = Some(celsius));
+            let r = s
+                .call(POST, &format!("/api/gateways/{gateway}/sensors/40417/readings"), None)
+                .await;
+            assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+            let reading = r.body["reading_id"].as_str().unwrap().to_owned();
+            assert_eq!(reading_outcome(s, &reading, QUICK).await["status"], "finished");
+            reading
+        }
+    };
+    reading_at(70.0).await;
+    assert!(alarms(&s, "").await.is_empty(), "one reading over is not two");
+    let second = reading_at(70.0).await;
+    let raised = alarms(&s, "state=active").await;
+    assert_eq!(raised.len(), 1);
+    assert_eq!(
+        (
+            &raised[0]["level"],
+            &raised[0]["severity"],
+            &raised[0]["reading_id"],
+            &raised[0]["serial"]
+        ),
+        (&json!("alert"), &json!("warning"), &json!(second), &json!(40417))
+    );
+    reading_at(90.0).await;
+    assert_eq!(
+        alarms(&s, "").await[0]["level"],
+        "alert",
+        "one reading over danger is not two"
+    );
+    reading_at(90.0).await;
+    let escalated = alarms(&s, "").await;
+    assert_eq!(escalated.len(), 1, "escalated, not raised again");
+    assert_eq!(
+        (&escalated[0]["level"], &escalated[0]["severity"]),
+        (&json!("danger"), &json!("critical"))
+    );
+    reading_at(57.0).await;
+    assert_eq!(
+        alarms(&s, "state=active").await.len(),
+        1,
+        "57 is within 10 % of 60: held"
+    );
+    reading_at(40.0).await;
+    let cleared = alarms(&s, "state=cleared").await;
+    assert_eq!(cleared.len(), 1);
+    receiver.wait_for(&["raised", "escalated", "cleared"], QUICK).await;
+}
+
+#[tokio::test]
+async fn a_receiver_that_fails_three_times_gets_one_delivery_recorded_after_retries() {
+    let s = TestServer::start().await;
+    let receiver = Receiver::start(3).await;
+    let channel = channel(&s, &receiver).await;
+    s.call(POST, &format!("/api/notification-channels/{channel}/test"), None)
+        .await;
+    receiver.wait_for(&["test"], QUICK).await;
+    let deadline = Instant::now() + QUICK;
+    let delivery = loop {
+        let page = s
+            .call(GET, &format!("/api/notification-channels/{channel}/deliveries"), None)
+            .await;
+        let delivery = page.body["data"][0].clone();
+        if delivery["status"] == "delivered" {
+            break delivery;
+        }
+        assert!(Instant::now() < deadline, "{delivery}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(delivery["attempts"], 4);
+    let codes: Vec<&Value> = delivery["attempt_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["status_code"])
+        .collect();
+    assert_eq!(codes, [&json!(500), &json!(500), &json!(500), &json!(204)]);
+    assert_eq!(receiver.calls.load(Ordering::SeqCst), 4);
+    assert_eq!(receiver.events(), ["test"], "accepted once");
+}
+
+#[tokio::test]
+async fn two_instances_raise_and_deliver_once() {
+    let _quiet = crate::common::HEAVY.lock().await;
+    let (one, two) = crate::common::fleet_of_two_stores().await;
+    let first = TestServer::start_with(one, test_orchestrator_config()).await;
+    let second = TestServer::start_with(two, test_orchestrator_config()).await;
+    let receiver = Receiver::start(0).await;
+    channel(&first, &receiver).await;
+    let sim = sim().await;
+    let (gateway, _) = gateway_on(&first, &sim, "GW-TWICE").await;
+    wait_for_state(&first, &gateway, "online", QUICK).await;
+    rule(&second, json!({"kind": "gateway_offline", "delay_seconds": 1})).await;
+    sim.set_fault(Fault::RefuseConnections);
+    sim.drop_connections();
+    wait_for_alarms(&first, "state=active", 1, QUICK).await;
+    receiver.wait_for(&["raised"], QUICK).await;
+    // Both instances evaluate and deliver several times a second meanwhile.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(alarms(&second, "").await.len(), 1);
+    assert_eq!(receiver.events(), ["raised"]);
+}
+
+#[tokio::test]
+async fn a_sensor_its_gateway_reports_disconnected_raises_and_clears_when_it_is_back() {
+    let s = TestServer::start().await;
+    let sim = sim().await;
+    let (gateway, _) = gateway_on(&s, &sim, "GW-SILENT").await;
+    wait_for_state(&s, &gateway, "online", QUICK).await;
+    rule(
+        &s,
+        json!({"kind": "sensor_silent", "gateway_id": gateway, "delay_seconds": 300}),
+    )
+    .await;
+    // Connected and not on a schedule: nothing to say.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(alarms(&s, "").await.is_empty());
+    // The gateway reports it disconnected (at the next connection's sensor list).
+    assert!(sim.set_sensor_connected(40417, false));
+    sim.drop_connections();
+    let raised = wait_for_alarms(&s, "state=active", 1, QUICK).await;
+    assert_eq!(
+        (&raised[0]["serial"], &raised[0]["kind"]),
+        (&json!(40417), &json!("sensor_silent"))
+    );
+    assert!(sim.set_sensor_connected(40417, true));
+    sim.drop_connections();
+    wait_for_alarms(&s, "state=cleared", 1, QUICK).await;
+}
