@@ -80,20 +80,22 @@ test("rules and channels are managed by administrators, with a test notification
 
   // A bad webhook URL is refused by field, nothing typed lost.
   const form = page.getByRole("form", { name: "Add channel" });
-  await form.getByLabel("Name").fill("Broken hook");
+  const hook = unique("Broken hook");
+  await form.getByLabel("Name").fill(hook);
   await form.getByLabel("Webhook URL").fill("ftp://nowhere");
   await form.getByRole("button", { name: "Add channel" }).click();
   await expect(form.locator("#field-url-error")).toContainText("http");
-  await expect(form.getByLabel("Name")).toHaveValue("Broken hook");
+  await expect(form.getByLabel("Name")).toHaveValue(hook);
 
   await page.goto("/alarm-rules");
   await waitForHydration(page);
   const rules = page.getByRole("form", { name: "Add rule" });
   await rules.getByLabel("Kind").selectOption("gateway_offline");
-  await rules.getByLabel("Name").fill("Down for ten minutes");
+  const ruleName = unique("Down for ten minutes");
+  await rules.getByLabel("Name").fill(ruleName);
   await rules.getByLabel("Delay (seconds)").fill("600");
   await rules.getByRole("button", { name: "Add rule" }).click();
-  const row = page.getByRole("row", { name: /Down for ten minutes/ });
+  const row = page.getByRole("row", { name: new RegExp(ruleName) });
   await expect(row).toContainText("Gateway offline for 600 s");
   await row.getByRole("button", { name: "Delete" }).click();
   await expect(row).toHaveCount(0);

@@ -14,7 +14,7 @@ pub fn RecentAlarms(
     let items = if alarms.is_empty() {
         view! { <p class="muted">"No alarms."</p> }.into_any()
     } else {
-        alarms
+        let items = alarms
             .into_iter()
             .map(|alarm| {
                 let severity = alarm.severity.as_str();
@@ -26,13 +26,13 @@ pub fn RecentAlarms(
                     </li>
                 }
             })
-            .collect_view()
-            .into_any()
+            .collect_view();
+        view! { <ul class="recent-alarms">{items}</ul> }.into_any()
     };
     view! {
         <section class="card" aria-label="Alarms">
             <h2>"Alarms"</h2>
-            <ul class="recent-alarms">{items}</ul>
+            {items}
             <A href=all>"All of its alarms"</A>
         </section>
     }
