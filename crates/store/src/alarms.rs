@@ -627,8 +627,9 @@ impl Store {
              INSERT INTO alarms (rule_id, subject, gateway_id, factory_id, severity, message)
              SELECT r.id, s.id::text, s.id, s.factory_id, r.severity,
                     CASE r.kind WHEN 'auth_failed' THEN format('Gateway %s refuses our login', s.name)
-                         ELSE format('Gateway %s is %s since %s', s.name, replace(s.state, '_', ' '),
-                                     to_char(s.down_since AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS \"UTC\"')) END
+                         ELSE format('Gateway %s offline since %s (%s)', s.name,
+                                     to_char(s.down_since AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS \"UTC\"'),
+                                     replace(s.state, '_', ' ')) END
              FROM alarm_rules r JOIN since s
                ON (r.factory_id IS NULL OR r.factory_id = s.factory_id) AND (r.gateway_id IS NULL OR r.gateway_id = s.id)
              WHERE r.deleted_at IS NULL AND r.enabled
