@@ -89,7 +89,8 @@ impl AlarmWork {
     }
 }
 
-async fn evaluate(store: Store, every: Duration) {
+/// Evaluates the gateway and silence rules every `every`, for good.
+pub(crate) async fn evaluate(store: Store, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -127,7 +128,8 @@ async fn watch(store: Store, orchestrator: Orchestrator) {
     }
 }
 
-async fn deliver(store: Store, config: AlarmConfig) {
+/// Claims and sends due notifications, for good.
+pub(crate) async fn deliver(store: Store, config: AlarmConfig) {
     let http = reqwest::Client::builder()
         .timeout(config.delivery_timeout)
         .redirect(reqwest::redirect::Policy::none())

@@ -59,6 +59,21 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// N gateways with one offline rule each, on a fresh database (no gateway is dialled):
+    /// the cost of an evaluation, the time from a drop of M gateways past the delay to
+    /// their webhook notifications, and the outbox's deliveries per second.
+    Alarms {
+        #[arg(long, default_value_t = 10_000)]
+        gateways: usize,
+        #[arg(long, default_value_t = 1_000)]
+        dropped: usize,
+        #[arg(long, default_value_t = 5)]
+        delay_secs: u64,
+        #[arg(long, default_value_t = 20)]
+        steady_secs: u64,
+        #[arg(long, default_value_t = 5_000)]
+        test_notifications: usize,
+    },
     /// Connect N gateways served by `ctc-sim` in other processes, on a fresh database;
     /// report time to all online, RSS, steady CPU and recovery after a drop of every connection.
     Fleet {
@@ -199,6 +214,33 @@ async fn main() -> ExitCode {
             instances,
         };
         return match factory_monitor::bench::fleet(options).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("factory-monitor bench: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(Command::Bench {
+        command:
+            BenchCommand::Alarms {
+                gateways,
+                dropped,
+                delay_secs,
+                steady_secs,
+                test_notifications,
+            },
+    }) = cli.command
+    {
+        init_tracing_with("error");
+        let options = factory_monitor::bench::AlarmBenchOptions {
+            gateways,
+            dropped,
+            delay_secs,
+            steady_secs,
+            test_notifications,
+        };
+        return match factory_monitor::bench::alarms(options).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("factory-monitor bench: {err:#}");

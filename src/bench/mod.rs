@@ -11,7 +11,10 @@
 //! and accepted connection). When the hard limit is too low for one simulator
 //! process to hold the whole fleet, the fleet is split over several processes.
 
+mod alarms;
 mod instances;
+
+pub use alarms::{alarms, AlarmBenchOptions};
 
 use crate::{Config, Database};
 use anyhow::{bail, Context};
