@@ -160,6 +160,8 @@ fn state_alarm_rules(document: &mut Value) {
         "items": { "type": "string", "enum": ["warning", "critical"] } });
     schemas["AcknowledgeInput"]["properties"]["note"] =
         json!({ "type": ["string", "null"], "maxLength": NOTE_MAX, "pattern": OPTIONAL_TEXT });
+    // No body acknowledges without a note.
+    document["paths"]["/api/alarms/{id}/acknowledge"]["post"]["requestBody"]["required"] = json!(false);
     let parameters = document["paths"]["/api/alarms"]["get"]["parameters"]
         .as_array_mut()
         .expect("the alarm list has parameters");

@@ -13,7 +13,12 @@ use crate::ssr;
 /// How many alarms are open, for the navigation's badge (zero when signed out).
 #[server(prefix = "/rpc", endpoint = "open_alarm_counts")]
 pub async fn open_alarm_counts() -> Result<AlarmCounts, AppError> {
-    if ssr::require_user().await.is_err() {
+    // Not `require_user`: that gives the page being rendered its 401 or 403, and this
+    // is read on every page, /login and the password change included.
+    let signed_in = ssr::current_user()
+        .await?
+        .is_some_and(|user| !user.must_change_password);
+    if !signed_in {
         return Ok(AlarmCounts::default());
     }
     Ok(ssr::store()?.alarm_counts().await?)
