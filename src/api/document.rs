@@ -132,7 +132,7 @@ const ALARM_STATES: &str = "(active|acknowledged|cleared|closed)";
 fn state_alarm_rules(document: &mut Value) {
     use domain::alarms::{CONSECUTIVE_MAX, DELAY_MAX_SECONDS, LEVEL_MAX, NOTE_MAX, SECRET_MAX, URL_MAX as HOOK_MAX};
     let schemas = &mut document["components"]["schemas"];
-    let name = json!({ "maxLength": NAME_MAX, "pattern": REQUIRED_TEXT });
+    let name = json!({ "type": "string", "maxLength": NAME_MAX, "pattern": REQUIRED_TEXT });
     let serial = json!({ "type": "integer", "minimum": 1, "maximum": (1u64 << 53) - 1 });
     for schema in ["AlarmRuleInput", "AlarmRulePatch"] {
         let properties = &mut schemas[schema]["properties"];
