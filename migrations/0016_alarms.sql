@@ -29,6 +29,8 @@ CREATE TABLE alarm_rules (
     CHECK (alert IS NULL OR danger IS NULL OR danger >= alert)
 );
 CREATE INDEX alarm_rules_active_idx ON alarm_rules (kind) WHERE deleted_at IS NULL AND enabled;
+CREATE INDEX alarm_rules_gateway_idx ON alarm_rules (gateway_id) WHERE gateway_id IS NOT NULL;
+CREATE INDEX alarm_rules_factory_idx ON alarm_rules (factory_id) WHERE factory_id IS NOT NULL;
 
 CREATE TABLE alarms (
     id                uuid PRIMARY KEY DEFAULT gen_random_uuid(),

@@ -317,6 +317,7 @@ pub(crate) async fn evaluate_thresholds(tx: &mut Transaction<'_, Postgres>, seri
             ) w
          )"
     );
+    sqlx::query("SET LOCAL jit = off").execute(&mut **tx).await?;
     // Raise, or escalate an open alert-level alarm to danger.
     let raised: Vec<(Uuid, bool)> = sqlx::query_as(&format!(
         "{windows}
@@ -606,16 +607,19 @@ impl Store {
                 ..Evaluation::default()
             });
         }
+        // Every second, small answers: compiling the statements (JIT, which their cost
+        // estimates at fleet scale would trigger) costs more than running them.
+        sqlx::query("SET LOCAL jit = off").execute(&mut *tx).await?;
         // A gateway is down since the first failure after it was last connected (or
         // enabled), from the stored events: a restart does not reset the clock.
         let raised_gateways: Vec<Uuid> = sqlx::query_scalar(
-            "WITH down AS (
+            "WITH down AS MATERIALIZED (
                 SELECT g.id, g.factory_id, g.gateway_id AS name, l.live->>'state' AS state,
                        (l.live->>'since')::timestamptz AS state_since
                 FROM gateways g JOIN gateway_live l ON l.gateway_id = g.id
                 WHERE g.deleted_at IS NULL AND g.enabled AND l.live->>'state' NOT IN ('online', 'disabled')
              ),
-             since AS (
+             since AS MATERIALIZED (
                 SELECT d.*, COALESCE((
                     SELECT min(e.at) FROM gateway_events e
                     WHERE e.gateway_id = d.id AND e.kind IN ('disconnected', 'auth_failed', 'error')
@@ -623,19 +627,33 @@ impl Store {
                                            WHERE c.gateway_id = d.id AND c.kind IN ('connected', 'enabled')),
                                           '-infinity')), d.state_since) AS down_since
                 FROM down d
+             ),
+             rules AS MATERIALIZED (
+                SELECT id, kind, severity, delay_seconds, factory_id, gateway_id FROM alarm_rules
+                WHERE deleted_at IS NULL AND enabled AND kind IN ('gateway_offline', 'auth_failed')
+             ),
+             -- Each scope by equality (an OR in one join would compare every rule with every
+             -- gateway down).
+             matched AS (
+                SELECT r.*, s.id AS gateway, s.factory_id AS factory, s.name, s.state, s.state_since, s.down_since
+                FROM since s JOIN rules r ON r.gateway_id = s.id
+                UNION ALL
+                SELECT r.*, s.id, s.factory_id, s.name, s.state, s.state_since, s.down_since
+                FROM since s JOIN rules r ON r.factory_id = s.factory_id
+                UNION ALL
+                SELECT r.*, s.id, s.factory_id, s.name, s.state, s.state_since, s.down_since
+                FROM since s CROSS JOIN rules r WHERE r.gateway_id IS NULL AND r.factory_id IS NULL
              )
              INSERT INTO alarms (rule_id, subject, gateway_id, factory_id, severity, message)
-             SELECT r.id, s.id::text, s.id, s.factory_id, r.severity,
-                    CASE r.kind WHEN 'auth_failed' THEN format('Gateway %s refuses our login', s.name)
-                         ELSE format('Gateway %s offline since %s (%s)', s.name,
-                                     to_char(s.down_since AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS \"UTC\"'),
-                                     replace(s.state, '_', ' ')) END
-             FROM alarm_rules r JOIN since s
-               ON (r.factory_id IS NULL OR r.factory_id = s.factory_id) AND (r.gateway_id IS NULL OR r.gateway_id = s.id)
-             WHERE r.deleted_at IS NULL AND r.enabled
-               AND ((r.kind = 'gateway_offline' AND s.down_since <= now() - make_interval(secs => r.delay_seconds))
-                 OR (r.kind = 'auth_failed' AND s.state = 'auth_failed'
-                     AND s.state_since <= now() - make_interval(secs => r.delay_seconds)))
+             SELECT m.id, m.gateway::text, m.gateway, m.factory, m.severity,
+                    CASE m.kind WHEN 'auth_failed' THEN format('Gateway %s refuses our login', m.name)
+                         ELSE format('Gateway %s offline since %s (%s)', m.name,
+                                     to_char(m.down_since AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS \"UTC\"'),
+                                     replace(m.state, '_', ' ')) END
+             FROM matched m
+             WHERE (m.kind = 'gateway_offline' AND m.down_since <= now() - make_interval(secs => m.delay_seconds))
+                OR (m.kind = 'auth_failed' AND m.state = 'auth_failed'
+                    AND m.state_since <= now() - make_interval(secs => m.delay_seconds))
              ON CONFLICT (rule_id, subject) WHERE cleared_at IS NULL DO NOTHING
              RETURNING id",
         )
@@ -658,8 +676,8 @@ impl Store {
         // sensor read on a schedule (others are not expected to report), when nothing was
         // heard of it (a changed sensor list or a finished reading) for the delay.
         let heard = format!(
-            "WITH sp AS (SELECT * FROM ({SENSOR_PLACES}) places),
-             heard AS (
+            "WITH sp AS MATERIALIZED (SELECT * FROM ({SENSOR_PLACES}) places),
+             heard AS MATERIALIZED (
                 SELECT sp.*, COALESCE(ss.enabled, false) AS scheduled, GREATEST(sp.last_seen_at, (
                     SELECT r.finished_at FROM readings r WHERE r.serial = sp.serial AND r.status = 'finished'
                     ORDER BY r.requested_at DESC LIMIT 1)) AS heard_at
@@ -980,51 +998,56 @@ impl Store {
         Ok(claimed)
     }
 
-    /// Records an attempt: delivered, or due again after `retry_in`, or given up once it
-    /// has been retried for [`DELIVERY_RETRY_HOURS`].
-    pub async fn record_delivery_attempt(
+    /// Records a batch of attempts, `(delivery, outcome, retry_in)`, in one transaction:
+    /// each delivered, or due again after its `retry_in`, or given up once it has been
+    /// retried for [`DELIVERY_RETRY_HOURS`].
+    pub async fn record_delivery_attempts(
         &self,
-        id: i64,
-        outcome: &AttemptOutcome,
-        retry_in: Duration,
+        attempts: &[(i64, AttemptOutcome, Duration)],
     ) -> Result<(), StoreError> {
+        if attempts.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = attempts.iter().map(|a| a.0).collect();
+        let delivered: Vec<bool> = attempts.iter().map(|a| a.1.delivered).collect();
+        let codes: Vec<Option<i32>> = attempts.iter().map(|a| a.1.status_code.map(i32::from)).collect();
+        let errors: Vec<Option<String>> = attempts
+            .iter()
+            .map(|a| a.1.error.as_deref().map(|e| e.chars().take(500).collect()))
+            .collect();
+        let millis: Vec<i32> = attempts
+            .iter()
+            .map(|a| a.1.duration.as_millis().min(i32::MAX as u128) as i32)
+            .collect();
+        let retry: Vec<f64> = attempts.iter().map(|a| a.2.as_secs_f64()).collect();
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE notification_deliveries SET attempts = attempts + 1 WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        let error = outcome
-            .error
-            .as_deref()
-            .map(|e| e.chars().take(500).collect::<String>());
         sqlx::query(
-            "INSERT INTO notification_attempts (delivery_id, status_code, error, duration_ms) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO notification_attempts (delivery_id, status_code, error, duration_ms)
+             SELECT * FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::int[])",
         )
-        .bind(id)
-        .bind(outcome.status_code.map(i32::from))
-        .bind(&error)
-        .bind(outcome.duration.as_millis().min(i32::MAX as u128) as i32)
+        .bind(&ids)
+        .bind(&codes)
+        .bind(&errors)
+        .bind(&millis)
         .execute(&mut *tx)
         .await?;
-        if outcome.delivered {
-            sqlx::query("UPDATE notification_deliveries SET delivered_at = now(), last_error = NULL WHERE id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        } else {
-            sqlx::query(
-                "UPDATE notification_deliveries SET last_error = $2,
-                     next_attempt_at = now() + make_interval(secs => $3),
-                     gave_up_at = CASE WHEN created_at <= now() - make_interval(hours => $4) THEN now() END
-                 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(&error)
-            .bind(retry_in.as_secs_f64())
-            .bind(DELIVERY_RETRY_HOURS as i32)
-            .execute(&mut *tx)
-            .await?;
-        }
+        sqlx::query(
+            "UPDATE notification_deliveries d SET attempts = d.attempts + 1, last_error = u.error,
+                 delivered_at = CASE WHEN u.delivered THEN now() END,
+                 next_attempt_at = CASE WHEN u.delivered THEN d.next_attempt_at
+                                        ELSE now() + make_interval(secs => u.retry) END,
+                 gave_up_at = CASE WHEN NOT u.delivered AND d.created_at <= now() - make_interval(hours => $5)
+                                   THEN now() END
+             FROM UNNEST($1::bigint[], $2::bool[], $3::text[], $4::float8[]) AS u(id, delivered, error, retry)
+             WHERE d.id = u.id",
+        )
+        .bind(&ids)
+        .bind(&delivered)
+        .bind(&errors)
+        .bind(&retry)
+        .bind(DELIVERY_RETRY_HOURS as i32)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
