@@ -207,12 +207,16 @@ async fn send(
             let Some(url) = delivery.url.as_deref() else {
                 return failed("the channel has no URL".into(), None);
             };
+            let secret = match &delivery.secret {
+                Ok(secret) => secret,
+                Err(error) => return failed(error.clone(), None),
+            };
             let body = webhook_body(delivery);
             let mut request = http
                 .post(url)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .header(DELIVERY_HEADER, delivery.id.to_string());
-            if let Some(secret) = &delivery.secret {
+            if let Some(secret) = secret {
                 request = request.header(SIGNATURE_HEADER, signature(secret.expose(), &body));
             }
             match request.body(body).send().await {

@@ -71,7 +71,8 @@ test("expanded factories are kept in the URL", async ({ page }) => {
   // Explicitly none open, then one opened by its heading.
   await page.goto("/?open=none");
   await waitForHydration(page);
-  await expect(page.locator("tr[data-gateway]").filter({ hasText: "GW-DET" })).toHaveCount(0);
+  // (The attention list above may show the demo's flaky GW-DET-003 while it is down.)
+  await expect(page.getByRole("table", { name: "Gateways of Detroit Assembly" })).toHaveCount(0);
   await page.getByRole("link", { name: /Detroit Assembly/ }).click();
   await expect(page).toHaveURL(/open=[0-9a-f-]{36}/);
   const table = page.getByRole("table", { name: "Gateways of Detroit Assembly" });

@@ -558,3 +558,47 @@ async fn a_sensor_its_gateway_reports_disconnected_raises_and_clears_when_it_is_
     sim.drop_connections();
     wait_for_alarms(&s, "state=cleared", 1, QUICK).await;
 }
+
+#[tokio::test]
+async fn a_secret_no_key_opens_fails_its_own_deliveries_only() {
+    let s = TestServer::start().await;
+    let good = Receiver::start(0).await;
+    let broken = Receiver::start(0).await;
+    let good_channel = channel(&s, &good).await;
+    let broken_channel = channel(&s, &broken).await;
+    // As if its key had been rotated away.
+    sqlx::query("UPDATE notification_channels SET secret_encrypted = 'v1:gone:AAAA' WHERE id = $1::uuid")
+        .bind(&broken_channel)
+        .execute(s.store.pool())
+        .await
+        .unwrap();
+    for channel in [&broken_channel, &good_channel] {
+        let test = s
+            .call(POST, &format!("/api/notification-channels/{channel}/test"), None)
+            .await;
+        assert_eq!(test.status, StatusCode::ACCEPTED, "{}", test.text);
+    }
+    good.wait_for(&["test"], QUICK).await;
+    let deadline = Instant::now() + QUICK;
+    let failed = loop {
+        let page = s
+            .call(
+                GET,
+                &format!("/api/notification-channels/{broken_channel}/deliveries"),
+                None,
+            )
+            .await;
+        let delivery = page.body["data"][0].clone();
+        if delivery["attempts"].as_u64().unwrap_or(0) >= 1 {
+            break delivery;
+        }
+        assert!(Instant::now() < deadline, "{delivery}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(failed["status"], "pending", "retried later, never sent unsigned");
+    assert!(
+        failed["last_error"].as_str().unwrap().contains("cannot be decrypted"),
+        "{failed}"
+    );
+    assert!(broken.events().is_empty());
+}

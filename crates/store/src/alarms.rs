@@ -206,7 +206,8 @@ pub struct ClaimedDelivery {
     pub channel_id: Uuid,
     pub kind: ChannelKind,
     pub url: Option<String>,
-    pub secret: Option<ChannelSecret>,
+    /// The signing secret, or why it could not be opened.
+    pub secret: Result<Option<ChannelSecret>, String>,
     pub to: Option<String>,
     pub event: String,
     pub payload: serde_json::Value,
@@ -978,9 +979,14 @@ impl Store {
         .await?;
         let mut claimed = Vec::with_capacity(rows.len());
         for row in rows {
+            // A secret that no key opens (its key was rotated away) fails this delivery
+            // only: sending it unsigned would be worse, and the others must go out.
             let secret = match &row.secret_encrypted {
-                Some(sealed) => Some(ChannelSecret::new(self.keys.decrypt(sealed, row.channel_id)?.expose())),
-                None => None,
+                Some(sealed) => match self.keys.decrypt(sealed, row.channel_id) {
+                    Ok(secret) => Ok(Some(ChannelSecret::new(secret.expose()))),
+                    Err(err) => Err(format!("the channel's secret cannot be decrypted: {err}")),
+                },
+                None => Ok(None),
             };
             claimed.push(ClaimedDelivery {
                 id: row.id,

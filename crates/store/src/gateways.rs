@@ -368,8 +368,8 @@ impl Store {
         })
     }
 
-    /// Re-encrypts every stored password (deleted rows too) that is not sealed
-    /// with the current key, in one transaction. Returns how many changed.
+    /// Re-encrypts every stored password (deleted rows too) and channel secret that is
+    /// not sealed with the current key, in one transaction. Returns how many changed.
     pub async fn rotate_keys(&self) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let rows: Vec<(Uuid, String)> = sqlx::query_as("SELECT id, password_encrypted FROM gateways FOR UPDATE")
@@ -383,6 +383,25 @@ impl Store {
             let password = self.keys.decrypt(&sealed, id)?;
             let resealed = self.keys.encrypt(password.expose(), id)?;
             sqlx::query("UPDATE gateways SET password_encrypted = $2 WHERE id = $1")
+                .bind(id)
+                .bind(resealed)
+                .execute(&mut *tx)
+                .await?;
+            changed += 1;
+        }
+        // Notification channels' signing secrets are sealed with the same keys.
+        let secrets: Vec<(Uuid, String)> = sqlx::query_as(
+            "SELECT id, secret_encrypted FROM notification_channels WHERE secret_encrypted IS NOT NULL FOR UPDATE",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for (id, sealed) in secrets {
+            if !self.keys.needs_rotation(&sealed) {
+                continue;
+            }
+            let secret = self.keys.decrypt(&sealed, id)?;
+            let resealed = self.keys.encrypt(secret.expose(), id)?;
+            sqlx::query("UPDATE notification_channels SET secret_encrypted = $2 WHERE id = $1")
                 .bind(id)
                 .bind(resealed)
                 .execute(&mut *tx)
