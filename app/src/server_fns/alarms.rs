@@ -221,21 +221,38 @@ pub async fn create_alarm_rule(
     consecutive: Option<String>,
     serial: Option<String>,
 ) -> Result<AlarmRule, AppError> {
-    ssr::require_admin().await?;
-    let input = domain::alarms::AlarmRuleInput {
-        name: given(name),
-        kind: Some(kind),
-        severity: Some(severity),
-        delay_seconds: number(delay_seconds),
-        factory_id: given(factory_id),
-        serial: number(serial),
-        value: given(value),
-        alert: number(alert),
-        danger: number(danger),
-        consecutive: number(consecutive),
-        ..Default::default()
-    };
-    Ok(ssr::store()?.create_alarm_rule(input.validate()?).await?)
+    // Kept for a refused plain form post (no JavaScript yet): the form comes back filled in.
+    let kept = [
+        ("name", name.clone().unwrap_or_default()),
+        ("kind", kind.clone()),
+        ("severity", severity.clone()),
+        ("delay_seconds", delay_seconds.clone().unwrap_or_default()),
+        ("factory_id", factory_id.clone().unwrap_or_default()),
+        ("serial", serial.clone().unwrap_or_default()),
+        ("value", value.clone().unwrap_or_default()),
+        ("alert", alert.clone().unwrap_or_default()),
+        ("danger", danger.clone().unwrap_or_default()),
+        ("consecutive", consecutive.clone().unwrap_or_default()),
+    ];
+    let created = async {
+        ssr::require_admin().await?;
+        let input = domain::alarms::AlarmRuleInput {
+            name: given(name),
+            kind: Some(kind),
+            severity: Some(severity),
+            delay_seconds: number(delay_seconds),
+            factory_id: given(factory_id),
+            serial: number(serial),
+            value: given(value),
+            alert: number(alert),
+            danger: number(danger),
+            consecutive: number(consecutive),
+            ..Default::default()
+        };
+        Ok(ssr::store()?.create_alarm_rule(input.validate()?).await?)
+    }
+    .await;
+    ssr::answer_form_keeping("/alarm-rules", "/alarm-rules", &kept, created)
 }
 
 #[server(prefix = "/rpc", endpoint = "set_alarm_rule_enabled")]
@@ -290,16 +307,27 @@ pub async fn create_channel(
     secret: Option<String>,
     to: Option<String>,
 ) -> Result<NotificationChannel, AppError> {
-    ssr::require_admin().await?;
-    let input = domain::alarms::ChannelInput {
-        kind: Some(kind),
-        name: Some(name),
-        url: given(url),
-        secret: given(secret).map(domain::ChannelSecret::new),
-        to: given(to),
-        ..Default::default()
-    };
-    Ok(ssr::store()?.create_channel(input.validate(None)?).await?)
+    // The secret is never kept in a URL.
+    let kept = [
+        ("kind", kind.clone()),
+        ("name", name.clone()),
+        ("url", url.clone().unwrap_or_default()),
+        ("to", to.clone().unwrap_or_default()),
+    ];
+    let created = async {
+        ssr::require_admin().await?;
+        let input = domain::alarms::ChannelInput {
+            kind: Some(kind),
+            name: Some(name),
+            url: given(url),
+            secret: given(secret).map(domain::ChannelSecret::new),
+            to: given(to),
+            ..Default::default()
+        };
+        Ok(ssr::store()?.create_channel(input.validate(None)?).await?)
+    }
+    .await;
+    ssr::answer_form_keeping("/notification-channels", "/notification-channels", &kept, created)
 }
 
 #[server(prefix = "/rpc", endpoint = "delete_channel")]
