@@ -366,34 +366,22 @@ pub(crate) async fn evaluate_thresholds(tx: &mut Transaction<'_, Postgres>, seri
 impl Store {
     async fn check_rule_scope(&self, rule: &NewAlarmRule) -> Result<(), StoreError> {
         let missing = |code, what: &str| Err(StoreError::code(code, &format!("No such {what}")));
-        if let Some(id) = rule.factory_id {
-            let found: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM factories WHERE id = $1 AND deleted_at IS NULL)")
-                    .bind(id)
-                    .fetch_one(&self.pool)
-                    .await?;
+        // (The table names are these constants, never input.)
+        let parents = [
+            (rule.factory_id, "factories", ErrorCode::UnknownFactory, "factory"),
+            (rule.machine_id, "machines", ErrorCode::UnknownMachine, "machine"),
+            (rule.gateway_id, "gateways", ErrorCode::UnknownGateway, "gateway"),
+        ];
+        for (id, table, code, what) in parents {
+            let Some(id) = id else { continue };
+            let found: bool = sqlx::query_scalar(&format!(
+                "SELECT EXISTS (SELECT 1 FROM {table} WHERE id = $1 AND deleted_at IS NULL)"
+            ))
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?;
             if !found {
-                return missing(ErrorCode::UnknownFactory, "factory");
-            }
-        }
-        if let Some(id) = rule.machine_id {
-            let found: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM machines WHERE id = $1 AND deleted_at IS NULL)")
-                    .bind(id)
-                    .fetch_one(&self.pool)
-                    .await?;
-            if !found {
-                return missing(ErrorCode::UnknownMachine, "machine");
-            }
-        }
-        if let Some(id) = rule.gateway_id {
-            let found: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM gateways WHERE id = $1 AND deleted_at IS NULL)")
-                    .bind(id)
-                    .fetch_one(&self.pool)
-                    .await?;
-            if !found {
-                return missing(ErrorCode::UnknownGateway, "gateway");
+                return missing(code, what);
             }
         }
         if let Some(serial) = rule.serial {
