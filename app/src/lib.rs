@@ -81,6 +81,12 @@ impl CurrentUser {
 #[derive(Clone, Copy)]
 pub struct AlarmsChanged(pub RwSignal<u32>);
 
+/// Set by the current route once its own (lazily loaded) wasm has taken over its
+/// HTML; the layout's flag alone is set before a lazy page's code has arrived, when
+/// a click still posts a plain form.
+#[derive(Clone, Copy)]
+pub struct PageHydrated(pub RwSignal<bool>);
+
 pub fn use_current_user() -> CurrentUser {
     expect_context::<CurrentUser>()
 }
@@ -96,6 +102,8 @@ fn Layout() -> impl IntoView {
     provide_context(CurrentUser(user));
     let alarms_changed = RwSignal::new(0u32);
     provide_context(AlarmsChanged(alarms_changed));
+    let page_hydrated = RwSignal::new(false);
+    provide_context(PageHydrated(page_hydrated));
     let alarm_counts = Resource::new(
         move || (location.pathname.get(), alarms_changed.get()),
         |_| server_fns::alarms::open_alarm_counts(),
@@ -139,7 +147,11 @@ fn Layout() -> impl IntoView {
     };
 
     view! {
-        <div class="layout" data-hydrated=move || hydrated.get().then_some("true")>
+        <div
+            class="layout"
+            data-hydrated=move || hydrated.get().then_some("true")
+            data-page-hydrated=move || page_hydrated.get().then_some("true")
+        >
             <header class="topbar">
                 <A href="/" attr:class="brand">
                     "factory-monitor"

@@ -7,9 +7,9 @@ export function failOnPageErrors(page: Page): void {
   });
 }
 
-/** Waits until the wasm app has taken over the server-rendered HTML. */
+/** Waits until the wasm app, and the current page's own lazily loaded code, have taken over the server-rendered HTML. */
 export async function waitForHydration(page: Page): Promise<void> {
-  await expect(page.locator("[data-hydrated=true]")).toHaveCount(1);
+  await expect(page.locator("[data-hydrated=true][data-page-hydrated=true]")).toHaveCount(1);
 }
 
 /** A name no other test run has used. */

@@ -12,6 +12,7 @@ macro_rules! lazy_page {
             }
 
             fn view(_this: Self) -> AnyView {
+                $crate::pages::mark_page_hydrated();
                 view! { <$page /> }.into_any()
             }
         }
@@ -35,6 +36,23 @@ use domain::error::ErrorCode;
 use domain::AppError;
 use leptos::prelude::*;
 use leptos_router::components::A;
+
+/// Tells the layout (and the browser tests) that the page's own code has taken
+/// over: after the first frame, once its suspended parts, whose data came with the
+/// HTML, have hydrated too.
+pub fn mark_page_hydrated() {
+    let Some(crate::PageHydrated(flag)) = use_context::<crate::PageHydrated>() else {
+        return;
+    };
+    Effect::new(move |_| {
+        request_animation_frame(move || {
+            flag.try_set(true);
+        })
+    });
+    on_cleanup(move || {
+        flag.try_set(false);
+    });
+}
 
 #[component]
 pub fn NotFound() -> impl IntoView {
