@@ -99,4 +99,29 @@ test("rules and channels are managed by administrators, with a test notification
   await expect(row).toContainText("Gateway offline for 600 s");
   await row.getByRole("button", { name: "Delete" }).click();
   await expect(row).toHaveCount(0);
+
+  // A velocity rule on a machine with an ISO 20816 group takes its zone boundaries.
+  await rules.getByLabel("Kind").selectOption("threshold");
+  const isoName = unique("Fan vibration");
+  await rules.getByLabel("Name").fill(isoName);
+  await rules.getByLabel("Delay (seconds)").fill("");
+  const machine = rules.getByLabel("Machine");
+  const fan = machine.locator("option", { hasText: "Main floor exhaust fan" });
+  await expect(fan).toContainText("ISO group");
+  await machine.selectOption((await fan.getAttribute("value"))!);
+  await rules.getByLabel("Value (thresholds)").selectOption("velocity_rms");
+  await rules.getByRole("button", { name: "Add rule" }).click();
+  const isoRow = page.getByRole("row", { name: new RegExp(isoName) });
+  await expect(isoRow).toContainText("alert 4.5 mm/s, danger 7.1 mm/s");
+  await expect(isoRow).toContainText("One machine");
+  await isoRow.getByRole("button", { name: "Delete" }).click();
+  await expect(isoRow).toHaveCount(0);
+
+  // The list sorts as asked, and the choice is in the URL.
+  await page.goto("/alarms");
+  await waitForHydration(page);
+  await page.getByLabel("Sort").selectOption("severity");
+  await page.getByRole("button", { name: "Show" }).click();
+  await page.waitForURL(/sort=severity/);
+  await expect(page.getByLabel("Sort")).toHaveValue("severity");
 });

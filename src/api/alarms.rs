@@ -9,62 +9,35 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use domain::alarms::{
-    AcknowledgeInput, Alarm, AlarmCounts, AlarmFilter, AlarmRule, AlarmRuleInput, AlarmRulePatch, AlarmState,
-    ChannelInput, Delivery, NotificationChannel, Severity,
+    AcknowledgeInput, Alarm, AlarmCounts, AlarmFilter, AlarmQuery, AlarmRule, AlarmRuleInput, AlarmRulePatch,
+    AlarmSort, ChannelInput, Delivery, NotificationChannel, Severity,
 };
-use domain::{AppError, FieldError, Page};
+use domain::Page;
 
 type ApiResult<T> = Result<T, ApiError>;
 
-fn field_error(field: &str, message: &str) -> ApiError {
-    ApiError(AppError::validation(vec![FieldError::new(field, message)]))
+/// The filters and order of `GET /api/alarms` (the Alarms page reads the same through
+/// `AlarmQuery`).
+fn alarm_filter(query: &QueryMap) -> ApiResult<AlarmFilter> {
+    Ok(AlarmQuery {
+        state: query.text("state")?,
+        severity: query.text("severity")?,
+        factory_id: query.text("factory_id")?,
+        machine_id: query.text("machine_id")?,
+        gateway_id: query.text("gateway_id")?,
+        serial: query.text("serial")?,
+        sort: query.text("sort")?,
+    }
+    .parse()?)
 }
 
-/// The filters of `GET /api/alarms` (shared with the web app's Alarms page).
-pub fn alarm_filter(query: &QueryMap) -> ApiResult<AlarmFilter> {
-    let states = match query.text("state")? {
-        None => Vec::new(),
-        Some(raw) => raw
-            .split(',')
-            .map(|s| AlarmState::parse(s.trim()))
-            .collect::<Option<Vec<_>>>()
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| {
-                field_error(
-                    "state",
-                    "must be active, acknowledged, cleared or closed (comma-separated)",
-                )
-            })?,
-    };
-    let severity = match query.text("severity")? {
-        None => None,
-        Some(raw) => {
-            Some(Severity::parse(raw.trim()).ok_or_else(|| field_error("severity", "must be warning or critical"))?)
-        }
-    };
-    let serial = match query.text("serial")? {
-        None => None,
-        Some(raw) => Some(
-            domain::machines::parse_serial(&serde_json::Value::String(raw.to_owned()))
-                .ok_or_else(|| field_error("serial", "must be a sensor serial: a whole number above 0"))?,
-        ),
-    };
-    Ok(AlarmFilter {
-        states,
-        severity,
-        factory_id: query.uuid("factory_id")?,
-        machine_id: query.uuid("machine_id")?,
-        gateway_id: query.uuid("gateway_id")?,
-        serial,
-    })
-}
-
-/// Alarms, open ones first (active, then acknowledged), each group newest first.
+/// Alarms, by default open ones first (active, then acknowledged), each group newest first.
 #[utoipa::path(get, path = "/api/alarms", tag = "alarms",
     params(("state" = Option<String>, Query, description = "active, acknowledged, cleared or closed; several comma-separated"),
         ("severity" = Option<Severity>, Query), ("factory_id" = Option<uuid::Uuid>, Query),
         ("machine_id" = Option<uuid::Uuid>, Query), ("gateway_id" = Option<uuid::Uuid>, Query),
         ("serial" = Option<u64>, Query, minimum = 1),
+        ("sort" = Option<AlarmSort>, Query, description = "open (default: active, then acknowledged, then the rest, each newest first), severity (critical first), newest or oldest"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100), ("offset" = Option<u64>, Query, minimum = 0)),
     responses((status = 200, body = Page<Alarm>), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]

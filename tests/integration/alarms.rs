@@ -271,6 +271,197 @@ async fn rules_and_channels_refuse_bad_input_by_field_and_never_return_secrets()
     assert!(!stored.unwrap().contains(SECRET), "stored encrypted");
 }
 
+/// Messages an SMTP sink accepted: their recipients (`RCPT` lines) and text.
+type Mailbox = Arc<Mutex<Vec<(Vec<String>, String)>>>;
+
+/// An SMTP server on loopback that keeps each message it accepts (recipients and
+/// text) and refuses the first `refuse_first` recipients with 550.
+struct SmtpSink {
+    url: String,
+    messages: Mailbox,
+}
+
+impl SmtpSink {
+    async fn start(refuse_first: usize) -> Self {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("smtp://{}", listener.local_addr().unwrap());
+        let messages: Mailbox = Arc::default();
+        let (kept, refusals) = (messages.clone(), Arc::new(AtomicUsize::new(refuse_first)));
+        tokio::spawn(async move {
+            loop {
+                let (socket, _) = listener.accept().await.unwrap();
+                let (kept, refusals) = (kept.clone(), refusals.clone());
+                tokio::spawn(async move {
+                    let (read, mut write) = socket.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    write.write_all(b"220 sink ESMTP\r\n").await.unwrap();
+                    let (mut to, mut text, mut in_data) = (Vec::new(), String::new(), false);
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let reply: &[u8] = if in_data {
+                            if line != "." {
+                                text.push_str(&line);
+                                text.push('\n');
+                                continue;
+                            }
+                            in_data = false;
+                            kept.lock()
+                                .unwrap()
+                                .push((std::mem::take(&mut to), std::mem::take(&mut text)));
+                            b"250 queued\r\n"
+                        } else {
+                            let verb = line.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
+                            match verb.as_str() {
+                                "EHLO" | "HELO" => b"250 sink\r\n",
+                                "RCPT" if refusals.load(Ordering::SeqCst) > 0 => {
+                                    refusals.fetch_sub(1, Ordering::SeqCst);
+                                    b"550 no such mailbox today\r\n"
+                                }
+                                "RCPT" => {
+                                    to.push(line);
+                                    b"250 ok\r\n"
+                                }
+                                "DATA" => {
+                                    in_data = true;
+                                    b"354 go ahead\r\n"
+                                }
+                                "QUIT" => {
+                                    let _ = write.write_all(b"221 bye\r\n").await;
+                                    break;
+                                }
+                                _ => b"250 ok\r\n",
+                            }
+                        };
+                        if write.write_all(reply).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        SmtpSink { url, messages }
+    }
+}
+
+#[tokio::test]
+async fn e_mail_goes_out_through_smtp_and_a_refused_recipient_is_retried_and_recorded() {
+    let sink = SmtpSink::start(1).await;
+    let alarms = factory_monitor::alarms::AlarmConfig {
+        smtp: Some(factory_monitor::alarms::SmtpConfig {
+            url: sink.url.clone(),
+            from: "factory-monitor <alarms@plant.example>".into(),
+        }),
+        ..crate::common::test_alarm_config()
+    };
+    let s = TestServer::start_with_alarms(fresh_store().await, test_orchestrator_config(), alarms).await;
+    let created = s
+        .call(
+            POST,
+            "/api/notification-channels",
+            Some(json!({"kind": "email", "name": "maintenance", "to": "ops@plant.example"})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let channel = crate::common::id(&created.body);
+    let test = s
+        .call(POST, &format!("/api/notification-channels/{channel}/test"), None)
+        .await;
+    assert_eq!(test.status, StatusCode::ACCEPTED, "{}", test.text);
+
+    let delivery = delivered(&s, &channel).await;
+    let log = delivery["attempt_log"].as_array().unwrap();
+    assert_eq!(log.len(), 2, "refused once, then accepted: {delivery}");
+    assert!(log[0]["error"].as_str().unwrap().contains("550"), "{delivery}");
+    assert!(log[1]["error"].is_null(), "{delivery}");
+    let messages = sink.messages.lock().unwrap().clone();
+    assert_eq!(messages.len(), 1, "delivered once");
+    let (to, text) = &messages[0];
+    assert_eq!(to, &["RCPT TO:<ops@plant.example>"]);
+    assert!(text.contains("From: factory-monitor <alarms@plant.example>"), "{text}");
+    assert!(text.contains("Subject:"), "{text}");
+}
+
+#[tokio::test]
+async fn a_velocity_rule_on_a_machine_takes_its_iso_20816_zone_boundaries_when_given_no_levels() {
+    let s = TestServer::start().await;
+    let factory = crate::common::id(&s.create_factory("ISO plant").await);
+    let mut machines = Vec::new();
+    for (name, group) in [("Feed pump", json!(2)), ("Old pump", Value::Null)] {
+        let body = json!({"factory_id": factory, "name": name, "kind": "pump", "iso_group": group});
+        let created = s.call(POST, "/api/machines", Some(body)).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        machines.push(crate::common::id(&created.body));
+    }
+    let (group_2, no_group) = (&machines[0], &machines[1]);
+    let velocity = |machine: &str| json!({"kind": "threshold", "value": "velocity_rms", "machine_id": machine});
+
+    let created = s.call(POST, "/api/alarm-rules", Some(velocity(group_2))).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(
+        (created.body["alert"].as_f64(), created.body["danger"].as_f64()),
+        (Some(2.8), Some(4.5))
+    );
+
+    let refused = s.call(POST, "/api/alarm-rules", Some(velocity(no_group))).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text);
+    assert_eq!(refused.fields(), ["alert"]);
+    assert!(refused.text.contains("ISO 20816 group"), "{}", refused.text);
+
+    // Levels given are the rule's own.
+    let mut own = velocity(group_2);
+    own["danger"] = json!(9.0);
+    let created = s.call(POST, "/api/alarm-rules", Some(own)).await;
+    assert_eq!(
+        (created.body["alert"].as_f64(), created.body["danger"].as_f64()),
+        (None, Some(9.0))
+    );
+}
+
+#[tokio::test]
+async fn alarms_are_listed_in_the_order_asked_for() {
+    let s = TestServer::start().await;
+    let sim = sim().await;
+    let (gateway, _) = gateway_on(&s, &sim, "GW-ALARM-SORT").await;
+    wait_for_state(&s, &gateway, "online", QUICK).await;
+    rule(
+        &s,
+        json!({"kind": "gateway_offline", "delay_seconds": 0, "severity": "warning"}),
+    )
+    .await;
+    sim.set_fault(Fault::RefuseConnections);
+    sim.drop_connections();
+    let warning = wait_for_alarms(&s, "state=active", 1, QUICK).await[0]["id"].clone();
+    // The critical one is raised later, then acknowledged: newest but no longer active.
+    rule(
+        &s,
+        json!({"kind": "gateway_offline", "delay_seconds": 0, "severity": "critical"}),
+    )
+    .await;
+    let critical = wait_for_alarms(&s, "state=active&severity=critical", 1, QUICK).await[0]["id"].clone();
+    let ack = s
+        .call(
+            POST,
+            &format!("/api/alarms/{}/acknowledge", critical.as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(ack.status, StatusCode::OK, "{}", ack.text);
+
+    for (sort, first) in [
+        ("", &warning),
+        ("open", &warning),
+        ("severity", &critical),
+        ("newest", &critical),
+        ("oldest", &warning),
+    ] {
+        let listed = alarms(&s, &format!("sort={sort}")).await;
+        assert_eq!(listed.len(), 2);
+        assert_eq!(&listed[0]["id"], first, "sort={sort}");
+    }
+    let bad = s.call(GET, "/api/alarms?sort=name", None).await;
+    assert_eq!((bad.status, bad.fields()), (StatusCode::BAD_REQUEST, vec!["sort"]));
+}
+
 #[tokio::test]
 async fn a_gateway_offline_past_the_delay_raises_once_notifies_and_clears_when_back() {
     let s = TestServer::start().await;

@@ -196,17 +196,21 @@ pub fn Toast(#[prop(into)] message: Signal<Option<Result<String, String>>>) -> i
     }
 }
 
-/// A labelled `<select>` of factories with its inline validation message.
+/// A labelled `<select>` of named things (factories, machines) by id, with its
+/// inline validation message.
 #[component]
-pub fn FactorySelect(
+pub fn IdSelect(
     label: &'static str,
     name: &'static str,
     choices: Vec<(uuid::Uuid, String)>,
     #[prop(optional)] selected: Option<uuid::Uuid>,
     #[prop(optional)] form: &'static str,
-    /// Blank allowed, meaning every factory.
+    /// Blank allowed (meaning all of them, or none).
     #[prop(optional)]
     optional: bool,
+    /// The blank choice's text.
+    #[prop(default = "Choose one")]
+    blank: &'static str,
     #[prop(into)] error: Signal<Option<AppError>>,
 ) -> impl IntoView {
     let id = format!("field-{form}{name}");
@@ -233,7 +237,7 @@ pub fn FactorySelect(
                 aria-invalid=move || message().is_some().then_some("true")
                 aria-describedby=message_id.clone()
             >
-                <option value="" selected=selected.is_none()>{if optional { "All factories" } else { "Choose a factory" }}</option>
+                <option value="" selected=selected.is_none()>{blank}</option>
                 {options}
             </select>
             <p class="field-error" id=message_id role="alert">

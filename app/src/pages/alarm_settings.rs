@@ -3,7 +3,7 @@
 //! channel's delivery log.
 
 use super::load_error;
-use crate::components::{DataTable, FactorySelect, FormError, TextField, UrlError};
+use crate::components::{DataTable, FormError, IdSelect, TextField, UrlError};
 use crate::server_fns::alarms::{
     channels_view, rules_view, ChannelWithLog, CreateAlarmRule, CreateChannel, DeleteAlarmRule, DeleteChannel,
     RulesPageData, SendTestNotification, SetAlarmRuleEnabled,
@@ -34,7 +34,9 @@ pub fn RulesPage() -> impl IntoView {
         <Transition fallback=|| view! { <p>"Loading rules…"</p> }>
             {move || data.get().map(|result| match result {
                 Ok(page) => {
-                    let form = page.can_edit.then(|| rule_form(create, create_error, page.factories.clone()));
+                    let form = page
+                        .can_edit
+                        .then(|| rule_form(create, create_error, page.factories.clone(), page.machines.clone()));
                     view! {
                         {form}
                         <section class="card">{rule_table(page, toggle, delete)}</section>
@@ -51,6 +53,7 @@ fn rule_form(
     create: ServerAction<CreateAlarmRule>,
     error: Signal<Option<AppError>>,
     factories: Vec<(Uuid, String)>,
+    machines: Vec<(Uuid, String)>,
 ) -> AnyView {
     let kinds = AlarmKind::ALL
         .map(|k| view! { <option value=k.as_str()>{k.label()}</option> })
@@ -83,7 +86,9 @@ fn rule_form(
                 </div>
                 <TextField label="Name" name="name" placeholder="e.g. Gateway down over 5 min" max_length=domain::NAME_MAX error />
                 <TextField label="Delay (seconds)" name="delay_seconds" placeholder="300 for offline and silent rules" max_length=8 error />
-                <FactorySelect label="Factory (blank: all)" name="factory_id" choices=factories optional=true error />
+                <p class="hint">"Scope: everything, or one factory, machine or sensor."</p>
+                <IdSelect label="Factory" name="factory_id" choices=factories optional=true blank="All factories" error />
+                <IdSelect label="Machine" name="machine_id" choices=machines optional=true blank="Any machine" error />
                 <TextField label="Sensor serial (thresholds, silent sensors)" name="serial" placeholder="e.g. 40417" max_length=20 error />
                 <div class="field">
                     <label for="rule-value">"Value (thresholds)"</label>
@@ -92,7 +97,12 @@ fn rule_form(
                 </div>
                 <TextField label="Alert level" name="alert" placeholder="e.g. 4.5" max_length=12 error />
                 <TextField label="Danger level" name="danger" placeholder="e.g. 7.1" max_length=12 error />
+                <p class="hint">
+                    "A velocity rule on a machine with an ISO 20816 group may leave both levels blank: "
+                    "it takes the group's zone boundaries, B/C as alert and C/D as danger."
+                </p>
                 <TextField label="Consecutive readings" name="consecutive" placeholder="1" max_length=3 error />
+                <TextField label="Hysteresis (%)" name="hysteresis" placeholder="10" max_length=6 error />
                 <FormError error />
                 <button type="submit" class="primary" disabled=move || create.pending().get()>"Add rule"</button>
             </ActionForm>

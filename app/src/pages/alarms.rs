@@ -9,7 +9,7 @@ use crate::components::{DataTable, Pager, UrlError};
 use crate::event_stream::{follow_batches, Link, LinkBanner};
 use crate::server_fns::alarms::{alarm_view, alarms_view, AcknowledgeAlarms, AlarmPageData, AlarmsPageData};
 use crate::AlarmsChanged;
-use domain::alarms::{Alarm, AlarmState};
+use domain::alarms::{Alarm, AlarmSort, AlarmState};
 use leptos::prelude::*;
 use leptos_router::components::{Form, A};
 use leptos_router::hooks::use_params_map;
@@ -83,14 +83,15 @@ pub fn AlarmsPage() -> impl IntoView {
         query_value("gateway_id"),
         query_value("page"),
     );
+    let sort = query_value("sort");
     let changes = RwSignal::new(0u32);
     let data = Resource::new(
         move || {
             let filters = (state.get(), severity.get(), factory.get(), machine.get(), gateway.get());
-            (filters, page.get(), changes.get())
+            (filters, sort.get(), page.get(), changes.get())
         },
-        |((state, severity, factory, machine, gateway), page, _)| {
-            alarms_view(state, severity, factory, machine, gateway, page_offset(page))
+        |((state, severity, factory, machine, gateway), sort, page, _)| {
+            alarms_view(state, severity, factory, machine, gateway, sort, page_offset(page))
         },
     );
     view! {
@@ -112,12 +113,13 @@ pub fn AlarmsPage() -> impl IntoView {
 fn AlarmList(page: AlarmsPageData, changes: RwSignal<u32>) -> impl IntoView {
     let link = RwSignal::new(Link::Connecting);
     follow_alarms(page.as_of, changes, link);
-    let (state, severity, factory, machine, gateway) = (
+    let (state, severity, factory, machine, gateway, sort) = (
         query_value("state").get_untracked().unwrap_or_default(),
         query_value("severity").get_untracked().unwrap_or_default(),
         query_value("factory_id").get_untracked().unwrap_or_default(),
         query_value("machine_id").get_untracked().unwrap_or_default(),
         query_value("gateway_id").get_untracked().unwrap_or_default(),
+        query_value("sort").get_untracked().unwrap_or_default(),
     );
     let options = |choices: Vec<(String, String)>, chosen: &str| {
         choices
@@ -141,13 +143,16 @@ fn AlarmList(page: AlarmsPageData, changes: RwSignal<u32>) -> impl IntoView {
     let severities = [("", "Any severity"), ("critical", "Critical"), ("warning", "Warning")]
         .map(|(v, t)| (v.to_owned(), t.to_owned()))
         .to_vec();
+    let sorts = AlarmSort::ALL
+        .map(|s| (s.as_str().to_owned(), s.label().to_owned()))
+        .to_vec();
     let with_all = |all: &str, list: &[(Uuid, String)]| {
         std::iter::once((String::new(), all.to_owned()))
             .chain(list.iter().map(|(id, name)| (id.to_string(), name.clone())))
             .collect::<Vec<_>>()
     };
     let base = format!(
-        "/alarms?state={state}&severity={severity}&factory_id={factory}&machine_id={machine}&gateway_id={gateway}&"
+        "/alarms?state={state}&severity={severity}&factory_id={factory}&machine_id={machine}&gateway_id={gateway}&sort={sort}&"
     );
     let filters = view! {
         <Form method="GET" action="/alarms" attr:class="search" attr:role="search">
@@ -159,6 +164,8 @@ fn AlarmList(page: AlarmsPageData, changes: RwSignal<u32>) -> impl IntoView {
             <select id="alarm-factory" name="factory_id">{options(with_all("All factories", &page.factories), &factory)}</select>
             <label for="alarm-machine">"Machine"</label>
             <select id="alarm-machine" name="machine_id">{options(with_all("All machines", &page.machines), &machine)}</select>
+            <label for="alarm-sort">"Sort"</label>
+            <select id="alarm-sort" name="sort">{options(sorts, if sort.is_empty() { "open" } else { &sort })}</select>
             {(!gateway.is_empty()).then(|| view! { <input type="hidden" name="gateway_id" value=gateway.clone() /> })}
             <button type="submit">"Show"</button>
         </Form>

@@ -4,7 +4,7 @@
 //! (`?edit=<id>`), and delete with a confirmation.
 
 use super::{load_error, page_offset, query_value};
-use crate::components::{percent_text, FactorySelect, FormError, Pager, StateBadge, TextField, Toast, UrlError};
+use crate::components::{percent_text, FormError, IdSelect, Pager, StateBadge, TextField, Toast, UrlError};
 use crate::event_stream::{follow_batches, Link};
 use crate::server_fns::factories::factory_names;
 use crate::server_fns::gateways::{
@@ -244,7 +244,7 @@ fn create_form(
         <section class="card">
             <h2>"Add a gateway"</h2>
             <ActionForm action=create attr:class="form" attr:aria-label="Add gateway">
-                <FactorySelect label="Factory" name="factory_id" choices selected=factory.unwrap_or_default() error />
+                <IdSelect blank="Choose a factory" label="Factory" name="factory_id" choices selected=factory.unwrap_or_default() error />
                 <TextField label="Gateway ID" name="gateway_id" placeholder="e.g., GW-001" required=true max_length=GATEWAY_ID_MAX error />
                 <TextField label="Gateway name" name="name" placeholder="Enter gateway name" required=true max_length=NAME_MAX error />
                 <TextField label="Gateway URL" name="url" placeholder="ws://192.168.1.100:5000" required=true max_length=URL_MAX error />
@@ -283,7 +283,7 @@ fn edit_form(
             <h2>{format!("Edit “{}”", gateway.name)}</h2>
             <ActionForm action=update attr:class="form" attr:aria-label="Edit gateway">
                 <input type="hidden" name="id" value=gateway.id.to_string() />
-                <FactorySelect label="Factory" name="factory_id" choices selected=gateway.factory_id error />
+                <IdSelect blank="Choose a factory" label="Factory" name="factory_id" choices selected=gateway.factory_id error />
                 <TextField label="Gateway ID" name="gateway_id" value=gateway.gateway_id required=true max_length=GATEWAY_ID_MAX error />
                 <TextField label="Gateway name" name="name" value=gateway.name required=true max_length=NAME_MAX error />
                 <TextField label="Gateway URL" name="url" value=gateway.url required=true max_length=URL_MAX error />

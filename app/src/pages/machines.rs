@@ -2,7 +2,7 @@
 //! form that adds one (admins); each opens its page with trends.
 
 use super::{load_error, page_offset, query_value};
-use crate::components::{DataTable, FactorySelect, FormError, Pager, TextField, UrlError};
+use crate::components::{DataTable, FormError, IdSelect, Pager, TextField, UrlError};
 use crate::server_fns::factories::factory_names;
 use crate::server_fns::machines::{list_machines, CreateMachine};
 use crate::use_current_user;
@@ -126,7 +126,7 @@ fn create_form(
         <section class="card">
             <h2>"Add a machine"</h2>
             <ActionForm action=create attr:class="form" attr:aria-label="Add machine">
-                <FactorySelect label="Factory" name="factory_id" choices=factories selected=selected.unwrap_or_default() error />
+                <IdSelect blank="Choose a factory" label="Factory" name="factory_id" choices=factories selected=selected.unwrap_or_default() error />
                 <TextField label="Machine name" name="name" placeholder="e.g. Cooling water pump 2" required=true max_length=domain::NAME_MAX error />
                 <div class="field">
                     <label for="field-kind">"Kind"</label>

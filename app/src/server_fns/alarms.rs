@@ -41,7 +41,7 @@ fn stream_position() -> u64 {
         .unwrap_or_default()
 }
 
-/// Alarms filtered as `GET /api/alarms` filters them (`state` may list several, comma-separated).
+/// Alarms filtered and sorted as `GET /api/alarms` does (`state` may list several, comma-separated).
 #[server(prefix = "/rpc", endpoint = "alarms_view")]
 pub async fn alarms_view(
     state: Option<String>,
@@ -49,53 +49,33 @@ pub async fn alarms_view(
     factory_id: Option<String>,
     machine_id: Option<String>,
     gateway_id: Option<String>,
+    sort: Option<String>,
     offset: u64,
 ) -> Result<AlarmsPageData, AppError> {
-    use domain::alarms::{AlarmFilter, AlarmState, Severity};
-    use domain::FieldError;
     ssr::require_user().await?;
     let store = ssr::store()?;
     let as_of = stream_position();
-    let bad = |field: &str, message: &str| AppError::validation(vec![FieldError::new(field, message)]);
-    let states = match state.as_deref().filter(|s| !s.is_empty()) {
-        None => Vec::new(),
-        Some(raw) => raw
-            .split(',')
-            .map(|s| AlarmState::parse(s.trim()))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| bad("state", "must be active, acknowledged, cleared or closed"))?,
-    };
-    let severity = match severity.as_deref().filter(|s| !s.is_empty()) {
-        None => None,
-        Some(raw) => Some(Severity::parse(raw).ok_or_else(|| bad("severity", "must be warning or critical"))?),
-    };
-    let id = |field: &str, raw: Option<String>| match raw.as_deref().filter(|s| !s.is_empty()) {
-        None => Ok(None),
-        Some(raw) => domain::validate::parse_uuid(raw)
-            .map(Some)
-            .ok_or_else(|| bad(field, "must be a UUID")),
-    };
-    let filter = AlarmFilter {
-        states,
-        severity,
-        factory_id: id("factory_id", factory_id)?,
-        machine_id: id("machine_id", machine_id)?,
-        gateway_id: id("gateway_id", gateway_id)?,
+    let filter = domain::alarms::AlarmQuery {
+        state: state.as_deref(),
+        severity: severity.as_deref(),
+        factory_id: factory_id.as_deref(),
+        machine_id: machine_id.as_deref(),
+        gateway_id: gateway_id.as_deref(),
         serial: None,
-    };
+        sort: sort.as_deref(),
+    }
+    .parse()?;
     let page = domain::PageRequest {
         limit: domain::page::DEFAULT_LIMIT,
         offset,
     };
     let alarms = store.list_alarms(&filter, page).await?;
     let factories = store.factory_names().await?;
-    let all = domain::PageRequest { limit: 100, offset: 0 };
     let machines = store
-        .list_machines(None, all)
+        .machine_choices()
         .await?
-        .data
         .into_iter()
-        .map(|m| (m.id, m.name))
+        .map(|(id, machine, factory, _)| (id, format!("{factory} / {machine}")))
         .collect();
     Ok(AlarmsPageData {
         alarms,
@@ -174,6 +154,8 @@ pub async fn alarm_view(id: Uuid) -> Result<AlarmPageData, AppError> {
 pub struct RulesPageData {
     pub rules: Vec<AlarmRule>,
     pub factories: Vec<(Uuid, String)>,
+    /// Each machine as "factory / machine", with its ISO 20816 velocity levels when set.
+    pub machines: Vec<(Uuid, String)>,
     pub can_edit: bool,
 }
 
@@ -188,6 +170,18 @@ pub async fn rules_view() -> Result<RulesPageData, AppError> {
     Ok(RulesPageData {
         rules,
         factories: store.factory_names().await?,
+        machines: store
+            .machine_choices()
+            .await?
+            .into_iter()
+            .map(|(id, machine, factory, group)| {
+                let levels = group
+                    .and_then(|g| domain::machines::iso_zone_limits(u8::try_from(g).ok()?))
+                    .map(|[_, alert, danger]| format!(" (ISO group: velocity alert {alert}, danger {danger} mm/s)"))
+                    .unwrap_or_default();
+                (id, format!("{factory} / {machine}{levels}"))
+            })
+            .collect(),
         can_edit: user.is_admin(),
     })
 }
@@ -219,7 +213,9 @@ pub async fn create_alarm_rule(
     alert: Option<String>,
     danger: Option<String>,
     consecutive: Option<String>,
+    hysteresis: Option<String>,
     serial: Option<String>,
+    machine_id: Option<String>,
 ) -> Result<AlarmRule, AppError> {
     // Kept for a refused plain form post (no JavaScript yet): the form comes back filled in.
     let kept = [
@@ -233,6 +229,8 @@ pub async fn create_alarm_rule(
         ("alert", alert.clone().unwrap_or_default()),
         ("danger", danger.clone().unwrap_or_default()),
         ("consecutive", consecutive.clone().unwrap_or_default()),
+        ("hysteresis", hysteresis.clone().unwrap_or_default()),
+        ("machine_id", machine_id.clone().unwrap_or_default()),
     ];
     let created = async {
         ssr::require_admin().await?;
@@ -247,6 +245,8 @@ pub async fn create_alarm_rule(
             alert: number(alert),
             danger: number(danger),
             consecutive: number(consecutive),
+            hysteresis: number(hysteresis),
+            machine_id: given(machine_id),
             ..Default::default()
         };
         Ok(ssr::store()?.create_alarm_rule(input.validate()?).await?)

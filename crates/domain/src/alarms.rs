@@ -2,7 +2,7 @@
 //! and the channels (webhook, e-mail) that are told. Inputs mirror request bodies and
 //! refuse unknown keys; `validate` reports every bad field at once.
 
-use crate::error::AppError;
+use crate::error::{AppError, FieldError};
 use crate::inventory::nullable;
 use crate::machines::{parse_serial, whole_number, TrendValue};
 use crate::secret::ChannelSecret;
@@ -199,6 +199,9 @@ pub struct AlarmRuleInput {
     pub serial: Option<Value>,
     #[cfg_attr(feature = "openapi", schema(value_type = Option<TrendValue>))]
     pub value: Option<String>,
+    /// A threshold needs `alert` or `danger`, except a `velocity_rms` rule on a
+    /// `machine_id` whose ISO 20816 group is set: given neither, it takes the group's
+    /// zone boundaries, B/C as `alert` and C/D as `danger`.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>))]
     pub alert: Option<Value>,
     #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>))]
@@ -265,6 +268,32 @@ pub struct NewAlarmRule {
     pub danger: Option<f64>,
     pub consecutive: u32,
     pub hysteresis: f64,
+}
+
+impl NewAlarmRule {
+    /// A velocity threshold on one machine given neither level: it takes the
+    /// machine's ISO 20816 zone boundaries, B/C as alert and C/D as danger.
+    pub fn takes_iso_levels(&self) -> bool {
+        self.kind == AlarmKind::Threshold
+            && self.value == Some(TrendValue::VelocityRms)
+            && self.machine_id.is_some()
+            && self.alert.is_none()
+            && self.danger.is_none()
+    }
+
+    /// Sets the levels from the machine's ISO 20816 group; without a group there is
+    /// nothing to take them from, and the rule is refused naming `alert`.
+    pub fn set_iso_levels(&mut self, machine_group: Option<u8>) -> Result<(), AppError> {
+        let Some([_, alert, danger]) = machine_group.and_then(crate::machines::iso_zone_limits) else {
+            return Err(AppError::validation(vec![FieldError::new(
+                "alert",
+                "a threshold needs an alert or a danger level (the machine has no ISO 20816 group to take them from)",
+            )]));
+        };
+        self.alert = Some(alert);
+        self.danger = Some(danger);
+        Ok(())
+    }
 }
 
 fn check_uuid(c: &mut Checker, field: &str, raw: Option<&str>) -> Option<Uuid> {
@@ -399,7 +428,10 @@ impl AlarmRuleInput {
             if value.is_none() && self.value.is_none() {
                 c.fail("value", "is required for a threshold");
             }
-            if alert.is_none() && danger.is_none() && self.alert.is_none() && self.danger.is_none() {
+            // A velocity rule on one machine may leave both levels out: the store takes
+            // them from the machine's ISO 20816 group (see `NewAlarmRule::takes_iso_levels`).
+            let iso_levels = value == Some(TrendValue::VelocityRms) && machine_id.is_some();
+            if alert.is_none() && danger.is_none() && self.alert.is_none() && self.danger.is_none() && !iso_levels {
                 c.fail("alert", "a threshold needs an alert or a danger level");
             }
         }
@@ -542,7 +574,7 @@ pub struct Alarm {
     pub updated_at: DateTime<Utc>,
 }
 
-/// `GET /api/alarms` filters.
+/// `GET /api/alarms` filters, and the order of the list.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct AlarmFilter {
     /// Several states: any of them (e.g. active and acknowledged: the open ones).
@@ -552,6 +584,119 @@ pub struct AlarmFilter {
     pub machine_id: Option<Uuid>,
     pub gateway_id: Option<Uuid>,
     pub serial: Option<u64>,
+    pub sort: AlarmSort,
+}
+
+/// The order of an alarm list (`sort=` of `GET /api/alarms` and the Alarms page).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum AlarmSort {
+    /// Active, then acknowledged, then the rest; each newest first.
+    #[default]
+    Open,
+    /// Critical before warning; open first within each; then newest first.
+    Severity,
+    Newest,
+    Oldest,
+}
+
+impl AlarmSort {
+    pub const ALL: [AlarmSort; 4] = [
+        AlarmSort::Open,
+        AlarmSort::Severity,
+        AlarmSort::Newest,
+        AlarmSort::Oldest,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlarmSort::Open => "open",
+            AlarmSort::Severity => "severity",
+            AlarmSort::Newest => "newest",
+            AlarmSort::Oldest => "oldest",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            AlarmSort::Open => "Open first",
+            AlarmSort::Severity => "Critical first",
+            AlarmSort::Newest => "Newest first",
+            AlarmSort::Oldest => "Oldest first",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+}
+
+/// The alarm list's query parameters as text (blank is absent): one place that reads
+/// them for both the REST API and the Alarms page, naming every bad one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AlarmQuery<'a> {
+    /// Comma-separated states.
+    pub state: Option<&'a str>,
+    pub severity: Option<&'a str>,
+    pub factory_id: Option<&'a str>,
+    pub machine_id: Option<&'a str>,
+    pub gateway_id: Option<&'a str>,
+    pub serial: Option<&'a str>,
+    pub sort: Option<&'a str>,
+}
+
+impl AlarmQuery<'_> {
+    pub fn parse(self) -> Result<AlarmFilter, AppError> {
+        let mut c = Checker::default();
+        let given = |raw: Option<&str>| raw.map(str::trim).filter(|r| !r.is_empty()).map(str::to_owned);
+        let states = match given(self.state) {
+            None => Vec::new(),
+            Some(raw) => raw
+                .split(',')
+                .map(|s| AlarmState::parse(s.trim()))
+                .collect::<Option<Vec<_>>>()
+                .unwrap_or_else(|| {
+                    c.fail(
+                        "state",
+                        "must be active, acknowledged, cleared or closed (comma-separated)",
+                    );
+                    Vec::new()
+                }),
+        };
+        let severity = given(self.severity).and_then(|raw| {
+            let severity = Severity::parse(&raw);
+            if severity.is_none() {
+                c.fail("severity", "must be warning or critical");
+            }
+            severity
+        });
+        let factory_id = check_uuid(&mut c, "factory_id", self.factory_id);
+        let machine_id = check_uuid(&mut c, "machine_id", self.machine_id);
+        let gateway_id = check_uuid(&mut c, "gateway_id", self.gateway_id);
+        let serial = given(self.serial).and_then(|raw| {
+            let serial = parse_serial(&Value::String(raw));
+            if serial.is_none() {
+                c.fail("serial", "must be a sensor serial: a whole number above 0");
+            }
+            serial
+        });
+        let sort = given(self.sort).map_or(AlarmSort::Open, |raw| {
+            AlarmSort::parse(&raw).unwrap_or_else(|| {
+                c.fail("sort", "must be open, severity, newest or oldest");
+                AlarmSort::Open
+            })
+        });
+        c.finish(AlarmFilter {
+            states,
+            severity,
+            factory_id,
+            machine_id,
+            gateway_id,
+            serial,
+            sort,
+        })
+    }
 }
 
 /// How many alarms are open, for the navigation's badge.
@@ -847,6 +992,59 @@ mod tests {
         assert_eq!(fields(err), ["serial"]);
         let err = rule(json!({"kind": "gateway_offline", "delay_seconds": 9_999_999})).unwrap_err();
         assert_eq!(fields(err), ["delay_seconds"]);
+    }
+
+    #[test]
+    fn an_alarm_query_names_every_bad_parameter() {
+        let filter = AlarmQuery {
+            state: Some("active, acknowledged"),
+            severity: Some("critical"),
+            serial: Some("40417"),
+            sort: Some("severity"),
+            factory_id: Some(" "),
+            ..Default::default()
+        }
+        .parse()
+        .unwrap();
+        assert_eq!(filter.states, [AlarmState::Active, AlarmState::Acknowledged]);
+        assert_eq!(
+            (filter.severity, filter.serial, filter.sort),
+            (Some(Severity::Critical), Some(40417), AlarmSort::Severity)
+        );
+        assert_eq!(filter.factory_id, None, "blank is absent");
+        assert_eq!(AlarmQuery::default().parse().unwrap().sort, AlarmSort::Open);
+        let err = AlarmQuery {
+            state: Some("open"),
+            severity: Some("loud"),
+            factory_id: Some("x"),
+            serial: Some("0"),
+            sort: Some("name"),
+            ..Default::default()
+        }
+        .parse()
+        .unwrap_err();
+        assert_eq!(fields(err), ["state", "severity", "factory_id", "serial", "sort"]);
+    }
+
+    #[test]
+    fn a_velocity_rule_on_a_machine_may_take_its_levels_from_the_iso_group() {
+        let machine = Uuid::new_v4().to_string();
+        let mut new = rule(json!({"kind": "threshold", "value": "velocity_rms", "machine_id": machine})).unwrap();
+        assert!(new.takes_iso_levels());
+        new.set_iso_levels(Some(2)).unwrap();
+        assert_eq!((new.alert, new.danger), (Some(2.8), Some(4.5)));
+        assert!(!new.takes_iso_levels(), "levels once set are the rule's own");
+        let mut without_group =
+            rule(json!({"kind": "threshold", "value": "velocity_rms", "machine_id": machine})).unwrap();
+        assert_eq!(fields(without_group.set_iso_levels(None).unwrap_err()), ["alert"]);
+        // Only velocity has ISO zones, and only a machine has a group.
+        let err = rule(json!({"kind": "threshold", "value": "accel_rms", "machine_id": machine})).unwrap_err();
+        assert_eq!(fields(err), ["alert"]);
+        let err = rule(json!({"kind": "threshold", "value": "velocity_rms", "serial": 7})).unwrap_err();
+        assert_eq!(fields(err), ["alert"]);
+        let own =
+            rule(json!({"kind": "threshold", "value": "velocity_rms", "machine_id": machine, "alert": 3})).unwrap();
+        assert!(!own.takes_iso_levels());
     }
 
     #[test]

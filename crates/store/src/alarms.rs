@@ -13,8 +13,8 @@
 use crate::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use domain::alarms::{
-    Alarm, AlarmCounts, AlarmFilter, AlarmKind, AlarmRule, AlarmState, ChannelKind, Delivery, DeliveryAttempt,
-    NewAlarmRule, NewChannel, NotificationChannel, Severity, DELIVERY_RETRY_HOURS,
+    Alarm, AlarmCounts, AlarmFilter, AlarmKind, AlarmRule, AlarmSort, AlarmState, ChannelKind, Delivery,
+    DeliveryAttempt, NewAlarmRule, NewChannel, NotificationChannel, Severity, DELIVERY_RETRY_HOURS,
 };
 use domain::error::ErrorCode;
 use domain::machines::TrendValue;
@@ -364,6 +364,20 @@ pub(crate) async fn evaluate_thresholds(tx: &mut Transaction<'_, Postgres>, seri
 }
 
 impl Store {
+    /// Checks the rule's scope ids, and gives a velocity rule on a machine without
+    /// levels the machine's ISO 20816 zone boundaries.
+    async fn prepare_rule(&self, rule: &mut NewAlarmRule) -> Result<(), StoreError> {
+        self.check_rule_scope(rule).await?;
+        if let (true, Some(machine_id)) = (rule.takes_iso_levels(), rule.machine_id) {
+            let group: Option<i16> = sqlx::query_scalar("SELECT iso_group FROM machines WHERE id = $1")
+                .bind(machine_id)
+                .fetch_one(&self.pool)
+                .await?;
+            rule.set_iso_levels(group.and_then(|g| u8::try_from(g).ok()))?;
+        }
+        Ok(())
+    }
+
     async fn check_rule_scope(&self, rule: &NewAlarmRule) -> Result<(), StoreError> {
         let missing = |code, what: &str| Err(StoreError::code(code, &format!("No such {what}")));
         // (The table names are these constants, never input.)
@@ -392,8 +406,8 @@ impl Store {
         Ok(())
     }
 
-    pub async fn create_alarm_rule(&self, rule: NewAlarmRule) -> Result<AlarmRule, StoreError> {
-        self.check_rule_scope(&rule).await?;
+    pub async fn create_alarm_rule(&self, mut rule: NewAlarmRule) -> Result<AlarmRule, StoreError> {
+        self.prepare_rule(&mut rule).await?;
         let id: Uuid = sqlx::query_scalar(
             "INSERT INTO alarm_rules (name, kind, severity, enabled, delay_seconds, factory_id, machine_id, gateway_id,
                                       serial, value, alert, danger, consecutive, hysteresis)
@@ -449,8 +463,8 @@ impl Store {
 
     /// Replaces a rule's settings (its kind stays). Its open alarms stay open until their
     /// condition ends under the new settings.
-    pub async fn update_alarm_rule(&self, id: Uuid, rule: NewAlarmRule) -> Result<AlarmRule, StoreError> {
-        self.check_rule_scope(&rule).await?;
+    pub async fn update_alarm_rule(&self, id: Uuid, mut rule: NewAlarmRule) -> Result<AlarmRule, StoreError> {
+        self.prepare_rule(&mut rule).await?;
         let updated = sqlx::query(
             "UPDATE alarm_rules SET name = $2, severity = $3, enabled = $4, delay_seconds = $5, factory_id = $6,
                  machine_id = $7, gateway_id = $8, serial = $9, value = $10, alert = $11, danger = $12,
@@ -501,17 +515,25 @@ impl Store {
         Ok(())
     }
 
-    /// Alarms, open ones first (active, then acknowledged, each newest first), then the rest newest first.
+    /// Alarms in the filter's order (by default open ones first: active, then
+    /// acknowledged, each newest first, then the rest newest first).
     pub async fn list_alarms(&self, filter: &AlarmFilter, page: PageRequest) -> Result<Page<Alarm>, StoreError> {
         let states: Vec<&str> = filter.states.iter().map(|s| s.as_str()).collect();
+        const OPEN_FIRST: &str = "CASE a.state WHEN 'active' THEN 0 WHEN 'acknowledged' THEN 1 ELSE 2 END";
+        let order = match filter.sort {
+            AlarmSort::Open => format!("{OPEN_FIRST}, a.raised_at DESC"),
+            AlarmSort::Severity => {
+                format!("CASE a.severity WHEN 'critical' THEN 0 ELSE 1 END, {OPEN_FIRST}, a.raised_at DESC")
+            }
+            AlarmSort::Newest => "a.raised_at DESC".to_owned(),
+            AlarmSort::Oldest => "a.raised_at".to_owned(),
+        };
         let condition = "($1::text[] = '{}' OR a.state = ANY($1)) AND ($2::text IS NULL OR a.severity = $2)
             AND ($3::uuid IS NULL OR a.factory_id = $3) AND ($4::uuid IS NULL OR a.machine_id = $4)
             AND ($5::uuid IS NULL OR a.gateway_id = $5) AND ($6::bigint IS NULL OR a.serial = $6)";
         let rows: Vec<AlarmRow> = sqlx::query_as(&format!(
             "{ALARM_SELECT}{RULE_COLUMNS} {ALARM_FROM} WHERE {condition}
-             ORDER BY CASE a.state WHEN 'active' THEN 0 WHEN 'acknowledged' THEN 1 ELSE 2 END,
-                      a.raised_at DESC, a.id
-             LIMIT $7 OFFSET $8"
+             ORDER BY {order}, a.id LIMIT $7 OFFSET $8"
         ))
         .bind(&states)
         .bind(filter.severity.map(Severity::as_str))

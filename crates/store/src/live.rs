@@ -774,7 +774,8 @@ impl Store {
     /// Each gateway keeps its newest event before the cutoff: the state its history opens
     /// in, without which uptime over the whole retention period could not be told. Each
     /// sensor keeps its newest `keep_per_sensor` finished readings whatever their age, so
-    /// the latest points of a rarely read sensor's trend still open their waveforms.
+    /// the latest points of a rarely read sensor's trend still open their waveforms, and
+    /// every reading an alarm refers to is kept (the alarm's page shows its waveform).
     pub async fn purge_history(
         &self,
         events_before: DateTime<Utc>,
@@ -800,6 +801,7 @@ impl Store {
                 "DELETE FROM readings WHERE id IN (
                      SELECT r.id FROM readings r
                      WHERE r.requested_at < $1
+                       AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.reading_id = r.id)
                        AND (r.status <> 'finished'
                             OR (SELECT count(*) FROM (
                                     SELECT 1 FROM readings newer

@@ -118,6 +118,15 @@ impl TestServer {
 
     /// A server on `store` whose orchestrator runs with `config`.
     pub async fn start_with(store: Store, config: orchestrator::OrchestratorConfig) -> Self {
+        Self::start_with_alarms(store, config, test_alarm_config()).await
+    }
+
+    /// A server whose alarm work runs with `alarms` (e.g. with an SMTP server).
+    pub async fn start_with_alarms(
+        store: Store,
+        config: orchestrator::OrchestratorConfig,
+        alarms: factory_monitor::alarms::AlarmConfig,
+    ) -> Self {
         let (_, admin) = store.create_api_token("test admin", domain::Role::Admin).await.unwrap();
         let (_, viewer) = store
             .create_api_token("test viewer", domain::Role::Viewer)
@@ -126,7 +135,7 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let orchestrator = orchestrator::Orchestrator::start(store.clone(), config).await.unwrap();
-        let state = AppState::new(store.clone(), addr, orchestrator).with_alarm_config(test_alarm_config());
+        let state = AppState::new(store.clone(), addr, orchestrator).with_alarm_config(alarms);
         let cors = CorsOrigins::List(vec![CORS_ORIGIN.parse().unwrap()]);
         tokio::spawn(async move {
             web::serve(listener, state, &cors, std::future::pending())

@@ -256,7 +256,7 @@ async fn events_sensors_readings_last_seen_and_retention(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
-async fn old_readings_go_in_batches_keeping_each_sensors_newest(pool: PgPool) {
+async fn old_readings_go_in_batches_keeping_each_sensors_newest_and_those_alarms_refer_to(pool: PgPool) {
     let store = new_store(pool.clone());
     let g = gateway(&store).await;
     let old = Utc::now() - Duration::days(100);
@@ -291,29 +291,41 @@ async fn old_readings_go_in_batches_keeping_each_sensors_newest(pool: PgPool) {
     .await
     .unwrap();
 
+    // The oldest of 7001's is behind an alarm: it stays, whatever its age.
+    sqlx::query(
+        "WITH rule AS (
+             INSERT INTO alarm_rules (name, kind, severity, delay_seconds, value, alert)
+             VALUES ('vibration', 'threshold', 'warning', 0, 'velocity_rms', 4.5) RETURNING id)
+         INSERT INTO alarms (rule_id, subject, serial, severity, level, value, reading_id, message)
+         SELECT rule.id, '7001', 7001, 'warning', 'alert', 5.0,
+                (SELECT id FROM readings WHERE serial = 7001 ORDER BY requested_at LIMIT 1), 'over'
+         FROM rule",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
     let (_, gone) = store
         .purge_history(Utc::now() - Duration::days(30), Utc::now() - Duration::days(90), 3)
         .await
         .unwrap();
     assert_eq!(
         gone,
-        4_500 + 3,
-        "all failed ones, and 7001's old finished ones but the newest kept"
+        4_500 + 2,
+        "all failed ones, and 7001's old finished ones but the newest kept and the alarm's"
     );
     let kept: Vec<chrono::DateTime<Utc>> =
         sqlx::query_scalar("SELECT requested_at FROM readings WHERE serial = 7001 ORDER BY requested_at")
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(kept.len(), 3);
-    assert!(
-        (kept[0] - (old + Duration::hours(3))).num_seconds().abs() < 1,
-        "{kept:?}"
-    );
-    assert!(
-        (kept[1] - (old + Duration::hours(4))).num_seconds().abs() < 1,
-        "{kept:?}"
-    );
+    assert_eq!(kept.len(), 4);
+    for (kept, hour) in kept.iter().zip([0, 3, 4]) {
+        assert!(
+            (*kept - (old + Duration::hours(hour))).num_seconds().abs() < 1,
+            "{kept:?}"
+        );
+    }
     let (_, again) = store
         .purge_history(Utc::now() - Duration::days(30), Utc::now() - Duration::days(90), 3)
         .await
