@@ -87,6 +87,26 @@ test("rules and channels are managed by administrators, with a test notification
   await expect(form.locator("#field-url-error")).toContainText("http");
   await expect(form.getByLabel("Name")).toHaveValue(hook);
 
+  // An e-mail channel for critical alarms only; then renamed, its settings kept.
+  await form.getByLabel("Kind").selectOption("email");
+  await form.getByLabel("Webhook URL").fill("");
+  await form.getByLabel("E-mail to").fill("maintenance@plant.example");
+  await form.getByLabel("Warnings").uncheck();
+  await form.getByRole("button", { name: "Add channel" }).click();
+  const mail = page.getByRole("region", { name: `Channel ${hook}` });
+  await expect(mail).toContainText("email to maintenance@plant.example · critical");
+  await mail.getByRole("link", { name: "Edit" }).click();
+  const edit = page.getByRole("form", { name: "Edit channel" });
+  await expect(edit.getByLabel("Warnings")).not.toBeChecked();
+  const renamed = unique("Night shift");
+  await edit.getByLabel("Name").fill(renamed);
+  await edit.getByRole("button", { name: "Save changes" }).click();
+  const renamedCard = page.getByRole("region", { name: `Channel ${renamed}` });
+  await expect(renamedCard).toContainText("email to maintenance@plant.example · critical");
+  await expect(page.getByRole("form", { name: "Add channel" })).toBeVisible();
+  await renamedCard.getByRole("button", { name: "Delete" }).click();
+  await expect(renamedCard).toHaveCount(0);
+
   await page.goto("/alarm-rules");
   await waitForHydration(page);
   const rules = page.getByRole("form", { name: "Add rule" });
@@ -97,6 +117,13 @@ test("rules and channels are managed by administrators, with a test notification
   await rules.getByRole("button", { name: "Add rule" }).click();
   const row = page.getByRole("row", { name: new RegExp(ruleName) });
   await expect(row).toContainText("Gateway offline for 600 s");
+  await row.getByRole("link", { name: "Edit" }).click();
+  const editRule = page.getByRole("form", { name: "Edit rule" });
+  await expect(editRule.getByLabel("Delay (seconds)")).toHaveValue("600");
+  await editRule.getByLabel("Delay (seconds)").fill("900");
+  await editRule.getByRole("button", { name: "Save changes" }).click();
+  await expect(row).toContainText("Gateway offline for 900 s");
+  await expect(page).not.toHaveURL(/edit=/);
   await row.getByRole("button", { name: "Delete" }).click();
   await expect(row).toHaveCount(0);
 

@@ -201,58 +201,90 @@ fn number(raw: Option<String>) -> Option<serde_json::Value> {
     })
 }
 
+/// A form's rule id (`id`, blank for a new rule).
+#[cfg(feature = "ssr")]
+fn editing(id: Option<String>) -> Result<Option<Uuid>, AppError> {
+    match given(id) {
+        None => Ok(None),
+        Some(raw) => domain::validate::parse_uuid(&raw)
+            .map(Some)
+            .ok_or_else(|| AppError::validation(vec![domain::FieldError::new("id", "must be a UUID")])),
+    }
+}
+
+/// Adds a rule, or changes the one `id` names (its kind and enabled flag stay; a blank
+/// field is none, as in the form).
 #[allow(clippy::too_many_arguments)]
-#[server(prefix = "/rpc", endpoint = "create_alarm_rule")]
-pub async fn create_alarm_rule(
+#[server(prefix = "/rpc", endpoint = "save_alarm_rule")]
+pub async fn save_alarm_rule(
+    id: Option<String>,
     name: Option<String>,
-    kind: String,
+    kind: Option<String>,
     severity: String,
     delay_seconds: Option<String>,
     factory_id: Option<String>,
+    machine_id: Option<String>,
+    gateway_id: Option<String>,
+    serial: Option<String>,
     value: Option<String>,
     alert: Option<String>,
     danger: Option<String>,
     consecutive: Option<String>,
     hysteresis: Option<String>,
-    serial: Option<String>,
-    machine_id: Option<String>,
 ) -> Result<AlarmRule, AppError> {
     // Kept for a refused plain form post (no JavaScript yet): the form comes back filled in.
     let kept = [
         ("name", name.clone().unwrap_or_default()),
-        ("kind", kind.clone()),
+        ("kind", kind.clone().unwrap_or_default()),
         ("severity", severity.clone()),
         ("delay_seconds", delay_seconds.clone().unwrap_or_default()),
         ("factory_id", factory_id.clone().unwrap_or_default()),
+        ("machine_id", machine_id.clone().unwrap_or_default()),
         ("serial", serial.clone().unwrap_or_default()),
         ("value", value.clone().unwrap_or_default()),
         ("alert", alert.clone().unwrap_or_default()),
         ("danger", danger.clone().unwrap_or_default()),
         ("consecutive", consecutive.clone().unwrap_or_default()),
         ("hysteresis", hysteresis.clone().unwrap_or_default()),
-        ("machine_id", machine_id.clone().unwrap_or_default()),
     ];
-    let created = async {
-        ssr::require_admin().await?;
+    let retry = match id.as_deref().map(str::trim).filter(|id| !id.is_empty()) {
+        Some(id) => format!("/alarm-rules?edit={}", domain::links::encode_query_value(id)),
+        None => "/alarm-rules".to_owned(),
+    };
+    let saved = async {
+        let user = ssr::require_admin().await?;
+        let store = ssr::store()?;
+        let editing = editing(id)?;
+        let stored = match editing {
+            Some(id) => Some(store.get_alarm_rule(id).await?),
+            None => None,
+        };
         let input = domain::alarms::AlarmRuleInput {
             name: given(name),
-            kind: Some(kind),
+            kind: stored.as_ref().map(|r| r.kind.as_str().to_owned()).or(kind),
             severity: Some(severity),
+            enabled: stored.as_ref().map(|r| r.enabled),
             delay_seconds: number(delay_seconds),
             factory_id: given(factory_id),
+            machine_id: given(machine_id),
+            gateway_id: given(gateway_id),
             serial: number(serial),
             value: given(value),
             alert: number(alert),
             danger: number(danger),
             consecutive: number(consecutive),
             hysteresis: number(hysteresis),
-            machine_id: given(machine_id),
-            ..Default::default()
         };
-        Ok(ssr::store()?.create_alarm_rule(input.validate()?).await?)
+        let rule = input.validate()?;
+        let saved = match editing {
+            Some(id) => store.update_alarm_rule(id, rule).await?,
+            None => store.create_alarm_rule(rule).await?,
+        };
+        tracing::info!(rule_id = %saved.id, user_id = %user.id, created = editing.is_none(), "alarm rule saved");
+        Ok(saved)
     }
     .await;
-    ssr::answer_form_keeping("/alarm-rules", "/alarm-rules", &kept, created)
+    ssr::answer_form_keeping("/alarm-rules", &retry, &kept, saved)
 }
 
 #[server(prefix = "/rpc", endpoint = "set_alarm_rule_enabled")]
@@ -280,8 +312,14 @@ pub struct ChannelWithLog {
     pub deliveries: Vec<Delivery>,
 }
 
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChannelsPageData {
+    pub channels: Vec<ChannelWithLog>,
+    pub factories: Vec<(Uuid, String)>,
+}
+
 #[server(prefix = "/rpc", endpoint = "channels_view")]
-pub async fn channels_view() -> Result<Vec<ChannelWithLog>, AppError> {
+pub async fn channels_view() -> Result<ChannelsPageData, AppError> {
     ssr::require_admin().await?;
     let store = ssr::store()?;
     let channels = store
@@ -296,38 +334,74 @@ pub async fn channels_view() -> Result<Vec<ChannelWithLog>, AppError> {
             .data;
         out.push(ChannelWithLog { channel, deliveries });
     }
-    Ok(out)
+    Ok(ChannelsPageData {
+        channels: out,
+        factories: store.factory_names().await?,
+    })
 }
 
-#[server(prefix = "/rpc", endpoint = "create_channel")]
-pub async fn create_channel(
-    kind: String,
+/// Adds a channel, or changes the one `id` names. Severities are two checkboxes
+/// (`warning`, `critical`) and `send_clears` one; a blank secret keeps the stored one.
+#[allow(clippy::too_many_arguments)]
+#[server(prefix = "/rpc", endpoint = "save_channel")]
+pub async fn save_channel(
+    id: Option<String>,
+    kind: Option<String>,
     name: String,
     url: Option<String>,
     secret: Option<String>,
     to: Option<String>,
+    warning: Option<String>,
+    critical: Option<String>,
+    factory_id: Option<String>,
+    send_clears: Option<String>,
 ) -> Result<NotificationChannel, AppError> {
     // The secret is never kept in a URL.
     let kept = [
-        ("kind", kind.clone()),
+        ("kind", kind.clone().unwrap_or_default()),
         ("name", name.clone()),
         ("url", url.clone().unwrap_or_default()),
         ("to", to.clone().unwrap_or_default()),
+        ("factory_id", factory_id.clone().unwrap_or_default()),
     ];
-    let created = async {
-        ssr::require_admin().await?;
+    let retry = match id.as_deref().map(str::trim).filter(|id| !id.is_empty()) {
+        Some(id) => format!("/notification-channels?edit={}", domain::links::encode_query_value(id)),
+        None => "/notification-channels".to_owned(),
+    };
+    let saved = async {
+        let user = ssr::require_admin().await?;
+        let store = ssr::store()?;
+        let editing = editing(id)?;
+        let stored = match editing {
+            Some(id) => Some(store.get_channel(id).await?),
+            None => None,
+        };
+        let severities = [("warning", &warning), ("critical", &critical)]
+            .into_iter()
+            .filter(|(_, checked)| checked.is_some())
+            .map(|(severity, _)| severity.to_owned())
+            .collect();
         let input = domain::alarms::ChannelInput {
-            kind: Some(kind),
+            kind: if stored.is_some() { None } else { kind },
             name: Some(name),
             url: given(url),
             secret: given(secret).map(domain::ChannelSecret::new),
             to: given(to),
-            ..Default::default()
+            severities: Some(severities),
+            factory_id: Some(given(factory_id)),
+            send_clears: Some(send_clears.is_some()),
+            enabled: None,
         };
-        Ok(ssr::store()?.create_channel(input.validate(None)?).await?)
+        let channel = input.validate(stored.as_ref())?;
+        let saved = match editing {
+            Some(id) => store.update_channel(id, channel).await?,
+            None => store.create_channel(channel).await?,
+        };
+        tracing::info!(channel_id = %saved.id, user_id = %user.id, created = editing.is_none(), "notification channel saved");
+        Ok(saved)
     }
     .await;
-    ssr::answer_form_keeping("/notification-channels", "/notification-channels", &kept, created)
+    ssr::answer_form_keeping("/notification-channels", &retry, &kept, saved)
 }
 
 #[server(prefix = "/rpc", endpoint = "delete_channel")]
