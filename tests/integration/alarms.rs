@@ -664,6 +664,7 @@ async fn a_threshold_raises_after_consecutive_readings_escalates_holds_within_hy
     reading_at(90.0).await;
     let escalated = alarms(&s, "").await;
     assert_eq!(escalated.len(), 1, "escalated, not raised again");
+    assert!(raised[0]["escalated_at"].is_null() && escalated[0]["escalated_at"].is_string());
     assert_eq!(
         (&escalated[0]["level"], &escalated[0]["severity"]),
         (&json!("danger"), &json!("critical"))

@@ -333,7 +333,14 @@ fn AlarmDetail(page: AlarmPageData, changes: RwSignal<u32>) -> impl IntoView {
             changes.update(|n| *n += 1);
         }
     });
-    let mut timeline = vec![(alarm.raised_at, format!("Raised: {}", alarm.message))];
+    let mut timeline = match alarm.escalated_at {
+        // The message is the escalation's; the raise was at the alert level.
+        Some(at) => vec![
+            (alarm.raised_at, "Raised: over the alert level".to_owned()),
+            (at, format!("Escalated to danger: {}", alarm.message)),
+        ],
+        None => vec![(alarm.raised_at, format!("Raised: {}", alarm.message))],
+    };
     if let Some(at) = alarm.acknowledged_at {
         let by = alarm.acknowledged_by.clone().unwrap_or_default();
         let note = alarm.note.clone().map(|n| format!(": “{n}”")).unwrap_or_default();

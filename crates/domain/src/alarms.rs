@@ -567,6 +567,9 @@ pub struct Alarm {
     pub value: Option<f64>,
     pub reading_id: Option<Uuid>,
     pub raised_at: DateTime<Utc>,
+    /// Thresholds: when it went from the alert level to danger (its `message`, `value`
+    /// and `reading_id` are then the escalation's).
+    pub escalated_at: Option<DateTime<Utc>>,
     pub acknowledged_at: Option<DateTime<Utc>>,
     pub acknowledged_by: Option<String>,
     pub note: Option<String>,

@@ -34,7 +34,7 @@ const RULE_COLUMNS: &str = "r.id AS r_id, r.name AS r_name, r.kind AS r_kind, r.
 
 const ALARM_SELECT: &str = "SELECT a.id, a.state, a.severity, a.message, a.gateway_id, gw.gateway_id AS gateway_name,
     a.serial, a.factory_id, a.machine_id, m.name AS machine_name, a.level, a.value, a.reading_id, a.raised_at,
-    a.acknowledged_at, a.acknowledged_by, a.note, a.cleared_at, a.updated_at, ";
+    a.escalated_at, a.acknowledged_at, a.acknowledged_by, a.note, a.cleared_at, a.updated_at, ";
 
 const ALARM_FROM: &str = "FROM alarms a JOIN alarm_rules r ON r.id = a.rule_id
     LEFT JOIN gateways gw ON gw.id = a.gateway_id LEFT JOIN machines m ON m.id = a.machine_id";
@@ -123,6 +123,7 @@ struct AlarmRow {
     value: Option<f64>,
     reading_id: Option<Uuid>,
     raised_at: DateTime<Utc>,
+    escalated_at: Option<DateTime<Utc>>,
     acknowledged_at: Option<DateTime<Utc>>,
     acknowledged_by: Option<String>,
     note: Option<String>,
@@ -153,6 +154,7 @@ impl From<AlarmRow> for Alarm {
             value: a.value,
             reading_id: a.reading_id,
             raised_at: a.raised_at,
+            escalated_at: a.escalated_at,
             acknowledged_at: a.acknowledged_at,
             acknowledged_by: a.acknowledged_by,
             note: a.note,
@@ -336,7 +338,7 @@ pub(crate) async fn evaluate_thresholds(tx: &mut Transaction<'_, Postgres>, seri
            AND ((w.alert IS NOT NULL AND w.lowest > w.alert) OR (w.danger IS NOT NULL AND w.lowest > w.danger))
          ON CONFLICT (rule_id, subject) WHERE cleared_at IS NULL DO UPDATE
              SET level = 'danger', severity = 'critical', value = EXCLUDED.value, reading_id = EXCLUDED.reading_id,
-                 message = EXCLUDED.message, updated_at = now()
+                 message = EXCLUDED.message, escalated_at = now(), updated_at = now()
              WHERE a.level = 'alert' AND EXCLUDED.level = 'danger'
          RETURNING a.id, (xmax = 0) AS inserted"
     ))
