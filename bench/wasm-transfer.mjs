@@ -22,12 +22,20 @@ async function signedInState() {
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.waitForURL((url) => url.pathname === "/");
   const state = await context.storageState();
-  const gateway = await page.evaluate(async () => {
-    const answer = await fetch("/api/gateways?limit=1");
+  // One of each kind of detail page (the demo has gateways and machines at once, and
+  // raises its first alarms within a minute).
+  const first = (list) => page.evaluate(async (list) => {
+    const answer = await fetch(`/api/${list}?limit=1`);
     return (await answer.json()).data[0]?.id;
-  });
+  }, list);
+  let machine;
+  for (let tries = 0; !machine && tries < 120; tries += 1) {
+    machine = await first("machines");
+    if (!machine) await page.waitForTimeout(500);
+  }
+  const ids = { gateway: await first("gateways"), machine, alarm: await first("alarms") };
   await context.close();
-  return { state, gateway };
+  return { state, ids };
 }
 
 async function firstVisit(path, state) {
@@ -48,16 +56,19 @@ async function firstVisit(path, state) {
     }
   });
   await page.goto(`${base}${path}`);
-  await page.locator("[data-hydrated=true]").waitFor();
+  // The layout and the page's own (lazily loaded) code have both taken over.
+  await page.locator("[data-hydrated=true][data-page-hydrated=true]").waitFor();
   await page.waitForLoadState("networkidle");
   await context.close();
   const sum = (kind) => responses.filter((r) => r.path.endsWith(kind)).reduce((n, r) => n + r.wire, 0);
   return { wasm: sum(".wasm"), js: sum(".js"), files: responses };
 }
 
-const { state, gateway } = await signedInState();
+const { state, ids } = await signedInState();
 const pages = [["/login", null], ["/", state], ["/factories", state], ["/gateways", state],
-  [`/gateways/${gateway}`, state], ["/users", state], ["/tokens", state], ["/account", state]];
+  [`/gateways/${ids.gateway}`, state], ["/machines", state], [`/machines/${ids.machine}`, state],
+  ["/alarms", state], ...(ids.alarm ? [[`/alarms/${ids.alarm}`, state]] : []), ["/alarm-rules", state],
+  ["/notification-channels", state], ["/users", state], ["/tokens", state], ["/account", state]];
 // Issue 13's budget: at most 400 KB of wasm over the wire on the first visit of any page.
 const BUDGET_KB = Number(process.env.WASM_BUDGET_KB ?? 400);
 const over = [];

@@ -183,13 +183,18 @@ async fn all_online(instance: &Instance, gateways: &[String], within: Duration) 
 }
 
 async fn sims(count: usize) -> Vec<SimHandle> {
+    sims_with_serials(count, |_| 40417).await
+}
+
+/// `count` simulators, the `n`th with one sensor of serial `serial(n)`.
+async fn sims_with_serials(count: usize, serial: impl Fn(usize) -> u64) -> Vec<SimHandle> {
     let mut sims = Vec::new();
-    for _ in 0..count {
+    for n in 0..count {
         let mut config = SimConfig::default()
             .with_credentials(EMAIL, PASSWORD)
             .with_sensors(vec![SimSensor {
                 samples: 256,
-                ..SimSensor::new(40417)
+                ..SimSensor::new(serial(n))
             }]);
         config.reading_delay_ms = 50;
         sims.push(SimGateway::start(config).await.unwrap());
@@ -448,4 +453,93 @@ async fn a_postgresql_restart_under_three_instances_loses_no_gateway() {
     assert_one_session_at_most(&sims);
     drop(instances);
     drop(pg);
+}
+
+/// Each sensor's scheduled readings as `instance` lists them (newest first).
+async fn scheduled_readings(instance: &Instance, serial: u64) -> Vec<Value> {
+    instance.get(&format!("/api/sensors/{serial}/readings?limit=100")).await["data"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Waits until every sensor of `serials` has `count` finished readings; panics on more.
+async fn until_each_has(instance: &Instance, serials: &[u64], count: usize) {
+    let deadline = Instant::now() + START;
+    'wait: loop {
+        for &serial in serials {
+            let readings = scheduled_readings(instance, serial).await;
+            assert!(
+                readings.len() <= count,
+                "sensor {serial} read twice in one slot: {readings:?}"
+            );
+            if readings.len() < count || readings.iter().any(|r| r["status"] != "finished") {
+                assert!(Instant::now() < deadline, "sensor {serial}: {readings:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue 'wait;
+            }
+        }
+        return;
+    }
+}
+
+#[tokio::test]
+async fn schedules_run_once_per_slot_across_two_instances_and_move_with_their_gateway() {
+    let _heavy = crate::common::HEAVY.lock().await;
+    const GATEWAYS: usize = 6;
+    let serials: Vec<u64> = (0..GATEWAYS as u64).map(|n| 51_000 + n).collect();
+    let sims = sims_with_serials(GATEWAYS, |n| serials[n]).await;
+    let url = fresh_database_url();
+    let key = EncryptionKey::generate().1.to_string();
+    let (store, token, ids) = inventory(&url, &key, &sims).await;
+    let all: Vec<String> = ids.values().cloned().collect();
+    let data = tempfile::tempdir().unwrap();
+    let a = Instance::spawn(&url, &key, &token, data.path());
+    let mut b = Instance::spawn(&url, &key, &token, data.path());
+    a.wait_until_serving().await;
+    b.wait_until_serving().await;
+    let id_b = b.id().await;
+    let deadline = Instant::now() + START;
+    let owners = loop {
+        let owners = all_online(&a, &all, START).await;
+        if owners.values().any(|o| *o == id_b) && owners.values().any(|o| *o != id_b) {
+            break owners;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the fleet did not spread over both: {owners:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    // Every sensor due now: each is read once, whichever instance holds its gateway.
+    let due = || async {
+        sqlx::query(
+            "INSERT INTO sensor_schedules (serial, interval_seconds, enabled, next_due_at)
+             SELECT s, 3600, true, now() FROM unnest($1::bigint[]) s
+             ON CONFLICT (serial) DO UPDATE SET next_due_at = now()",
+        )
+        .bind(serials.iter().map(|&s| s as i64).collect::<Vec<_>>())
+        .execute(store.pool())
+        .await
+        .unwrap();
+    };
+    due().await;
+    until_each_has(&a, &serials, 1).await;
+
+    // B dies: its gateways go to A, and so do their schedules.
+    b.kill();
+    let deadline = Instant::now() + START;
+    loop {
+        let now = all_online(&a, &all, START).await;
+        if now.values().all(|o| *o != id_b) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "B's gateways stayed with B: {now:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    due().await;
+    until_each_has(&a, &serials, 2).await;
+    let moved = sims.iter().filter(|sim| owners[&ids[sim.url()]] == id_b).count();
+    assert!(moved > 0, "B held gateways whose sensors A now reads");
 }
