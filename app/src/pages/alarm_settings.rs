@@ -23,22 +23,15 @@ pub fn RulesPage() -> impl IntoView {
     let save = ServerAction::<SaveAlarmRule>::new();
     let toggle = ServerAction::<SetAlarmRuleEnabled>::new();
     let delete = ServerAction::<DeleteAlarmRule>::new();
-    // Bumped by a successful save only: a refused one must not re-render (and so
-    // empty) the form being corrected.
-    let saved = RwSignal::new(0u32);
+    let saved = count_saves(
+        move || save.value().with(|v| matches!(v, Some(Ok(_)))),
+        edit,
+        "/alarm-rules",
+    );
     let data = Resource::new(
         move || (saved.get(), toggle.version().get(), delete.version().get()),
         |_| rules_view(),
     );
-    let navigate = use_navigate();
-    Effect::new(move |_| {
-        if let Some(Ok(_)) = save.value().get() {
-            saved.update(|n| *n += 1);
-            if edit.get_untracked().is_some() {
-                navigate("/alarm-rules", Default::default());
-            }
-        }
-    });
     let save_error = Signal::derive(move || save.value().get().and_then(Result::err));
     view! {
         <header class="page-header">
@@ -65,6 +58,26 @@ pub fn RulesPage() -> impl IntoView {
             })}
         </Transition>
     }
+}
+
+/// Counts the successful saves of a form's action (a refused one must not re-render,
+/// and so empty, the form being corrected); after saving an edit, goes back to `page`.
+fn count_saves(
+    succeeded: impl Fn() -> bool + 'static,
+    edit: Memo<Option<String>>,
+    page: &'static str,
+) -> RwSignal<u32> {
+    let saved = RwSignal::new(0u32);
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if succeeded() {
+            saved.update(|n| *n += 1);
+            if edit.get_untracked().is_some() {
+                navigate(page, Default::default());
+            }
+        }
+    });
+    saved
 }
 
 /// `<option>`s of `choices` (value, text), `chosen` selected.
@@ -252,21 +265,15 @@ pub fn ChannelsPage() -> impl IntoView {
     let delete = ServerAction::<DeleteChannel>::new();
     let test = ServerAction::<SendTestNotification>::new();
     let refresh = RwSignal::new(0u32);
-    // Bumped by a successful save only (see the rules page).
-    let saved = RwSignal::new(0u32);
+    let saved = count_saves(
+        move || save.value().with(|v| matches!(v, Some(Ok(_)))),
+        edit,
+        "/notification-channels",
+    );
     let data = Resource::new(
         move || (saved.get(), delete.version().get(), test.version().get(), refresh.get()),
         |_| channels_view(),
     );
-    let navigate = use_navigate();
-    Effect::new(move |_| {
-        if let Some(Ok(_)) = save.value().get() {
-            saved.update(|n| *n += 1);
-            if edit.get_untracked().is_some() {
-                navigate("/notification-channels", Default::default());
-            }
-        }
-    });
     let save_error = Signal::derive(move || save.value().get().and_then(Result::err));
     view! {
         <header class="page-header">

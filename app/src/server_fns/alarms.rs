@@ -201,7 +201,16 @@ fn number(raw: Option<String>) -> Option<serde_json::Value> {
     })
 }
 
-/// A form's rule id (`id`, blank for a new rule).
+/// Where a refused form goes back to: `page`, editing `id` when one is given.
+#[cfg(feature = "ssr")]
+fn form_page(page: &str, id: Option<&str>) -> String {
+    match id.map(str::trim).filter(|id| !id.is_empty()) {
+        Some(id) => format!("{page}?edit={}", domain::links::encode_query_value(id)),
+        None => page.to_owned(),
+    }
+}
+
+/// A form's `id` (blank when it adds a new rule or channel).
 #[cfg(feature = "ssr")]
 fn editing(id: Option<String>) -> Result<Option<Uuid>, AppError> {
     match given(id) {
@@ -247,10 +256,7 @@ pub async fn save_alarm_rule(
         ("consecutive", consecutive.clone().unwrap_or_default()),
         ("hysteresis", hysteresis.clone().unwrap_or_default()),
     ];
-    let retry = match id.as_deref().map(str::trim).filter(|id| !id.is_empty()) {
-        Some(id) => format!("/alarm-rules?edit={}", domain::links::encode_query_value(id)),
-        None => "/alarm-rules".to_owned(),
-    };
+    let retry = form_page("/alarm-rules", id.as_deref());
     let saved = async {
         let user = ssr::require_admin().await?;
         let store = ssr::store()?;
@@ -364,10 +370,7 @@ pub async fn save_channel(
         ("to", to.clone().unwrap_or_default()),
         ("factory_id", factory_id.clone().unwrap_or_default()),
     ];
-    let retry = match id.as_deref().map(str::trim).filter(|id| !id.is_empty()) {
-        Some(id) => format!("/notification-channels?edit={}", domain::links::encode_query_value(id)),
-        None => "/notification-channels".to_owned(),
-    };
+    let retry = form_page("/notification-channels", id.as_deref());
     let saved = async {
         let user = ssr::require_admin().await?;
         let store = ssr::store()?;
