@@ -42,10 +42,12 @@ CROSS_FIELD_RULES = (
     "a gateway rule is scoped to",
     "must not be below the alert level",
     "must not be negative but for temperature",
-    # Notification channels: what each kind needs, and a kind that cannot change.
+    # Notification channels: what each kind needs and takes, and a kind that cannot change.
     "is required for a webhook",
     "is required for e-mail",
     "cannot be changed; create another channel",
+    "is only for webhook channels",
+    "is only for e-mail channels",
 )
 
 

@@ -71,7 +71,7 @@ fn state_input_rules(document: &mut Value) {
     }
     let rpm = json!({ "exclusiveMinimum": 0, "maximum": domain::machines::RPM_MAX });
     let kinds = json!({ "enum": domain::machines::MACHINE_KINDS });
-    let serial = json!({ "minimum": 1, "maximum": (1u64 << 53) - 1 });
+    let serial = json!({ "minimum": 1, "maximum": domain::machines::SERIAL_MAX });
     for schema in ["MachineInput", "MachinePatch"] {
         rules.extend([
             (schema, "name", text(NAME_MAX, true)),
@@ -125,6 +125,8 @@ const WEBHOOK_URL: &str = r"^\s*[hH][tT][tT][pP][sS]?://[^\s/?#]+([/?#]\S*)?\s*$
 /// One address of [`EMAIL`] without its anchors and spaces.
 const EMAIL_ADDRESS: &str = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}";
 const ALARM_STATES: &str = "(active|acknowledged|cleared|closed)";
+/// `domain::validate::parse_uuid`: the hyphenated form only.
+const UUID: &str = "[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}";
 
 /// The alarm inputs' limits, and the alarm list's filters. What no schema can say (a
 /// threshold's levels and value, one scope at most, `danger` not below `alert`) the
@@ -133,7 +135,7 @@ fn state_alarm_rules(document: &mut Value) {
     use domain::alarms::{CONSECUTIVE_MAX, DELAY_MAX_SECONDS, LEVEL_MAX, NOTE_MAX, SECRET_MAX, URL_MAX as HOOK_MAX};
     let schemas = &mut document["components"]["schemas"];
     let name = json!({ "type": "string", "maxLength": NAME_MAX, "pattern": REQUIRED_TEXT });
-    let serial = json!({ "type": "integer", "minimum": 1, "maximum": (1u64 << 53) - 1 });
+    let serial = json!({ "type": "integer", "minimum": 1, "maximum": domain::machines::SERIAL_MAX });
     for schema in ["AlarmRuleInput", "AlarmRulePatch"] {
         let properties = &mut schemas[schema]["properties"];
         let nullable = schema == "AlarmRulePatch";
@@ -165,14 +167,21 @@ fn state_alarm_rules(document: &mut Value) {
     let parameters = document["paths"]["/api/alarms"]["get"]["parameters"]
         .as_array_mut()
         .expect("the alarm list has parameters");
+    // `domain::alarms::AlarmQuery`: values are trimmed, and a blank one is absent.
+    let one_of = |values: &str| json!({ "type": "string", "pattern": format!(r"^\s*({values})?\s*$") });
+    let sorts = domain::alarms::AlarmSort::ALL.map(|sort| sort.as_str()).join("|");
     for parameter in parameters {
         match parameter["name"].as_str() {
             Some("state") => {
-                let pattern = format!("^({ALARM_STATES}(,{ALARM_STATES})*)?$");
+                let pattern = format!(r"^\s*({ALARM_STATES}\s*(,\s*{ALARM_STATES}\s*)*)?$");
                 parameter["schema"] = json!({ "type": "string", "pattern": pattern });
             }
-            Some("severity") => parameter["schema"] = json!({ "type": "string", "enum": ["warning", "critical", ""] }),
-            Some("serial") => parameter["schema"] = serial.clone(),
+            Some("severity") => parameter["schema"] = one_of("warning|critical"),
+            Some("sort") => parameter["schema"] = one_of(&sorts),
+            Some("factory_id" | "machine_id" | "gateway_id") => parameter["schema"] = one_of(UUID),
+            Some("serial") => {
+                parameter["schema"] = json!({ "anyOf": [serial.clone(), { "type": "string", "pattern": r"^\s*$" }] })
+            }
             _ => continue,
         }
     }
@@ -187,7 +196,7 @@ fn state_serial_limits(document: &mut Value) {
             for parameter in operation["parameters"].as_array_mut().into_iter().flatten() {
                 if parameter["name"] == "serial" {
                     parameter["schema"]["minimum"] = json!(1);
-                    parameter["schema"]["maximum"] = json!((1u64 << 53) - 1);
+                    parameter["schema"]["maximum"] = json!(domain::machines::SERIAL_MAX);
                 }
             }
         }
@@ -226,7 +235,7 @@ fn describe_event_stream(document: &mut Value) {
         .as_array_mut()
         .expect("the event stream has parameters");
     for parameter in parameters.iter_mut().filter(|p| p["name"] == "last_event_id") {
-        parameter["schema"]["maximum"] = json!((1u64 << 53) - 1);
+        parameter["schema"]["maximum"] = json!(domain::machines::SERIAL_MAX);
     }
     let content = &mut document["paths"]["/api/events"]["get"]["responses"]["200"]["content"]["text/event-stream"];
     assert!(content.is_object(), "the document has no event stream");

@@ -18,12 +18,12 @@ use domain::{AppError, FieldError, Page};
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// A serial from the path: a whole number above 0.
+/// A serial from the path (`domain::machines::parse_serial`).
 fn serial_of(raw: &str) -> ApiResult<u64> {
     domain::machines::parse_serial(&serde_json::Value::String(raw.to_owned())).ok_or_else(|| {
         ApiError(AppError::validation(vec![FieldError::new(
             "serial",
-            "must be a sensor serial: a whole number above 0",
+            domain::machines::SERIAL_PROBLEM,
         )]))
     })
 }

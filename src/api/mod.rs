@@ -52,7 +52,7 @@ use utoipa::{Modify, OpenApi};
         alarms::create_channel, alarms::list_channels, alarms::get_channel, alarms::patch_channel,
         alarms::delete_channel, alarms::channel_deliveries, alarms::test_channel,
     ),
-    components(schemas(domain::live::LiveBatch)),
+    components(schemas(domain::live::LiveBatch, domain::alarms::AlarmSort)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

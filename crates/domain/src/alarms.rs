@@ -372,7 +372,7 @@ impl AlarmRuleInput {
         let gateway_id = check_uuid(&mut c, "gateway_id", self.gateway_id.as_deref());
         let serial = self.serial.as_ref().filter(|v| !v.is_null()).and_then(|v| {
             v.is_number().then(|| parse_serial(v)).flatten().or_else(|| {
-                c.fail("serial", "must be a sensor serial: a whole number above 0");
+                c.fail("serial", crate::machines::SERIAL_PROBLEM);
                 None
             })
         });
@@ -680,7 +680,7 @@ impl AlarmQuery<'_> {
         let serial = given(self.serial).and_then(|raw| {
             let serial = parse_serial(&Value::String(raw));
             if serial.is_none() {
-                c.fail("serial", "must be a sensor serial: a whole number above 0");
+                c.fail("serial", crate::machines::SERIAL_PROBLEM);
             }
             serial
         });
@@ -850,6 +850,12 @@ impl ChannelInput {
             (None, Some(channel)) => channel.name.clone(),
             _ => c.required_text("name", self.name.as_deref(), crate::NAME_MAX),
         };
+        // A field of the other kind is refused, not silently dropped.
+        match kind {
+            Some(ChannelKind::Email) if self.url.is_some() => c.fail("url", "is only for webhook channels"),
+            Some(ChannelKind::Webhook) if self.to.is_some() => c.fail("to", "is only for e-mail channels"),
+            _ => {}
+        }
         let url = self
             .url
             .as_deref()
@@ -1098,6 +1104,21 @@ mod tests {
         assert_eq!(channel.secret.unwrap().expose(), "s3");
         let input: ChannelInput =
             serde_json::from_value(json!({"kind": "email", "name": "ops", "to": "a@example.com, nope"})).unwrap();
+        assert_eq!(fields(input.validate(None).unwrap_err()), ["to"]);
+    }
+
+    #[test]
+    fn a_field_of_the_other_kind_is_refused() {
+        let input: ChannelInput = serde_json::from_value(
+            json!({"kind": "email", "name": "ops", "to": "a@example.com", "url": "https://hooks.example.com/x"}),
+        )
+        .unwrap();
+        let err = input.validate(None).unwrap_err();
+        assert_eq!(err.field_message("url"), Some("is only for webhook channels"));
+        let input: ChannelInput = serde_json::from_value(
+            json!({"kind": "webhook", "name": "ops", "url": "https://hooks.example.com/x", "to": "a@example.com"}),
+        )
+        .unwrap();
         assert_eq!(fields(input.validate(None).unwrap_err()), ["to"]);
     }
 

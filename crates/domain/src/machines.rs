@@ -277,10 +277,16 @@ impl MachinePatch {
     }
 }
 
-/// A sensor serial from JSON: a whole number above 0 (as `/api/gateways/{id}/sensors`
-/// gives it), or the same digits as text.
+/// The largest sensor serial the API takes: below 2^53, so that it stays exact as a
+/// JSON number in every client (a browser's numbers are doubles).
+pub const SERIAL_MAX: u64 = (1 << 53) - 1;
+/// What a bad serial is told (it names [`SERIAL_MAX`]).
+pub const SERIAL_PROBLEM: &str = "must be a sensor serial: a whole number from 1 to 9007199254740991";
+
+/// A sensor serial from JSON: a whole number from 1 to [`SERIAL_MAX`] (as
+/// `/api/gateways/{id}/sensors` gives it), or the same digits as text.
 pub fn parse_serial(value: &Value) -> Option<u64> {
-    whole_number(value).filter(|&serial| serial > 0 && serial <= i64::MAX as u64)
+    whole_number(value).filter(|serial| (1..=SERIAL_MAX).contains(serial))
 }
 
 /// Body of `POST /api/machines/{id}/points`.
@@ -310,7 +316,7 @@ impl PointInput {
                 0
             }
             Some(value) => parse_serial(value).unwrap_or_else(|| {
-                c.fail("serial", "must be a sensor serial: a whole number above 0");
+                c.fail("serial", SERIAL_PROBLEM);
                 0
             }),
         };
@@ -791,6 +797,10 @@ mod tests {
             .unwrap();
         assert_eq!(point.serial, 40417);
         assert_eq!(parse_serial(&json!(40417.0)), Some(40417));
+        assert_eq!(parse_serial(&json!(SERIAL_MAX)), Some(SERIAL_MAX));
+        assert_eq!(parse_serial(&json!(SERIAL_MAX + 1)), None);
+        assert!(SERIAL_PROBLEM.ends_with(&SERIAL_MAX.to_string()));
+        assert_eq!(parse_serial(&json!((SERIAL_MAX + 1).to_string())), None);
     }
 
     #[test]
