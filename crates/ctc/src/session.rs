@@ -481,10 +481,10 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 type ReplySender = oneshot::Sender<Result<Inbound, Error>>;
 
+/// Sent boxed ([`Requests`]): a channel allocates its slots in blocks of 32 up front, per
+/// connection, so a slot holds a pointer rather than the largest request.
 enum Request {
     Command {
-        // Boxed (a login carries the credentials): a channel allocates its slots in
-        // blocks of 32 up front, per connection.
         command: Box<Command>,
         timeout: Duration,
         reply: ReplySender,
@@ -513,24 +513,26 @@ struct ReadingWaiter {
     temperature: Option<oneshot::Sender<TemperatureData>>,
 }
 
+type Requests = mpsc::UnboundedSender<Box<Request>>;
+
 struct DisarmOnDrop {
-    requests: mpsc::UnboundedSender<Request>,
+    requests: Requests,
     serial: Serial,
     token: u64,
 }
 
 impl Drop for DisarmOnDrop {
     fn drop(&mut self) {
-        let _ = self.requests.send(Request::Disarm {
+        let _ = self.requests.send(Box::new(Request::Disarm {
             serial: self.serial,
             token: self.token,
-        });
+        }));
     }
 }
 
 /// The handle side of the connection task.
 struct Link {
-    requests: mpsc::UnboundedSender<Request>,
+    requests: Requests,
     closed: watch::Receiver<Option<Error>>,
     counters: Arc<Counters>,
     unsolicited: tokio::sync::Mutex<mpsc::Receiver<Box<ReadingData>>>,
@@ -585,7 +587,7 @@ impl Link {
     }
 
     fn send(&self, request: Request) -> Result<(), Error> {
-        self.requests.send(request).map_err(|_| self.closed_reason())
+        self.requests.send(Box::new(request)).map_err(|_| self.closed_reason())
     }
 
     async fn reply(&self, reply: oneshot::Receiver<Result<Inbound, Error>>) -> Result<Inbound, Error> {
@@ -644,7 +646,7 @@ struct ConnectionTask {
     url: String,
     sink: SplitSink<Socket, Message>,
     stream: SplitStream<Socket>,
-    requests: mpsc::UnboundedReceiver<Request>,
+    requests: mpsc::UnboundedReceiver<Box<Request>>,
     queue: VecDeque<Queued>,
     in_flight: Option<InFlight>,
     readings: HashMap<Serial, ReadingWaiter>,
@@ -722,7 +724,7 @@ impl ConnectionTask {
                         ))
                     }
                 },
-                request = self.requests.recv() => match request {
+                request = self.requests.recv() => match request.map(|request| *request) {
                     Some(Request::Close { done }) => return Exit::Close(Some(done)),
                     None => return Exit::Close(None),
                     Some(request) => self.accept(request),
