@@ -235,7 +235,7 @@ fn describe_event_stream(document: &mut Value) {
         .as_array_mut()
         .expect("the event stream has parameters");
     for parameter in parameters.iter_mut().filter(|p| p["name"] == "last_event_id") {
-        parameter["schema"]["maximum"] = json!(domain::machines::SERIAL_MAX);
+        parameter["schema"]["maximum"] = json!(domain::validate::MAX_SAFE_INTEGER);
     }
     let content = &mut document["paths"]["/api/events"]["get"]["responses"]["200"]["content"]["text/event-stream"];
     assert!(content.is_object(), "the document has no event stream");
@@ -354,5 +354,95 @@ mod tests {
         );
         let state = parameters.iter().find(|p| p["name"] == "state").unwrap();
         assert!(state["schema"]["enum"].as_array().unwrap().contains(&json!("backoff")));
+    }
+
+    /// A `$ref` to a schema the document lacks makes clients (and schemathesis) skip what
+    /// it describes.
+    #[test]
+    fn every_reference_resolves() {
+        fn references<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
+            match value {
+                Value::Object(map) => {
+                    if let Some(Value::String(target)) = map.get("$ref") {
+                        found.push(target);
+                    }
+                    map.values().for_each(|v| references(v, found));
+                }
+                Value::Array(items) => items.iter().for_each(|v| references(v, found)),
+                _ => {}
+            }
+        }
+        let document = document();
+        let mut found = Vec::new();
+        references(document, &mut found);
+        assert!(!found.is_empty());
+        for target in found {
+            let pointer = target.strip_prefix('#').expect("a local reference");
+            assert!(document.pointer(pointer).is_some(), "{target} does not resolve");
+        }
+    }
+
+    /// Each filter of `GET /api/alarms` takes exactly what its pattern allows.
+    #[test]
+    fn the_alarm_list_parameters_agree_with_the_server() {
+        use domain::alarms::AlarmQuery;
+        let parameters = document()["paths"]["/api/alarms"]["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        let pattern = |name: &str| {
+            let parameter = parameters.iter().find(|p| p["name"] == name).unwrap();
+            parameter["schema"]["pattern"].as_str().unwrap().to_owned()
+        };
+        let id = "0b6f1c2e-9d3a-4f5b-8c7d-1e2f3a4b5c6d";
+        let cases: [(&str, &[&str]); 4] = [
+            (
+                "state",
+                &[
+                    "",
+                    " ",
+                    "active",
+                    " active , closed ",
+                    "active,,closed",
+                    "open",
+                    "Active",
+                ],
+            ),
+            ("severity", &["", "warning", " critical ", "info", "warning,critical"]),
+            ("sort", &["", "newest", " severity ", "name", "Newest"]),
+            (
+                "gateway_id",
+                &[
+                    "",
+                    id,
+                    " 0B6F1C2E-9D3A-4F5B-8C7D-1E2F3A4B5C6D ",
+                    "0b6f1c2e9d3a4f5b8c7d1e2f3a4b5c6d",
+                    "x",
+                ],
+            ),
+        ];
+        for (name, values) in cases {
+            let pattern = pattern(name);
+            for &value in values {
+                let query = match name {
+                    "state" => AlarmQuery {
+                        state: Some(value),
+                        ..Default::default()
+                    },
+                    "severity" => AlarmQuery {
+                        severity: Some(value),
+                        ..Default::default()
+                    },
+                    "sort" => AlarmQuery {
+                        sort: Some(value),
+                        ..Default::default()
+                    },
+                    _ => AlarmQuery {
+                        gateway_id: Some(value),
+                        ..Default::default()
+                    },
+                };
+                assert_eq!(matches(&pattern, value), query.parse().is_ok(), "{name}={value:?}");
+            }
+        }
     }
 }

@@ -232,12 +232,12 @@ pub async fn events(
     let coalesce = query.flag("coalesce")?;
     let from_query = match query.text("last_event_id")? {
         None => None,
-        // Event ids stay below 2^53 (exact in JavaScript).
+        // Event ids stay exact in JavaScript.
         Some(raw) => Some(
             raw.trim()
                 .parse::<u64>()
                 .ok()
-                .filter(|id| *id < 1 << 53)
+                .filter(|id| *id <= domain::validate::MAX_SAFE_INTEGER)
                 .ok_or_else(|| field_error("last_event_id", "must be a whole number below 2^53"))?,
         ),
     };

@@ -277,9 +277,8 @@ impl MachinePatch {
     }
 }
 
-/// The largest sensor serial the API takes: below 2^53, so that it stays exact as a
-/// JSON number in every client (a browser's numbers are doubles).
-pub const SERIAL_MAX: u64 = (1 << 53) - 1;
+/// The largest sensor serial the API takes: exact as a JSON number in every client.
+pub const SERIAL_MAX: u64 = crate::validate::MAX_SAFE_INTEGER;
 /// What a bad serial is told (it names [`SERIAL_MAX`]).
 pub const SERIAL_PROBLEM: &str = "must be a sensor serial: a whole number from 1 to 9007199254740991";
 

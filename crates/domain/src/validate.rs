@@ -13,6 +13,10 @@ pub fn parse_uuid(raw: &str) -> Option<uuid::Uuid> {
     uuid::Uuid::try_parse(raw).ok()
 }
 
+/// The largest whole number every JSON client holds exactly (a browser's numbers are
+/// doubles: JavaScript's `Number.MAX_SAFE_INTEGER`). Serials and event ids stay within it.
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
 /// PostgreSQL cannot store NUL in text or jsonb, so it is refused up front.
 pub const NUL_MESSAGE: &str = "must not contain NUL characters";
 
