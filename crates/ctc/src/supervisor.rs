@@ -11,6 +11,7 @@
 //! enable/disable and shut down. Shutdown (or dropping the handle) unsubscribes, closes with code
 //! 1000 and ends the task; no other task is left behind.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -508,17 +509,41 @@ impl Supervisor {
         }
     }
 
+    /// Runs one step of a connection attempt while answering commands; `Err` with what
+    /// to do next when a command ends the attempt (dropping the step closes what it opened).
+    async fn while_connecting<T>(&mut self, mut step: impl Future<Output = T> + Unpin) -> Result<T, Next> {
+        loop {
+            tokio::select! {
+                result = &mut step => return Ok(result),
+                command = self.commands.recv() => match self.on_command_offline(command, "connecting") {
+                    Interrupt::Stop => return Err(Next::Stop),
+                    Interrupt::Reconnect => return Err(Next::Connect),
+                    Interrupt::None => {}
+                },
+            }
+        }
+    }
+
     async fn connect_and_serve(&mut self) -> Next {
         self.set_state(GatewayState::Connecting, None);
+        // Two steps, each in its own allocation, so that a gateway waiting for a handshake
+        // slot (inside the credentials provider) holds only that small future, not the
+        // large one of the handshakes: at start-up most of a fleet waits at once.
+        let provider = self.credentials.clone();
+        let credentials = match self.while_connecting(provider.credentials()).await {
+            Ok(Ok(credentials)) => credentials,
+            Ok(Err(reason)) => {
+                let error = Error::Credentials(reason);
+                debug!(url = %self.config.url, %error, "connection attempt failed");
+                return self.backoff_after(error);
+            }
+            Err(next) => return next,
+        };
         let config = self.config.clone();
-        let credentials = self.credentials.clone();
         let counters = self.counters.clone();
         let events = self.events.clone();
         let status = self.status.clone();
-        // Boxed: the connect future is large and only lives while connecting, so it should not
-        // swell the supervisor's own (long-lived) task.
-        let mut connecting = Box::pin(async move {
-            let credentials = credentials.credentials().await.map_err(Error::Credentials)?;
+        let connecting = Box::pin(async move {
             let mut phase_reporter = |phase| {
                 if phase == ConnectPhase::Authenticating {
                     status.set_state(GatewayState::Authenticating);
@@ -539,18 +564,13 @@ impl Supervisor {
             )
             .await
         });
-        let session = loop {
-            tokio::select! {
-                result = &mut connecting => break result,
-                command = self.commands.recv() => match self.on_command_offline(command, "connecting") {
-                    // Dropping the half-open connection closes it.
-                    Interrupt::Stop => return Next::Stop,
-                    Interrupt::Reconnect => return Next::Connect,
-                    Interrupt::None => {}
-                },
-            }
+        // The step's allocation is freed when it ends: this function lives as long as the
+        // session, and a finished future keeps its memory until dropped.
+        let connected = match self.while_connecting(connecting).await {
+            Ok(connected) => connected,
+            Err(next) => return next,
         };
-        let session = match session {
+        let session = match connected {
             Ok(session) => session,
             Err(error) => {
                 debug!(url = %self.config.url, %error, "connection attempt failed");

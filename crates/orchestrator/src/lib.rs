@@ -422,7 +422,8 @@ impl CredentialsProvider for StoreCredentials {
                 .map_err(|_| "shutting down".to_owned())?;
             let slot = HandshakeSlot::new(permit, self.orchestrator.clone());
             let last_read = self.last_read.lock().expect("credentials lock").clone();
-            let read = self.store.gateway_credentials(self.gateway);
+            // Boxed, so that the wait for a slot above holds a small future, not this query's.
+            let read = Box::pin(self.store.gateway_credentials(self.gateway));
             // `Err(None)`: no answer in time, with the credentials last read to fall back on.
             let read = match last_read {
                 Some(_) => match tokio::time::timeout(CREDENTIALS_WAIT, read).await {

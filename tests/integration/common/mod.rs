@@ -5,6 +5,7 @@ use factory_monitor::security::CorsOrigins;
 use factory_monitor::web::{self, AppState};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use std::time::Duration;
 use store::{EncryptionKey, KeyRing, Store};
 
 pub const CORS_ORIGIN: &str = "https://ui.plant.example";
@@ -111,6 +112,10 @@ pub async fn fleet_of_two_stores() -> (Store, Store) {
     (store_with_key(&url, &key).await, store_with_key(&url, &key).await)
 }
 
+/// How long any one API call of a test may take: far above what any takes (a write
+/// waits at most the pool's 5 s acquire timeout per query while the database is away).
+const ANSWER_DEADLINE: Duration = Duration::from_secs(60);
+
 impl TestServer {
     pub async fn start() -> Self {
         Self::start_with(fresh_store().await, test_orchestrator_config()).await
@@ -127,6 +132,13 @@ impl TestServer {
         config: orchestrator::OrchestratorConfig,
         alarms: factory_monitor::alarms::AlarmConfig,
     ) -> Self {
+        // The server's log, for a test run with e.g. TEST_LOG=debug (captured per test).
+        if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
         let (_, admin) = store.create_api_token("test admin", domain::Role::Admin).await.unwrap();
         let (_, viewer) = store
             .create_api_token("test viewer", domain::Role::Viewer)
@@ -158,10 +170,21 @@ impl TestServer {
 
     /// Sends a request as admin (when `token` is None, pass Some("") for none).
     pub async fn send(&self, builder: reqwest::RequestBuilder) -> Reply {
-        let response = builder.send().await.expect("request");
+        // A request the server never answers fails the test, naming it, instead of
+        // hanging the run until CI's limit.
+        let request = builder.timeout(ANSWER_DEADLINE).build().expect("a valid request");
+        let described = format!("{} {}", request.method(), request.url().path());
+        let response = self
+            .http
+            .execute(request)
+            .await
+            .unwrap_or_else(|err| panic!("{described}: no answer: {err}"));
         let status = response.status();
         let headers = response.headers().clone();
-        let text = response.text().await.unwrap();
+        let text = response
+            .text()
+            .await
+            .unwrap_or_else(|err| panic!("{described}: body not read: {err}"));
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         Reply {
             status,
