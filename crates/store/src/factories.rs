@@ -1,8 +1,12 @@
+use crate::changes::ChangeFeed;
 use crate::{Store, StoreError, Topic};
 use chrono::{DateTime, Utc};
 use domain::error::ErrorCode;
 use domain::{AppError, Factory, FactoryChanges, Metadata, NewFactory, Page, PageRequest};
 use sqlx::types::Json;
+use sqlx::PgPool;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 const COLUMNS: &str = "id, organization_id, name, location, timezone, metadata, created_at, updated_at";
@@ -42,7 +46,31 @@ pub struct FactoryWithCount {
 }
 
 impl Store {
+    /// Creates a factory under the organization named, or the only one there is.
+    ///
+    /// Concurrent creations are combined: one statement and one commit insert every factory
+    /// waiting at that moment (see [`combine_factory_inserts`]), so their throughput is not
+    /// bounded by one commit each. A creation the combined insert does not take (no
+    /// organization to go under, say) runs alone and gets its precise answer there.
     pub async fn create_factory(&self, input: NewFactory) -> Result<Factory, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let input = match self.factory_inserts.try_send(PendingFactory { input, reply }) {
+            Ok(()) => match answer.await {
+                Ok(Combined::Inserted(factory)) => return Ok(factory),
+                Ok(Combined::Failed(err)) => return Err(err),
+                Ok(Combined::Alone(input)) => input,
+                // The combiner ended (its runtime is shutting down) with this creation unanswered.
+                Err(_) => return Err(StoreError::Database(sqlx::Error::PoolClosed)),
+            },
+            // A full queue: the combiner is behind, and this one needs no place in it.
+            Err(mpsc::error::TrySendError::Full(pending) | mpsc::error::TrySendError::Closed(pending)) => pending.input,
+        };
+        self.create_factory_alone(input).await
+    }
+
+    /// One factory in its own statement: the path of a request the combined insert could
+    /// not take, which also tells why a factory has no organization to go under.
+    async fn create_factory_alone(&self, input: NewFactory) -> Result<Factory, StoreError> {
         // One statement on the usual path: the organization named, or the only one there
         // is, locked in share mode so a concurrent soft delete of it cannot slip between
         // the check and the insert. No row: find out why (below).
@@ -249,4 +277,136 @@ impl Store {
 pub(crate) fn like_pattern(text: &str) -> String {
     let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
     format!("%{escaped}%")
+}
+
+/// Most creations one combined insert takes.
+const MAX_COMBINED: usize = 256;
+/// Creations waiting for the combiner at most; beyond, a creation runs alone.
+pub(crate) const COMBINER_QUEUE: usize = 4 * MAX_COMBINED;
+
+/// A factory creation waiting for the combined insert.
+pub(crate) struct PendingFactory {
+    input: NewFactory,
+    reply: oneshot::Sender<Combined>,
+}
+
+/// What the combined insert did with one creation.
+enum Combined {
+    Inserted(Factory),
+    /// The database is unavailable: the creation would fail alone too.
+    Failed(StoreError),
+    /// Not taken (no single organization to go under, or the statement failed for another
+    /// reason): the creation runs alone, which gives its own answer.
+    Alone(NewFactory),
+}
+
+/// Combined inserts in flight at once: while they all commit, creations queue up and
+/// the next insert takes them all. More than one, so that a slow one (the database going
+/// away) does not hold up the creations behind it by its whole wait.
+const COMBINED_IN_FLIGHT: usize = 4;
+
+/// Takes every creation waiting at once (up to [`MAX_COMBINED`]) and inserts them in one
+/// statement, one commit; until the last store clone (holding the sender) is gone.
+pub(crate) async fn combine_factory_inserts(
+    pool: PgPool,
+    changes: Arc<ChangeFeed>,
+    mut pending: mpsc::Receiver<PendingFactory>,
+) {
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(COMBINED_IN_FLIGHT));
+    loop {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = Vec::with_capacity(MAX_COMBINED);
+        if pending.recv_many(&mut batch, MAX_COMBINED).await == 0 {
+            return;
+        }
+        let (pool, changes) = (pool.clone(), changes.clone());
+        tokio::spawn(async move {
+            let inserted = insert_factories(&pool, &batch).await;
+            if matches!(inserted, Ok(ref rows) if rows.iter().any(Option::is_some)) {
+                changes.committed(Topic::Inventory);
+            }
+            answer_combined(batch, inserted);
+            drop(permit);
+        });
+    }
+}
+
+/// Inserts each factory under its organization (named, or the only one there is) in one
+/// statement; ids are chosen here, so each row returned is known by its request. A factory
+/// without exactly one organization to go under is left out.
+async fn insert_factories(pool: &PgPool, batch: &[PendingFactory]) -> Result<Vec<Option<FactoryRow>>, StoreError> {
+    let ids: Vec<Uuid> = batch.iter().map(|_| Uuid::new_v4()).collect();
+    let organizations: Vec<Option<Uuid>> = batch.iter().map(|p| p.input.organization_id).collect();
+    let names: Vec<&str> = batch.iter().map(|p| p.input.name.as_str()).collect();
+    let locations: Vec<Option<&str>> = batch.iter().map(|p| p.input.location.as_deref()).collect();
+    let timezones: Vec<&str> = batch.iter().map(|p| p.input.timezone.as_str()).collect();
+    let metadata: Vec<Json<&domain::Metadata>> = batch.iter().map(|p| Json(&p.input.metadata)).collect();
+    // The organizations are locked in share mode, as for one creation: a concurrent soft
+    // delete of one cannot slip between the check and the insert.
+    let rows: Vec<FactoryRow> = sqlx::query_as(&format!(
+        "WITH input AS (
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[])
+                 AS i(id, organization, name, location, timezone, metadata)
+         ), parent AS (
+             SELECT i.id, (array_agg(o.id))[1] AS organization_id
+             FROM input i
+             CROSS JOIN LATERAL (
+                 SELECT id FROM organizations
+                 WHERE deleted_at IS NULL AND (i.organization IS NULL OR id = COALESCE(
+                     (SELECT organization_id FROM organization_aliases WHERE alias = i.organization),
+                     i.organization))
+                 LIMIT 2 FOR SHARE
+             ) o
+             GROUP BY i.id HAVING count(*) = 1
+         )
+         INSERT INTO factories (id, organization_id, name, location, timezone, metadata)
+         SELECT i.id, parent.organization_id, i.name, i.location, i.timezone, i.metadata
+         FROM input i JOIN parent USING (id)
+         RETURNING {COLUMNS}"
+    ))
+    .bind(&ids)
+    .bind(&organizations)
+    .bind(&names)
+    .bind(&locations)
+    .bind(&timezones)
+    .bind(&metadata)
+    .fetch_all(pool)
+    .await?;
+    let mut by_id: std::collections::HashMap<Uuid, FactoryRow> = rows.into_iter().map(|r| (r.id, r)).collect();
+    Ok(ids.iter().map(|id| by_id.remove(id)).collect())
+}
+
+/// Answers each creation of `batch` from what the combined insert did (rows in the order
+/// of the batch).
+fn answer_combined(batch: Vec<PendingFactory>, inserted: Result<Vec<Option<FactoryRow>>, StoreError>) {
+    match inserted {
+        Ok(rows) => {
+            for (pending, row) in batch.into_iter().zip(rows) {
+                let answer = match row {
+                    Some(row) => Combined::Inserted(row.into()),
+                    None => Combined::Alone(pending.input),
+                };
+                let _ = pending.reply.send(answer);
+            }
+        }
+        Err(err) if err.is_unavailable() => {
+            let reason = err.to_string();
+            let mut first = Some(err);
+            for pending in batch {
+                // Each gets an error that is as unavailable as the one seen (a 503 to retry).
+                let err = first
+                    .take()
+                    .unwrap_or_else(|| StoreError::Database(sqlx::Error::Io(std::io::Error::other(reason.clone()))));
+                let _ = pending.reply.send(Combined::Failed(err));
+            }
+        }
+        Err(err) => {
+            tracing::warn!(%err, creations = batch.len(), "combined factory insert failed; each runs alone");
+            for pending in batch {
+                let _ = pending.reply.send(Combined::Alone(pending.input));
+            }
+        }
+    }
 }

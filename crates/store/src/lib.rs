@@ -54,6 +54,8 @@ pub struct Store {
     changes: Arc<ChangeFeed>,
     caches: Arc<ReadCaches>,
     _announcer: Arc<AnnouncerStop>,
+    /// Factory creations waiting to be inserted together (see `Store::create_factory`).
+    factory_inserts: tokio::sync::mpsc::Sender<factories::PendingFactory>,
 }
 
 /// Ends the task that announces changes once the last clone of a store is gone
@@ -88,7 +90,14 @@ impl Store {
     pub fn new(pool: PgPool, keys: KeyRing) -> Self {
         let changes: Arc<ChangeFeed> = Arc::default();
         tokio::spawn(changes::announce(pool.clone(), changes.clone()));
+        let (factory_inserts, pending) = tokio::sync::mpsc::channel(factories::COMBINER_QUEUE);
+        tokio::spawn(factories::combine_factory_inserts(
+            pool.clone(),
+            changes.clone(),
+            pending,
+        ));
         Self {
+            factory_inserts,
             pool,
             keys: Arc::new(keys),
             observer: Arc::default(),

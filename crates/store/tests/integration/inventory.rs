@@ -70,6 +70,66 @@ async fn unknown_organization_is_a_typed_error(pool: PgPool) {
     assert_eq!(code(err), ErrorCode::UnknownOrganization);
 }
 
+/// Creations made at the same moment are inserted together (one statement, one commit:
+/// one `created_at`), and each still gets its own row, or its own error.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn concurrent_creations_are_combined_and_each_gets_its_own_answer(pool: PgPool) {
+    let store = new_store(pool.clone());
+    let ours = store.list_organizations().await.unwrap()[0].id;
+    // Every fifth names an organization that does not exist; the others name ours, its
+    // predecessor's alias, or none.
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let store = store.clone();
+            let organization = match i % 5 {
+                0 => Some(Uuid::new_v4().to_string()),
+                1 => Some(ours.to_string()),
+                2 => Some("00000000-0000-0000-0000-000000000001".to_owned()),
+                _ => None,
+            };
+            tokio::spawn(async move {
+                let input = FactoryInput {
+                    organization_id: organization,
+                    name: Some(format!("Plant {i}")),
+                    location: (i % 2 == 0).then(|| format!("Hall {i}")),
+                    metadata: Some(json!({ "n": i })),
+                    ..Default::default()
+                };
+                (i, store.create_factory(input.validate().unwrap()).await)
+            })
+        })
+        .collect();
+    let mut created = Vec::new();
+    for task in tasks {
+        let (i, result) = task.await.unwrap();
+        if i % 5 == 0 {
+            assert_eq!(
+                code(result.unwrap_err()),
+                ErrorCode::UnknownOrganization,
+                "creation {i}"
+            );
+            continue;
+        }
+        let factory = result.unwrap_or_else(|err| panic!("creation {i}: {err}"));
+        assert_eq!(factory.name, format!("Plant {i}"));
+        assert_eq!(factory.location, (i % 2 == 0).then(|| format!("Hall {i}")));
+        assert_eq!(factory.metadata["n"], i);
+        assert_eq!(factory.organization_id, ours);
+        assert_eq!(store.get_factory(factory.id).await.unwrap(), factory, "read back {i}");
+        created.push(factory);
+    }
+    assert_eq!(created.len(), 80);
+    let (rows, commits): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT created_at) FROM factories WHERE name LIKE 'Plant %'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(rows, 80, "only the creations answered with a factory are stored");
+    // On this test's single-threaded runtime every creation is queued before the combiner
+    // runs, so all of them go in one transaction.
+    assert_eq!(commits, 1, "creations queued together are inserted together");
+}
+
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn factory_crud_and_soft_delete(pool: PgPool) {
     let store = new_store(pool.clone());
